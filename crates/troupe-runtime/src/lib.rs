@@ -1,0 +1,1 @@
+//! Python runtime, runtime client, runtime launcher.

@@ -1,0 +1,141 @@
+//! The transport interface (platform.md §1.1) that every queue backend implements:
+//! the embedded queue, and later RabbitMQ, SQS, Pub/Sub, NATS JetStream and Redis Streams.
+//!
+//! The sidecar engine only ever talks to a `dyn Transport`; adding a broker never changes
+//! the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Errors a transport reports. Messages say what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The broker or store could not be reached or written.
+    #[error("transport I/O error on queue '{queue}': {message}")]
+    Io {
+        /// Queue involved.
+        queue: String,
+        /// What failed.
+        message: String,
+    },
+    /// The queue does not exist and cannot be created.
+    #[error("queue '{0}' does not exist")]
+    NoSuchQueue(String),
+    /// The message exceeds the transport's size limit.
+    #[error("message of {size} bytes exceeds the {limit}-byte limit of queue '{queue}'")]
+    TooLarge {
+        /// Queue involved.
+        queue: String,
+        /// Message size.
+        size: usize,
+        /// Transport limit.
+        limit: usize,
+    },
+    /// The delivery handle is unknown (already acked, or expired and redelivered).
+    #[error("unknown or expired delivery on queue '{0}'")]
+    UnknownDelivery(String),
+    /// The transport was closed.
+    #[error("transport closed")]
+    Closed,
+}
+
+/// Transport-specific handle that identifies one delivery for ack/nack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeliveryHandle {
+    /// Numeric handle (embedded sequence, AMQP delivery tag).
+    Seq(u64),
+    /// Opaque token (SQS receipt handle, Pub/Sub ack id, stream entry id).
+    Token(String),
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Queue it was received from.
+    pub queue: Arc<str>,
+    /// Exactly the bytes that were sent (the envelope JSON).
+    pub body: Bytes,
+    /// Handle for [`Transport::ack`] / [`Transport::nack`].
+    pub handle: DeliveryHandle,
+    /// How many times this message has been delivered, this one included, when known.
+    pub delivery_count: Option<u32>,
+}
+
+/// Queue depth, as the autoscaler and `troupe status` see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Receivable now.
+    pub ready: u64,
+    /// Sent with a delay that has not elapsed yet.
+    pub delayed: u64,
+    /// Received and not yet acked.
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    /// Messages that still need a consumer: ready plus in flight (KEDA's queue length).
+    pub fn backlog(&self) -> u64 {
+        self.ready + self.in_flight
+    }
+}
+
+/// A queue backend.
+///
+/// Semantics every implementation must keep:
+/// - **Durability**: `send` and `send_with_delay` return only once the message is
+///   accepted durably (a broker confirm, or written to the OS for the embedded store).
+///   A message whose send returned survives a crash of the sending process.
+/// - **At-least-once**: a delivery that is neither acked nor nacked becomes receivable
+///   again (visibility timeout, consumer death, process restart).
+/// - **Cancel safety**: dropping a pending `receive` future loses no message.
+/// - **Delays**: a message sent with delay `d` is not receivable before `now + d`.
+/// - Bodies are opaque bytes; transports never rewrite them.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Short name for logs and metrics (`embedded`, `rabbitmq`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Queue name for an actor in this transport's naming scheme (protocol.md §4).
+    fn queue_name(&self, actor: &str) -> String;
+
+    /// Waits for the next message on `queue`. Cancel-safe.
+    async fn receive(&self, queue: &str) -> Result<Delivery, TransportError>;
+
+    /// Sends `body` to `queue`; returns once it is durable.
+    async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError>;
+
+    /// Sends `body` to `queue`, receivable no earlier than `now + delay`.
+    async fn send_with_delay(
+        &self,
+        queue: &str,
+        body: Bytes,
+        delay: Duration,
+    ) -> Result<(), TransportError>;
+
+    /// Removes a delivered message for good.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError>;
+
+    /// Gives a delivery back; receivable again after `delay` (zero: at once).
+    async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), TransportError>;
+
+    /// Gives a delivery back for immediate redelivery (`nack` with zero delay).
+    async fn requeue(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        self.nack(delivery, Duration::ZERO).await
+    }
+
+    /// Current depth of `queue`.
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError>;
+
+    /// Event-driven arrival notifications, when the transport can offer them: the
+    /// receiver yields a queue name each time a message becomes receivable there.
+    /// `None` means callers must poll [`Transport::depth`].
+    fn arrivals(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<str>>> {
+        None
+    }
+
+    /// Flushes and releases resources; later calls fail with [`TransportError::Closed`].
+    async fn close(&self);
+}
