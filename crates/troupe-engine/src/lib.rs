@@ -1,1 +1,6 @@
-//! Sidecar engine.
+//! Sidecar engine: the per-message algorithm of `docs/spec/protocol.md` §8 for one actor,
+//! over any [`troupe_transport::Transport`], calling a Python runtime over its Unix socket
+//! or a native (Rust) handler.
+
+pub mod handler;
+pub mod report;
