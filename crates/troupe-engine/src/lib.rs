@@ -2,5 +2,12 @@
 //! over any [`troupe_transport::Transport`], calling a Python runtime over its Unix socket
 //! or a native (Rust) handler.
 
+pub mod consumer;
 pub mod handler;
 pub mod report;
+pub mod metrics;
+pub mod settings;
+pub mod sidecar;
+
+pub use sidecar::{Disposition, Engine, Handler};
+pub use settings::ActorSettings;

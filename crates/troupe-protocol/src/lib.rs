@@ -14,8 +14,11 @@ pub mod clock;
 pub mod duration;
 pub mod envelope;
 pub mod errors;
+pub mod headers;
+pub mod lifecycle;
 pub mod path;
 pub mod queue;
+pub mod report;
 pub mod resiliency;
 pub mod route;
 

@@ -1,0 +1,97 @@
+//! The receive loop of one replica: `concurrency` workers, each receiving and
+//! processing one message at a time, stopping cleanly on request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::sidecar::{Disposition, Engine, Handler};
+
+/// Why a replica's consumer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaExit {
+    /// Asked to stop; in-flight messages finished.
+    Stopped,
+    /// A runtime call timed out: the runtime process must be replaced (§10).
+    RuntimeTimedOut,
+}
+
+/// Receive-error backoff: 1, 2, 4, 8, 16 s, then 30 s (protocol.md §12).
+pub fn receive_backoff(consecutive_errors: u32) -> Duration {
+    match consecutive_errors {
+        0 => Duration::ZERO,
+        n if n <= 5 => Duration::from_secs(1 << (n - 1)),
+        _ => Duration::from_secs(30),
+    }
+}
+
+/// Runs the replica until `stop` turns true (then finishes in-flight messages) or a
+/// runtime call times out. The caller bounds the grace period by dropping the future.
+pub async fn run_replica(engine: Arc<Engine>, handler: Handler, stop: watch::Receiver<bool>) -> ReplicaExit {
+    let workers = engine.settings().concurrency.max(1);
+    let (fatal_tx, _) = watch::channel(false);
+    let fatal_tx = Arc::new(fatal_tx);
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let engine = engine.clone();
+        let handler = handler.clone();
+        let mut stop = stop.clone();
+        let fatal_tx = fatal_tx.clone();
+        let mut fatal = fatal_tx.subscribe();
+        set.spawn(async move {
+            let mut errors = 0u32;
+            loop {
+                if *stop.borrow() || *fatal.borrow() {
+                    return;
+                }
+                let received = tokio::select! {
+                    biased;
+                    _ = stop.changed() => continue,
+                    _ = fatal.changed() => continue,
+                    r = engine.transport().receive(engine.queue()) => r,
+                };
+                let delivery = match received {
+                    Ok(d) => {
+                        errors = 0;
+                        d
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        let wait = receive_backoff(errors);
+                        warn!(actor = %engine.settings().actor, error = %e, ?wait, "receive failed; backing off");
+                        tokio::select! {
+                            _ = stop.changed() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                };
+                if engine.process(&handler, &delivery).await == Disposition::RuntimeTimedOut {
+                    fatal_tx.send_replace(true);
+                    return;
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    if *fatal_tx.borrow() {
+        ReplicaExit::RuntimeTimedOut
+    } else {
+        ReplicaExit::Stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_schedule_matches_spec() {
+        let got: Vec<u64> = (1..=8).map(|n| receive_backoff(n).as_secs()).collect();
+        assert_eq!(got, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(receive_backoff(0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,114 @@
+//! Metric names (platform.md §6.1), defined in one place, and the per-actor counters
+//! `troupe status` reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Messages received (`queue`, `transport`).
+pub const MESSAGES_RECEIVED: &str = "asya_actor_messages_received_total";
+/// Messages processed (`queue`, `status`).
+pub const MESSAGES_PROCESSED: &str = "asya_actor_messages_processed_total";
+/// Messages sent (`destination_queue`, `message_type`).
+pub const MESSAGES_SENT: &str = "asya_actor_messages_sent_total";
+/// Failures (`queue`, `reason`).
+pub const MESSAGES_FAILED: &str = "asya_actor_messages_failed_total";
+/// Runtime errors (`queue`, `error_type`).
+pub const RUNTIME_ERRORS: &str = "asya_actor_runtime_errors_total";
+/// In-flight messages.
+pub const ACTIVE_MESSAGES: &str = "asya_actor_active_messages";
+
+/// `status` label values of [`MESSAGES_PROCESSED`].
+pub mod processed {
+    /// Frames routed.
+    pub const SUCCESS: &str = "success";
+    /// Zero frames.
+    pub const EMPTY_RESPONSE: &str = "empty_response";
+    /// End actor consumed it.
+    pub const END_CONSUMED: &str = "end_consumed";
+    /// Handler failure to x-sink.
+    pub const ERROR: &str = "error";
+    /// Scheduled for a delayed retry.
+    pub const RETRIED: &str = "retried";
+    /// Rerouted by `onExhausted`.
+    pub const POLICY_ROUTED: &str = "policy_routed";
+    /// Frame carried `x-asya-pause`; not routed.
+    pub const PAUSED: &str = "paused";
+    /// Pre-flight saw a canceled task.
+    pub const PREFLIGHT_CANCELED: &str = "preflight_canceled";
+    /// Pre-flight saw a paused task.
+    pub const PREFLIGHT_PAUSED: &str = "preflight_paused";
+    /// SLA expired.
+    pub const SLA_EXPIRED: &str = "sla_expired";
+}
+
+/// `reason` label values of [`MESSAGES_FAILED`].
+pub mod failed {
+    /// Body not an envelope.
+    pub const PARSE_ERROR: &str = "parse_error";
+    /// Wrong actor.
+    pub const ROUTE_MISMATCH: &str = "route_mismatch";
+    /// Runtime unreachable.
+    pub const RUNTIME_ERROR: &str = "runtime_error";
+    /// A send failed; input requeued.
+    pub const TRANSPORT_ERROR: &str = "transport_error";
+    /// Policy exhausted.
+    pub const POLICY_EXHAUSTED: &str = "policy_exhausted";
+    /// Runtime call or SLA timeout.
+    pub const SLA_TIMEOUT: &str = "sla_timeout";
+}
+
+/// `message_type` label values of [`MESSAGES_SENT`].
+pub mod sent {
+    /// To the next actor.
+    pub const ROUTING: &str = "routing";
+    /// To x-sink.
+    pub const SINK: &str = "sink";
+    /// To x-sump.
+    pub const SUMP: &str = "sump";
+    /// To the `onExhausted` actor.
+    pub const ON_EXHAUSTED: &str = "on_exhausted";
+    /// Delayed retry to the own queue.
+    pub const RETRY: &str = "retry";
+    /// x-sink hook.
+    pub const HOOK: &str = "hook";
+}
+
+/// Live counters of one actor, shared by all its replicas.
+#[derive(Debug, Default)]
+pub struct ActorStats {
+    /// Messages currently being processed.
+    pub in_flight: AtomicU64,
+    /// Messages processed without a handler failure.
+    pub succeeded: AtomicU64,
+    /// Messages that ended in x-sink as failed or in x-sump.
+    pub failed: AtomicU64,
+    /// Delayed retries scheduled.
+    pub retried: AtomicU64,
+    /// Inputs requeued after a send failure.
+    pub requeued: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ActorStats {
+    /// Records a failure with its description.
+    pub fn record_error(&self, error: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error);
+        }
+    }
+
+    /// The last recorded failure.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Increments a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

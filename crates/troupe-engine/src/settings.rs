@@ -1,0 +1,50 @@
+//! Per-actor engine settings (protocol.md §15 sidecar variables).
+
+use std::time::Duration;
+
+use troupe_protocol::resiliency::Resiliency;
+
+/// What one actor's sidecar engine needs to know.
+#[derive(Debug, Clone)]
+pub struct ActorSettings {
+    /// `ASYA_ACTOR_NAME`.
+    pub actor: String,
+    /// `ASYA_ACTOR_SINK`.
+    pub sink: String,
+    /// `ASYA_ACTOR_SUMP`.
+    pub sump: String,
+    /// `ASYA_RESILIENCY_ACTOR_TIMEOUT`.
+    pub actor_timeout: Duration,
+    /// Parsed `ASYA_RESILIENCY_POLICIES` / `_RULES`; `None` = not configured.
+    pub resiliency: Option<Resiliency>,
+    /// `TROUPE_CONCURRENCY`: in-flight messages per replica.
+    pub concurrency: usize,
+    /// `ASYA_GATEWAY_URL`.
+    pub gateway_url: Option<String>,
+    /// `TROUPE_GATEWAY_ALLOWED_HOSTS`.
+    pub gateway_allowed_hosts: Vec<String>,
+    /// Grace period for in-flight messages on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl ActorSettings {
+    /// Settings with the spec defaults for `actor`.
+    pub fn new(actor: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            sink: "x-sink".to_owned(),
+            sump: "x-sump".to_owned(),
+            actor_timeout: Duration::from_secs(300),
+            resiliency: None,
+            concurrency: 1,
+            gateway_url: None,
+            gateway_allowed_hosts: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// True for the end actors (x-sink, x-sump).
+    pub fn is_end_actor(&self) -> bool {
+        self.actor == self.sink || self.actor == self.sump
+    }
+}

@@ -1,0 +1,596 @@
+//! The per-message algorithm (protocol.md §8) for one actor.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{debug, error, warn};
+use troupe_protocol::clock::{format_ts, parse_ts, Clock};
+use troupe_protocol::duration::format_go_duration;
+use troupe_protocol::envelope::{Envelope, ErrorInfo, Frame, Phase, Reason};
+use troupe_protocol::{errors, headers, lifecycle, report, route};
+use troupe_runtime::client::{RuntimeCallError, RuntimeClient, RuntimeEvent};
+use troupe_transport::{Delivery, Transport};
+
+use crate::handler::{EndHandler, NativeHandler};
+use crate::metrics::{self as m, ActorStats};
+use crate::report::Reporter;
+use crate::settings::ActorSettings;
+
+/// How one replica runs the handler.
+#[derive(Clone)]
+pub enum Handler {
+    /// A Python runtime behind its Unix socket.
+    Runtime(Arc<RuntimeClient>),
+    /// A native regular actor (x-pause, x-resume).
+    Native(Arc<dyn NativeHandler>),
+    /// A native end actor (x-sink, x-sump).
+    End(Arc<dyn EndHandler>),
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Acked.
+    Acked,
+    /// Requeued for redelivery (a send or storage failure).
+    Requeued,
+    /// Acked after a runtime call timeout: the runtime must be replaced (§10).
+    RuntimeTimedOut,
+}
+
+/// A failed send; the input must be requeued.
+#[derive(Debug)]
+struct SendFailed;
+
+/// The engine of one actor, shared by its replicas.
+pub struct Engine {
+    settings: ActorSettings,
+    transport: Arc<dyn Transport>,
+    reporter: Arc<dyn Reporter>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<ActorStats>,
+    own_queue: Arc<str>,
+    sink_queue: String,
+    sump_queue: String,
+}
+
+/// The runtime's error body (`{"error", "details"}`).
+#[derive(Debug, Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    details: Option<Value>,
+}
+
+/// `{"frames": [...]}`.
+#[derive(Debug, Deserialize)]
+struct FramesBody {
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+impl Engine {
+    /// An engine for `settings.actor` over `transport`.
+    pub fn new(
+        settings: ActorSettings,
+        transport: Arc<dyn Transport>,
+        reporter: Arc<dyn Reporter>,
+        clock: Arc<dyn Clock>,
+        stats: Arc<ActorStats>,
+    ) -> Self {
+        let own_queue: Arc<str> = transport.queue_name(&settings.actor).into();
+        let sink_queue = transport.queue_name(&settings.sink);
+        let sump_queue = transport.queue_name(&settings.sump);
+        Self { settings, transport, reporter, clock, stats, own_queue, sink_queue, sump_queue }
+    }
+
+    /// The actor's settings.
+    pub fn settings(&self) -> &ActorSettings {
+        &self.settings
+    }
+
+    /// The actor's queue.
+    pub fn queue(&self) -> &str {
+        &self.own_queue
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// The actor's live counters.
+    pub fn stats(&self) -> &Arc<ActorStats> {
+        &self.stats
+    }
+
+    /// Processes one delivery end to end, acking or requeueing it.
+    pub async fn process(&self, handler: &Handler, delivery: &Delivery) -> Disposition {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::MESSAGES_RECEIVED, "queue" => self.settings.actor.clone()).increment(1);
+        let outcome = match handler {
+            Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
+            _ => self.process_regular(handler, &delivery.body).await,
+        };
+        let disposition = match outcome {
+            Ok(d) => match self.transport.ack(delivery).await {
+                Ok(()) => d,
+                Err(e) => {
+                    // The message will be redelivered after its visibility timeout;
+                    // downstream sees a duplicate, which at-least-once allows.
+                    warn!(actor = %self.settings.actor, error = %e, "ack failed");
+                    d
+                }
+            },
+            Err(SendFailed) => {
+                ActorStats::bump(&self.stats.requeued);
+                metrics::counter!(m::MESSAGES_FAILED, "queue" => self.settings.actor.clone(), "reason" => m::failed::TRANSPORT_ERROR).increment(1);
+                if let Err(e) = self.transport.requeue(delivery).await {
+                    warn!(actor = %self.settings.actor, error = %e, "requeue failed; the message returns after its visibility timeout");
+                }
+                Disposition::Requeued
+            }
+        };
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        disposition
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn processed(&self, status: &'static str) {
+        metrics::counter!(m::MESSAGES_PROCESSED, "queue" => self.settings.actor.clone(), "status" => status).increment(1);
+    }
+
+    async fn send(&self, queue: &str, env: &Envelope, kind: &'static str) -> Result<(), SendFailed> {
+        let body = Bytes::from(env.to_vec());
+        match self.transport.send(queue, body).await {
+            Ok(()) => {
+                metrics::counter!(m::MESSAGES_SENT, "destination_queue" => queue.to_owned(), "message_type" => kind).increment(1);
+                Ok(())
+            }
+            Err(e) => {
+                warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                Err(SendFailed)
+            }
+        }
+    }
+
+    async fn to_sink(&self, env: &Envelope) -> Result<(), SendFailed> {
+        self.send(&self.sink_queue, env, m::sent::SINK).await
+    }
+
+    async fn to_sump(&self, env: &Envelope, reason: &'static str, what: String) -> Result<(), SendFailed> {
+        ActorStats::bump(&self.stats.failed);
+        self.stats.record_error(what);
+        metrics::counter!(m::MESSAGES_FAILED, "queue" => self.settings.actor.clone(), "reason" => reason).increment(1);
+        self.send(&self.sump_queue, env, m::sent::SUMP).await
+    }
+
+    fn gateway(&self, env: &Envelope) -> Option<String> {
+        report::gateway_target(env, self.settings.gateway_url.as_deref(), &self.settings.gateway_allowed_hosts)
+    }
+
+    async fn process_regular(&self, handler: &Handler, body: &[u8]) -> Result<Disposition, SendFailed> {
+        let actor = self.settings.actor.as_str();
+        // Step 1: parse.
+        let mut env = match Envelope::from_slice(body) {
+            Ok(env) if !env.id.is_empty() => env,
+            Ok(_) => {
+                let err = errors::error_envelope_unparsed(body, errors::TEXT_MISSING_ID, actor, self.now());
+                self.to_sump(&err, m::failed::PARSE_ERROR, errors::TEXT_MISSING_ID.to_owned()).await?;
+                return Ok(Disposition::Acked);
+            }
+            Err(e) => {
+                let text = format!("{}: {e}", errors::TEXT_PARSE_FAILED);
+                let err = errors::error_envelope_unparsed(body, &text, actor, self.now());
+                self.to_sump(&err, m::failed::PARSE_ERROR, text).await?;
+                return Ok(Disposition::Acked);
+            }
+        };
+        let gateway = self.gateway(&env);
+        // Step 4: pre-flight.
+        if let Some(gw) = gateway.as_deref() {
+            let phase = match self.reporter.task_status(gw, &env.id).await.as_deref() {
+                Some("canceled") => Some(Phase::Canceled),
+                Some("paused") => Some(Phase::Paused),
+                _ => None,
+            };
+            if let Some(phase) = phase {
+                lifecycle::divert_preflight(&mut env, phase, actor, self.now());
+                self.processed(if phase == Phase::Paused { m::processed::PREFLIGHT_PAUSED } else { m::processed::PREFLIGHT_CANCELED });
+                self.to_sink(&env).await?;
+                return Ok(Disposition::Acked);
+            }
+        }
+        // Step 5: SLA pre-check.
+        if lifecycle::sla_expired(&env, self.now()) {
+            self.sla_timeout(&mut env, gateway.as_deref()).await?;
+            return Ok(Disposition::Acked);
+        }
+        // Step 6.
+        if let Some(gw) = gateway.as_deref() {
+            self.reporter.post_event(gw, &env.id, report::received(&env.route, body.len())).await;
+        }
+        // Step 7: route check.
+        if !route::accepts(&env.route.curr, actor, &env.headers) && !lifecycle::accept_policy_routed(&mut env, actor) {
+            let text = errors::route_mismatch_text(actor, &env.route.curr);
+            let err = errors::error_envelope(&env, Reason::RouteMismatch, &text, None, actor, self.now());
+            self.to_sump(&err, m::failed::ROUTE_MISMATCH, text).await?;
+            return Ok(Disposition::Acked);
+        }
+        // Step 8.
+        if let Some(gw) = gateway.as_deref() {
+            self.reporter.post_event(gw, &env.id, report::processing(&env.route, actor)).await;
+        }
+        // Step 9.
+        lifecycle::stamp(&mut env, actor, self.now());
+        // Step 10.
+        let Some(budget) = lifecycle::effective_timeout(self.settings.actor_timeout, &env, self.now()) else {
+            self.sla_timeout(&mut env, gateway.as_deref()).await?;
+            return Ok(Disposition::Acked);
+        };
+        // Step 11.
+        match handler {
+            Handler::Runtime(client) => self.invoke_runtime(client, env, gateway, budget).await,
+            Handler::Native(native) => self.invoke_native(native.as_ref(), env, gateway).await,
+            Handler::End(_) => Ok(Disposition::Acked),
+        }
+    }
+
+    async fn sla_timeout(&self, env: &mut Envelope, gateway: Option<&str>) -> Result<(), SendFailed> {
+        let now = self.now();
+        lifecycle::mark_sla_timeout(env, &self.settings.actor, now);
+        if let Some(gw) = gateway {
+            self.reporter.post_event(gw, &env.id, report::final_error(&env.id, &format_ts(now), "SLA deadline expired")).await;
+        }
+        self.processed(m::processed::SLA_EXPIRED);
+        ActorStats::bump(&self.stats.failed);
+        self.stats.record_error(format!("{}: SLA deadline expired", env.id));
+        self.to_sink(env).await
+    }
+
+    async fn invoke_native(&self, native: &dyn NativeHandler, env: Envelope, gateway: Option<String>) -> Result<Disposition, SendFailed> {
+        let started = Instant::now();
+        match native.handle(&env).await {
+            Ok(frames) => {
+                let mut dispatch = Dispatch::new(self, &env, gateway.as_deref(), started);
+                for frame in frames {
+                    dispatch.frame(frame).await?;
+                }
+                dispatch.finish().await?;
+                if let Err(e) = native.after_dispatch(&env).await {
+                    warn!(actor = %self.settings.actor, error = %e, "after-dispatch step failed; requeueing");
+                    return Err(SendFailed);
+                }
+                Ok(Disposition::Acked)
+            }
+            Err(failure) => {
+                self.handler_error(&env, &failure.code, None, failure.details).await?;
+                Ok(Disposition::Acked)
+            }
+        }
+    }
+
+    async fn invoke_runtime(&self, client: &RuntimeClient, env: Envelope, gateway: Option<String>, budget: Duration) -> Result<Disposition, SendFailed> {
+        let started = Instant::now();
+        let body = Bytes::from(env.to_vec());
+        let mut dispatch = Dispatch::new(self, &env, gateway.as_deref(), started);
+        let result: Result<(), DispatchAbort> = async {
+            let mut call = client.invoke(body, budget).await?;
+            while let Some(event) = call.next().await? {
+                match event {
+                    RuntimeEvent::Frame(bytes) => match serde_json::from_slice::<Frame>(&bytes) {
+                        Ok(frame) => dispatch.frame(frame).await.map_err(DispatchAbort::Send)?,
+                        Err(e) => return Err(bad_reply(client, format!("unparseable frame: {e}"))),
+                    },
+                    RuntimeEvent::FramesJson(bytes) => match serde_json::from_slice::<FramesBody>(&bytes) {
+                        Ok(body) => {
+                            for frame in body.frames {
+                                dispatch.frame(frame).await.map_err(DispatchAbort::Send)?;
+                            }
+                        }
+                        Err(e) => return Err(bad_reply(client, format!("unparseable frames body: {e}"))),
+                    },
+                    RuntimeEvent::NoContent => {}
+                    RuntimeEvent::Upstream(bytes) => {
+                        if let Some(gw) = dispatch.gateway {
+                            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                                self.reporter.post_event(gw, &env.id, report::fly(v)).await;
+                            }
+                        } else {
+                            debug!(actor = %self.settings.actor, id = %env.id, fly = %String::from_utf8_lossy(&bytes), "FLY");
+                        }
+                    }
+                    RuntimeEvent::Error { body, .. } => {
+                        let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                        dispatch.failed = Some(parsed);
+                        // An error frame ends the call; later frames are ignored (§8 step 11).
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if let Some(err) = dispatch.failed.take() {
+                    let info: ErrorInfo = err
+                        .details
+                        .as_ref()
+                        .and_then(|d| serde_json::from_value(d.clone()).ok())
+                        .unwrap_or_default();
+                    let code = if err.error.is_empty() { "processing_error".to_owned() } else { err.error };
+                    self.handler_error(&env, &code, err.details.as_ref(), info).await?;
+                    return Ok(Disposition::Acked);
+                }
+                dispatch.finish().await?;
+                Ok(Disposition::Acked)
+            }
+            Err(DispatchAbort::Send(failed)) => Err(failed),
+            Err(DispatchAbort::Call(RuntimeCallError::Timeout(_))) => {
+                let text = format!("Runtime timeout exceeded after {}", format_go_duration(budget));
+                metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "timeout").increment(1);
+                let err = errors::error_envelope(&env, Reason::Timeout, &text, None, &self.settings.actor, self.now());
+                self.to_sump(&err, m::failed::SLA_TIMEOUT, format!("{}: {text}", env.id)).await?;
+                Ok(Disposition::RuntimeTimedOut)
+            }
+            Err(DispatchAbort::Call(e @ RuntimeCallError::Unreachable { .. })) => {
+                let text = e.to_string();
+                metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "execution_error").increment(1);
+                let err = errors::error_envelope(&env, Reason::RuntimeError, &text, None, &self.settings.actor, self.now());
+                self.to_sump(&err, m::failed::RUNTIME_ERROR, format!("{}: {text}", env.id)).await?;
+                Ok(Disposition::Acked)
+            }
+        }
+    }
+
+    /// §9: a handler failure goes through the resiliency policy.
+    async fn handler_error(&self, stamped: &Envelope, code: &str, details: Option<&Value>, info: ErrorInfo) -> Result<(), SendFailed> {
+        let actor = self.settings.actor.as_str();
+        let now = self.now();
+        let what = format!("{}: {}: {}", stamped.id, info.error_type, info.message);
+        let policy = self
+            .settings
+            .resiliency
+            .as_ref()
+            .and_then(|r| r.select(&info.error_type, &info.mro));
+        let Some(policy) = policy else {
+            let env = errors::failure_envelope(stamped, code, details, info, Reason::RuntimeError, 1, actor, now);
+            return self.fail(&env, what, m::failed::RUNTIME_ERROR).await;
+        };
+        let attempt = stamped.status.as_ref().map_or(1, |s| s.attempt.max(1));
+        let since_first = stamped
+            .header_str(headers::FIRST_ATTEMPT)
+            .and_then(parse_ts)
+            .and_then(|t| Duration::try_from(now - t).ok());
+        if !policy.is_exhausted(attempt, since_first) {
+            let delay = policy.delay(attempt, rand::random::<f64>());
+            let env = lifecycle::retry_envelope(stamped, info, policy.max_attempts, now);
+            self.transport
+                .send_with_delay(&self.own_queue, Bytes::from(env.to_vec()), delay)
+                .await
+                .map_err(|e| {
+                    warn!(actor, error = %e, "retry send failed; requeueing the input");
+                    SendFailed
+                })?;
+            metrics::counter!(m::MESSAGES_SENT, "destination_queue" => self.own_queue.to_string(), "message_type" => m::sent::RETRY).increment(1);
+            self.processed(m::processed::RETRIED);
+            ActorStats::bump(&self.stats.retried);
+            self.stats.record_error(what);
+            debug!(actor, id = %stamped.id, attempt, ?delay, "retry scheduled");
+            return Ok(());
+        }
+        if !policy.on_exhausted.is_empty() {
+            let mut env = lifecycle::policy_routed_envelope(stamped, &policy.on_exhausted, info, policy.max_attempts, now);
+            let target = route::override_target(&env.headers, &env.route.curr).map(str::to_owned);
+            let physical = match target {
+                Some(t) => {
+                    stamp_resolved(&mut env, &t, actor);
+                    t
+                }
+                None => env.route.curr.clone(),
+            };
+            let queue = self.transport.queue_name(&physical);
+            self.send(&queue, &env, m::sent::ON_EXHAUSTED).await?;
+            self.processed(m::processed::POLICY_ROUTED);
+            self.stats.record_error(what);
+            return Ok(());
+        }
+        let env = errors::failure_envelope(stamped, code, details, info, Reason::PolicyExhausted, policy.max_attempts, actor, now);
+        self.fail(&env, what, m::failed::POLICY_EXHAUSTED).await
+    }
+
+    async fn fail(&self, env: &Envelope, what: String, reason: &'static str) -> Result<(), SendFailed> {
+        self.processed(m::processed::ERROR);
+        ActorStats::bump(&self.stats.failed);
+        self.stats.record_error(what);
+        metrics::counter!(m::MESSAGES_FAILED, "queue" => self.settings.actor.clone(), "reason" => reason).increment(1);
+        self.to_sink(env).await
+    }
+
+    /// §14.1: end-actor processing.
+    async fn process_end(&self, handler: &dyn EndHandler, body: &[u8]) -> Result<Disposition, SendFailed> {
+        let env = match Envelope::from_slice(body) {
+            Ok(env) => env,
+            Err(e) => {
+                error!(actor = %self.settings.actor, error = %e, body = %String::from_utf8_lossy(body), "unparseable message at end actor; dropped");
+                return Ok(Disposition::Acked);
+            }
+        };
+        let outcome = match handler.handle(&env).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(actor = %self.settings.actor, error = %e, "end actor storage failed; requeueing");
+                return Err(SendFailed);
+            }
+        };
+        if !outcome.skip_report {
+            self.final_report(&env).await;
+        }
+        for (actor, hook) in &outcome.sends {
+            let queue = self.transport.queue_name(actor);
+            self.send(&queue, hook, m::sent::HOOK).await?;
+        }
+        let phase = env.status.as_ref().map(|s| s.phase);
+        if self.settings.actor == self.settings.sink {
+            match phase {
+                Some(Phase::Failed) => ActorStats::bump(&self.stats.failed),
+                _ => ActorStats::bump(&self.stats.succeeded),
+            }
+        } else {
+            ActorStats::bump(&self.stats.failed);
+        }
+        self.processed(m::processed::END_CONSUMED);
+        Ok(Disposition::Acked)
+    }
+
+    /// §14.1 step 4.
+    async fn final_report(&self, env: &Envelope) {
+        let Some(gw) = self.gateway(env) else { return };
+        let s = &self.settings;
+        if env.route.prev.iter().any(|a| a == &s.sink) {
+            return;
+        }
+        if env.headers.contains_key(headers::FAN_IN) && env.parent_id.is_none() {
+            return;
+        }
+        let is_sink = s.actor == s.sink;
+        let phase = env.status.as_ref().map(|st| st.phase);
+        if is_sink && !matches!(phase, Some(Phase::Succeeded | Phase::Failed)) {
+            return;
+        }
+        let ts = format_ts(self.now());
+        let payload: Value = serde_json::from_str(env.payload.get()).unwrap_or(Value::Null);
+        let body = if is_sink && phase == Some(Phase::Succeeded) {
+            report::final_succeeded(&env.id, &ts, payload)
+        } else {
+            let status_error = if is_sink { env.status.as_ref().and_then(|st| st.error.as_ref()) } else { None };
+            let error = status_error
+                .map(|e| e.message.clone())
+                .filter(|m| !m.is_empty())
+                .or_else(|| payload.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            let details = status_error
+                .and_then(|e| serde_json::to_value(e).ok())
+                .or_else(|| payload.get("details").cloned());
+            report::final_failed(&env.id, &ts, &error, details, &env.route)
+        };
+        self.reporter.post_event(&gw, &env.id, body.clone()).await;
+        if let Some(origin) = env.header_str(headers::ORIGIN_ID).filter(|o| *o != env.id) {
+            let mut body = body;
+            if let Some(d) = body.get_mut("data").and_then(Value::as_object_mut) {
+                d.insert("id".into(), Value::String(origin.to_owned()));
+            }
+            self.reporter.post_event(&gw, origin, body).await;
+        }
+    }
+}
+
+/// Either a send failure (requeue) or a runtime call failure.
+enum DispatchAbort {
+    Send(SendFailed),
+    Call(RuntimeCallError),
+}
+
+impl From<RuntimeCallError> for DispatchAbort {
+    fn from(e: RuntimeCallError) -> Self {
+        DispatchAbort::Call(e)
+    }
+}
+
+fn bad_reply(client: &RuntimeClient, message: String) -> DispatchAbort {
+    DispatchAbort::Call(RuntimeCallError::Unreachable { socket: client.socket().to_path_buf(), message })
+}
+
+fn stamp_resolved(env: &mut Envelope, target: &str, by: &str) {
+    let curr = env.route.curr.clone();
+    let entry = env
+        .headers
+        .entry(route::HEADER_ROUTE_RESOLVED.to_owned())
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !entry.is_object() {
+        *entry = Value::Object(Default::default());
+    }
+    if let Some(map) = entry.as_object_mut() {
+        map.insert(curr, serde_json::json!({"target": target, "by": by}));
+    }
+}
+
+/// Frame dispatch state of one message (§8.2).
+struct Dispatch<'a> {
+    engine: &'a Engine,
+    input: &'a Envelope,
+    gateway: Option<&'a str>,
+    started: Instant,
+    index: usize,
+    failed: Option<ErrorBody>,
+}
+
+impl<'a> Dispatch<'a> {
+    fn new(engine: &'a Engine, input: &'a Envelope, gateway: Option<&'a str>, started: Instant) -> Self {
+        Self { engine, input, gateway, started, index: 0, failed: None }
+    }
+
+    async fn frame(&mut self, frame: Frame) -> Result<(), SendFailed> {
+        let e = self.engine;
+        let s = &e.settings;
+        let index = self.index;
+        self.index += 1;
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (out, target) = lifecycle::outgoing(
+            self.input,
+            frame,
+            index,
+            || uuid::Uuid::new_v4().to_string(),
+            &s.actor,
+            &s.sink,
+            &s.sump,
+            e.now(),
+        );
+        if let Some(gw) = self.gateway {
+            if index == 0 && target != lifecycle::Target::Paused {
+                e.reporter.post_event(gw, &out.id, report::completed(&out.route, duration_ms)).await;
+            }
+            if index >= 1 {
+                e.reporter.register_child(gw, &self.input.id, report::child(&out.id, &self.input.id, &out.route)).await;
+            }
+        }
+        match target {
+            lifecycle::Target::Paused => {
+                if let Some(gw) = self.gateway {
+                    let meta = out.headers.get(headers::PAUSE).cloned().unwrap_or(Value::Null);
+                    e.reporter.post_event(gw, &out.id, report::paused(&out.route, duration_ms, &meta)).await;
+                }
+                e.processed(m::processed::PAUSED);
+                Ok(())
+            }
+            lifecycle::Target::Sink => e.to_sink(&out).await,
+            lifecycle::Target::Actor(actor) => {
+                let queue = e.transport.queue_name(&actor);
+                e.send(&queue, &out, m::sent::ROUTING).await
+            }
+        }
+    }
+
+    /// After the last frame: zero frames → the stamped input goes to x-sink (§8 step 12).
+    async fn finish(&mut self) -> Result<(), SendFailed> {
+        let e = self.engine;
+        ActorStats::bump(&e.stats.succeeded);
+        if self.index > 0 {
+            e.processed(m::processed::SUCCESS);
+            return Ok(());
+        }
+        let mut env = self.input.clone();
+        lifecycle::mark_zero_frames(&mut env, &e.settings.actor, e.now());
+        e.processed(m::processed::EMPTY_RESPONSE);
+        e.to_sink(&env).await
+    }
+}
