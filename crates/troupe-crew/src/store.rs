@@ -1,0 +1,118 @@
+//! File storage under the persistence mount: key derivation and atomic writes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+
+/// `basename(id)` as Python's `os.path.basename` computes it (the part after the last
+/// `/`), so `../x` stays inside its folder. `None` when nothing usable is left (empty,
+/// or a NUL byte that no filesystem accepts).
+pub(crate) fn key(id: &str) -> Option<&str> {
+    let base = id.rsplit('/').next().unwrap_or(id);
+    (!base.is_empty() && !base.contains('\0')).then_some(base)
+}
+
+/// `{mount}/{folder}/{basename(id)}.json`.
+pub(crate) fn file_path(mount: &Path, folder: &str, id: &str) -> Option<PathBuf> {
+    key(id).map(|k| mount.join(folder).join(format!("{k}.json")))
+}
+
+/// Writes `bytes` to `path` so that readers (and a crash) see either the old file or
+/// the complete new one: write a temp file in the same folder, fsync, rename.
+pub(crate) async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
+    tokio::fs::create_dir_all(dir).await?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Dot-prefixed so listings of `*.json` never pick up a half-written file.
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(bytes).await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_the_basename() {
+        assert_eq!(key("abc"), Some("abc"));
+        assert_eq!(key("../x"), Some("x"));
+        assert_eq!(key("/etc/passwd"), Some("passwd"));
+        assert_eq!(key("a/b/../../c"), Some("c"));
+        // Python keeps these; with `.json` appended they stay inside the folder.
+        assert_eq!(key(".."), Some(".."));
+        assert_eq!(key(""), None);
+        assert_eq!(key("dir/"), None);
+        assert_eq!(key("a\0b"), None);
+    }
+
+    #[test]
+    fn file_path_stays_in_folder() {
+        let mount = Path::new("/m");
+        assert_eq!(
+            file_path(mount, "failed", "../../etc/x"),
+            Some(PathBuf::from("/m/failed/x.json"))
+        );
+        assert_eq!(
+            file_path(mount, "paused", ".."),
+            Some(PathBuf::from("/m/paused/...json"))
+        );
+        assert_eq!(file_path(mount, "paused", ""), None);
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn atomic_write_creates_folders_replaces_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a/b/t.json");
+        write_atomic(&path, b"first").await.unwrap();
+        write_atomic(&path, b"second").await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(entries(&tmp.path().join("a/b")), vec!["t.json"]);
+    }
+
+    #[tokio::test]
+    async fn failed_write_keeps_the_old_file_and_cleans_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The target is a non-empty folder, so the rename fails after the temp was written.
+        let path = tmp.path().join("t.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"old").unwrap();
+        assert!(write_atomic(&path, b"new").await.is_err());
+        assert_eq!(entries(tmp.path()), vec!["t.json"]);
+        assert_eq!(std::fs::read(path.join("keep")).unwrap(), b"old");
+    }
+
+    #[tokio::test]
+    async fn unwritable_folder_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        let err = write_atomic(&tmp.path().join("file/sub/t.json"), b"{}").await;
+        assert!(err.is_err());
+    }
+}
