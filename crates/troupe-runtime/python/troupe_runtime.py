@@ -1,0 +1,1298 @@
+#!/usr/bin/env python3
+"""Troupe actor runtime: serves one Python handler over HTTP on a Unix socket.
+
+Wire-compatible with Asya's runtime (docs/spec/protocol.md sections 6 and 7). Standard
+library only, so it runs in any image that has a Python 3.8+ interpreter.
+
+Configuration (environment):
+    ASYA_HANDLER             module.function or module.Class.method (required)
+    ASYA_SOCKET_DIR          socket directory (default /var/run/asya)
+    ASYA_SOCKET_NAME         socket file name (default asya-runtime.sock)
+    ASYA_SOCKET_CHMOD        octal socket mode (default 0o666; empty = no chmod)
+    ASYA_ENABLE_VALIDATION   validate incoming envelopes (default true)
+    ASYA_LOG_LEVEL           DEBUG, INFO, WARN, ERROR (default INFO)
+    ASYA_IGNORE_DECORATORS   comma-separated decorators to unwrap at load (best effort)
+    ASYA_STATE_PROXY_MOUNTS  not supported by this runtime; ignored with a warning
+
+Design notes:
+- One request at a time, single thread. Idle keep-alive connections wait in a poll set,
+  so an idle client never blocks another one.
+- Async handlers share one event loop for the life of the process instead of a fresh
+  loop per call (a fresh loop costs a selector, a self-pipe and several syscalls per
+  call). After every call the tasks the handler left running are cancelled and awaited,
+  as asyncio.run() does, so nothing leaks from one call into the next. Differences that
+  remain are permissive only: objects bound to the loop (clients, locks) stay usable
+  across calls, and async generators a handler abandons are finalised by the garbage
+  collector rather than at the end of the call.
+- Importing this file has no side effects; main() runs only as a script.
+"""
+
+import asyncio
+import base64
+import copy
+import dataclasses
+import datetime
+import decimal
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import traceback
+import uuid
+
+__all__ = [
+    "parse_path",
+    "path_get",
+    "path_set",
+    "path_del",
+    "HandlerLoadError",
+    "load_handler",
+    "main",
+]
+
+logger = logging.getLogger("troupe.runtime")
+
+# ---------------------------------------------------------------------------
+# Path grammar (protocol.md 6.4)
+# ---------------------------------------------------------------------------
+
+_KEY = "key"
+_IDX = "idx"
+_SLICE = "slice"
+
+_ASCII_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGIT_CHARS = frozenset("0123456789")
+_IDENT_START = frozenset(_ASCII_LETTERS + "_")
+_IDENT_CHARS = frozenset(_ASCII_LETTERS + "0123456789_-")
+
+_PATH_CACHE = {}
+_PATH_CACHE_MAX = 4096
+
+
+def _parse_int(text, path, offset):
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or any(ch not in _DIGIT_CHARS for ch in digits):
+        raise ValueError(
+            "invalid integer %r at offset %d in path %r (expected [-]digits)" % (text, offset, path)
+        )
+    return int(text)
+
+
+def parse_path(path):
+    """Parse an ABI path into a tuple of segments.
+
+    Segments are ("key", str), ("idx", int) or ("slice", start|None, stop|None).
+    Any character the grammar does not consume raises ValueError.
+    """
+    segs = _PATH_CACHE.get(path) if isinstance(path, str) else None
+    if segs is not None:
+        return segs
+    if not isinstance(path, str):
+        raise ValueError("path must be a string, got %s" % type(path).__name__)
+    if not path.startswith("."):
+        raise ValueError("path %r must start with '.'" % path)
+    out = []
+    i = 0
+    n = len(path)
+    while i < n:
+        ch = path[i]
+        if ch == ".":
+            j = i + 1
+            if j >= n or path[j] not in _IDENT_START:
+                raise ValueError(
+                    "expected an identifier (letter or '_' first) after '.' at offset %d in path %r"
+                    % (i, path)
+                )
+            j += 1
+            while j < n and path[j] in _IDENT_CHARS:
+                j += 1
+            out.append((_KEY, path[i + 1 : j]))
+            i = j
+        elif ch == "[":
+            if path.startswith('["', i):
+                end = path.find('"', i + 2)
+                if end < 0:
+                    raise ValueError("unterminated quoted key at offset %d in path %r" % (i, path))
+                if end == i + 2:
+                    raise ValueError("empty quoted key at offset %d in path %r" % (i, path))
+                if end + 1 >= n or path[end + 1] != "]":
+                    raise ValueError(
+                        "expected ']' after quoted key at offset %d in path %r" % (end + 1, path)
+                    )
+                out.append((_KEY, path[i + 2 : end]))
+                i = end + 2
+            else:
+                end = path.find("]", i + 1)
+                if end < 0:
+                    raise ValueError("unterminated '[' at offset %d in path %r" % (i, path))
+                inner = path[i + 1 : end]
+                if ":" in inner:
+                    first, _, second = inner.partition(":")
+                    if ":" in second:
+                        raise ValueError(
+                            "slice steps are not supported at offset %d in path %r" % (i, path)
+                        )
+                    start = _parse_int(first, path, i + 1) if first else None
+                    stop = _parse_int(second, path, i + 2 + len(first)) if second else None
+                    out.append((_SLICE, start, stop))
+                else:
+                    out.append((_IDX, _parse_int(inner, path, i + 1)))
+                i = end + 1
+        else:
+            raise ValueError("unexpected character %r at offset %d in path %r" % (ch, i, path))
+    segs = tuple(out)
+    if len(_PATH_CACHE) >= _PATH_CACHE_MAX:
+        _PATH_CACHE.clear()
+    _PATH_CACHE[path] = segs
+    return segs
+
+
+def _child(container, seg, path):
+    """One navigation step for GET/DEL/SET intermediates (no auto-creation)."""
+    if seg[0] is _KEY:
+        if not isinstance(container, dict):
+            raise TypeError(
+                "cannot read key %r of a %s in path %r" % (seg[1], type(container).__name__, path)
+            )
+        return container[seg[1]]
+    if not isinstance(container, (list, tuple)):
+        raise TypeError(
+            "cannot index a %s with [%d] in path %r" % (type(container).__name__, seg[1], path)
+        )
+    return container[seg[1]]
+
+
+def _reject_slices(segs, verb, path):
+    for seg in segs:
+        if seg[0] is _SLICE:
+            raise ValueError("slices are not allowed in %s (path %r)" % (verb, path))
+
+
+def path_get(root, path):
+    """Value at `path` in `root` (no copy). Slices are rejected with ValueError."""
+    segs = parse_path(path)
+    _reject_slices(segs, "GET", path)
+    node = root
+    for seg in segs:
+        node = _child(node, seg, path)
+    return node
+
+
+def path_set(root, path, value):
+    """Store `value` at `path`; intermediate object keys are created as needed.
+
+    The terminal segment may be a key, an index or a slice (Python slice assignment).
+    """
+    segs = parse_path(path)
+    node = root
+    for seg in segs[:-1]:
+        kind = seg[0]
+        if kind is _SLICE:
+            raise ValueError("a slice may only be the last segment of a SET path (%r)" % path)
+        if kind is _KEY:
+            if not isinstance(node, dict):
+                raise TypeError(
+                    "cannot set key %r inside a %s in path %r" % (seg[1], type(node).__name__, path)
+                )
+            nxt = node.get(seg[1], _MISSING)
+            if nxt is _MISSING:
+                nxt = {}
+                node[seg[1]] = nxt
+            node = nxt
+        else:
+            node = _child(node, seg, path)
+    last = segs[-1]
+    kind = last[0]
+    if kind is _KEY:
+        if not isinstance(node, dict):
+            raise TypeError(
+                "cannot set key %r on a %s in path %r" % (last[1], type(node).__name__, path)
+            )
+        node[last[1]] = value
+    elif kind is _IDX:
+        if not isinstance(node, list):
+            raise TypeError(
+                "cannot assign index [%d] of a %s in path %r" % (last[1], type(node).__name__, path)
+            )
+        node[last[1]] = value
+    else:
+        if not isinstance(node, list):
+            raise TypeError("cannot assign a slice of a %s in path %r" % (type(node).__name__, path))
+        node[last[1] : last[2]] = value
+
+
+def path_del(root, path):
+    """Remove the key or index at `path`. Slices are rejected with ValueError."""
+    segs = parse_path(path)
+    _reject_slices(segs, "DEL", path)
+    node = root
+    for seg in segs[:-1]:
+        node = _child(node, seg, path)
+    last = segs[-1]
+    if last[0] is _KEY:
+        if not isinstance(node, dict):
+            raise TypeError(
+                "cannot delete key %r of a %s in path %r" % (last[1], type(node).__name__, path)
+            )
+        del node[last[1]]
+    else:
+        if not isinstance(node, list):
+            raise TypeError(
+                "cannot delete index [%d] of a %s in path %r" % (last[1], type(node).__name__, path)
+            )
+        del node[last[1]]
+
+
+_MISSING = object()
+
+# SET/DEL may only touch these parts of the context (protocol.md 6.5); the check is on the
+# raw path string, as in Asya.
+_WRITABLE_PREFIXES = (".route.next", ".headers", ".status")
+
+# ---------------------------------------------------------------------------
+# Copies and serialisation (protocol.md 6.8)
+# ---------------------------------------------------------------------------
+
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+
+
+def _dcopy(obj):
+    """Deep copy, fast for JSON-shaped data, copy.deepcopy for anything else."""
+    t = type(obj)
+    if t in _SCALAR_TYPES:
+        return obj
+    if t is dict:
+        return {k: _dcopy(v) for k, v in obj.items()}
+    if t is list:
+        return [_dcopy(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def _normalise(obj):
+    """Turn namedtuples (anywhere in lists/dicts/tuples) into objects.
+
+    The json encoder writes every tuple, namedtuples included, as an array without
+    consulting `default`, so they must be converted up front. Returns `obj` itself when
+    nothing needs changing, so plain JSON data is never copied.
+    """
+    t = type(obj)
+    if t in _SCALAR_TYPES:
+        return obj
+    if isinstance(obj, dict):
+        new = None
+        for k, v in obj.items():
+            if type(v) in _SCALAR_TYPES:
+                continue
+            nv = _normalise(v)
+            if nv is not v:
+                if new is None:
+                    new = dict(obj)
+                new[k] = nv
+        return obj if new is None else new
+    if isinstance(obj, list):
+        new = None
+        for i, v in enumerate(obj):
+            if type(v) in _SCALAR_TYPES:
+                continue
+            nv = _normalise(v)
+            if nv is not v:
+                if new is None:
+                    new = list(obj)
+                new[i] = nv
+        return obj if new is None else new
+    if isinstance(obj, tuple):
+        fields = getattr(type(obj), "_fields", None)
+        if isinstance(fields, tuple):
+            return _normalise(dict(zip(fields, obj)))
+        items = [_normalise(v) for v in obj]
+        if any(a is not b for a, b in zip(items, obj)):
+            return items
+        return obj
+    return obj
+
+
+def _json_default(obj):
+    """`default` hook of the encoder for the non-JSON types protocol.md 6.8 lists."""
+    if not isinstance(obj, type):
+        dump = getattr(obj, "model_dump", None)
+        if callable(dump):
+            return _normalise(dump(mode="json"))
+        as_dict = getattr(obj, "dict", None)
+        if callable(as_dict) and hasattr(obj, "__fields__"):
+            return _normalise(as_dict())
+        if dataclasses.is_dataclass(obj):
+            return _normalise(dataclasses.asdict(obj))
+    if isinstance(obj, (datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, (uuid.UUID, decimal.Decimal)):
+        return str(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, (set, frozenset)):
+        return _normalise(list(obj))
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default, allow_nan=False)
+_encode_raw = _ENCODER.encode
+
+
+def _encode(obj):
+    """Compact one-line JSON as bytes; any failure is a TypeError (a handler error)."""
+    try:
+        return _encode_raw(obj).encode()
+    except TypeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise TypeError("result is not JSON serializable: %s" % exc) from exc
+
+
+# ---------------------------------------------------------------------------
+# Error details (protocol.md 7)
+# ---------------------------------------------------------------------------
+
+
+def _fqn(cls):
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
+    if not module or module == "builtins":
+        return name
+    return module + "." + name
+
+
+def error_details(exc):
+    """`{message, type, mro, traceback}` for an exception."""
+    cls = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the reply
+        message = "<unprintable %s>" % cls.__name__
+    return {
+        "message": message,
+        "type": _fqn(cls),
+        "mro": [_fqn(b) for b in cls.__mro__[1:] if b is not object and b is not BaseException],
+        "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
+    }
+
+
+def _error_body(code, exc):
+    return _encode_raw({"error": code, "details": error_details(exc)}).encode()
+
+
+# ---------------------------------------------------------------------------
+# Handler loading (protocol.md 6.1)
+# ---------------------------------------------------------------------------
+
+_HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+KIND_FUNC = "function"
+KIND_ASYNC = "async function"
+KIND_GEN = "generator"
+KIND_ASYNC_GEN = "async generator"
+
+
+class HandlerLoadError(Exception):
+    """The handler could not be loaded; the message says what to fix."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
+
+
+def _decorator_matches(layer, names):
+    """Whether the wrapper `layer` was made by one of the decorators in `names`.
+
+    functools.wraps copies __module__/__qualname__ from the wrapped function, so the
+    wrapper is identified by where its code was defined instead: the module of its
+    globals and its code object's qualified name (or its class, for class wrappers).
+    """
+    func = getattr(layer, "__func__", layer)
+    if inspect.isfunction(func):
+        module = func.__globals__.get("__name__", "") or ""
+        code = func.__code__
+        qual = getattr(code, "co_qualname", None) or code.co_name
+    else:
+        module = getattr(type(func), "__module__", "") or ""
+        qual = getattr(type(func), "__qualname__", "") or ""
+    mod_parts = module.split(".")
+    qual_parts = [p for p in qual.split(".") if p != "<locals>"]
+    for name in names:
+        if "." in name:
+            dmod = name.rsplit(".", 1)[0]
+            if module == dmod or module.startswith(dmod + ".") or mod_parts[0] == dmod.split(".")[0]:
+                return True
+        elif name in qual_parts or name in mod_parts:
+            return True
+    return False
+
+
+def _unwrap_ignored(func, names):
+    """Peel `__wrapped__` layers made by ignored decorators (best effort)."""
+    if not names:
+        return func
+    bound_self = None
+    if inspect.ismethod(func):
+        bound_self = func.__self__
+        func = func.__func__
+    seen = set()
+    while id(func) not in seen:
+        seen.add(id(func))
+        inner = getattr(func, "__wrapped__", None)
+        if inner is None or not _decorator_matches(func, names):
+            break
+        logger.debug("unwrapped decorator layer %r", func)
+        func = inner
+    if bound_self is not None and inspect.isfunction(func):
+        import types
+
+        return types.MethodType(func, bound_self)
+    return func
+
+
+def handler_kind(func):
+    """Classify a handler callable as one of the four kinds of protocol.md 6.2."""
+    candidates = [func]
+    if not inspect.isroutine(func) and not isinstance(func, type):
+        call = getattr(func, "__call__", None)
+        if call is not None:
+            candidates.append(call)
+    for cand in candidates:
+        if inspect.isasyncgenfunction(cand):
+            return KIND_ASYNC_GEN
+        if inspect.isgeneratorfunction(cand):
+            return KIND_GEN
+        if inspect.iscoroutinefunction(cand):
+            return KIND_ASYNC
+    return KIND_FUNC
+
+
+def load_handler(spec, ignore_decorators=()):
+    """Import and resolve `spec`; returns (callable, kind). Raises HandlerLoadError."""
+    if not spec:
+        raise HandlerLoadError("ASYA_HANDLER is not set; set it to module.function or module.Class.method")
+    if not _HANDLER_RE.match(spec):
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%r is not a valid handler string; expected module.function or "
+            "module.Class.method (letters, digits, '_' and dots only)" % spec
+        )
+    parts = spec.split(".")
+    module = None
+    module_name = None
+    misses = []
+    for i in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:i])
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if missing and (name == missing or name.startswith(missing + ".")):
+                misses.append((name, exc))
+                continue
+            raise HandlerLoadError(
+                "handler %r: importing module %r failed: %s: %s" % (spec, name, type(exc).__name__, exc),
+                exc,
+            ) from exc
+        except BaseException as exc:  # noqa: BLE001 - any import-time failure is fatal
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise HandlerLoadError(
+                "handler %r: importing module %r failed: %s: %s" % (spec, name, type(exc).__name__, exc),
+                exc,
+            ) from exc
+        module_name = name
+        break
+    if module is None:
+        name, exc = misses[-1]
+        raise HandlerLoadError(
+            "handler %r: cannot import module %r: %s: %s (is it installed or on PYTHONPATH?)"
+            % (spec, name, type(exc).__name__, exc),
+            exc,
+        )
+    rest = parts[len(module_name.split(".")) :]
+    not_found = ""
+    if misses:
+        not_found = " (module %r was not found either)" % misses[-1][0]
+    if len(rest) == 1:
+        try:
+            func = getattr(module, rest[0])
+        except AttributeError as exc:
+            raise HandlerLoadError(
+                "handler %r: module %r has no attribute %r%s" % (spec, module_name, rest[0], not_found),
+                exc,
+            ) from exc
+    elif len(rest) == 2:
+        try:
+            cls = getattr(module, rest[0])
+        except AttributeError as exc:
+            raise HandlerLoadError(
+                "handler %r: module %r has no attribute %r%s" % (spec, module_name, rest[0], not_found),
+                exc,
+            ) from exc
+        if not inspect.isclass(cls):
+            raise HandlerLoadError(
+                "handler %r: %s.%s is not a class; expected module.function or module.Class.method"
+                % (spec, module_name, rest[0])
+            )
+        try:
+            instance = cls()
+        except Exception as exc:  # noqa: BLE001 - any constructor failure is fatal
+            raise HandlerLoadError(
+                "handler %r: instantiating %s.%s() with no arguments failed: %s: %s "
+                "(every __init__ parameter needs a default)"
+                % (spec, module_name, rest[0], type(exc).__name__, exc),
+                exc,
+            ) from exc
+        try:
+            func = getattr(instance, rest[1])
+        except AttributeError as exc:
+            raise HandlerLoadError(
+                "handler %r: class %s.%s has no method %r" % (spec, module_name, rest[0], rest[1]),
+                exc,
+            ) from exc
+    else:
+        raise HandlerLoadError(
+            "handler %r: after module %r the rest %r is neither function nor Class.method%s"
+            % (spec, module_name, ".".join(rest), not_found)
+        )
+    if not callable(func):
+        raise HandlerLoadError("handler %r: %r is not callable" % (spec, func))
+    func = _unwrap_ignored(func, ignore_decorators)
+    return func, handler_kind(func)
+
+
+# ---------------------------------------------------------------------------
+# Event loop for async handlers
+# ---------------------------------------------------------------------------
+
+_LOOP = None
+
+
+def _get_loop():
+    global _LOOP
+    if _LOOP is None or _LOOP.is_closed():
+        _LOOP = asyncio.new_event_loop()
+        asyncio.set_event_loop(_LOOP)
+    return _LOOP
+
+
+def _reap_tasks(loop):
+    """Cancel and await what a call left running, like asyncio.run() on exit."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for task in pending:
+        if task.cancelled():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task left running by the handler",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
+
+def _run_coroutine(coro):
+    loop = _get_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        _reap_tasks(loop)
+
+
+# ---------------------------------------------------------------------------
+# Generator driving (protocol.md 6.3 - 6.7)
+# ---------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The sidecar closed the connection mid-stream; stop without replying."""
+
+
+class _Stream:
+    """SSE writer for one generator call; the HTTP head goes out with the first event."""
+
+    __slots__ = ("sock", "head")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.head = _SSE_HEAD
+
+    def event(self, name, data):
+        chunk = b"event: " + name + b"\ndata: " + data + b"\n\n"
+        if self.head is not None:
+            chunk = self.head + chunk
+            self.head = None
+        try:
+            self.sock.sendall(chunk)
+        except OSError as exc:
+            raise _ClientGone(str(exc)) from exc
+
+
+class _Call:
+    """ABI state of one generator call: the context and the input route."""
+
+    __slots__ = ("ctx", "prev_out", "stream")
+
+    def __init__(self, msg, stream):
+        route = msg["route"]
+        prev = route["prev"]
+        curr = route["curr"]
+        headers = msg.get("headers")
+        status = msg.get("status")
+        parent = msg.get("parent_id")
+        # The envelope was parsed for this call only and is dropped afterwards, so the
+        # context may own its containers without copying them.
+        self.ctx = {
+            "id": msg.get("id", ""),
+            "parent_id": parent if parent is not None else "",
+            "route": {"prev": prev, "curr": curr, "next": list(route["next"])},
+            "headers": headers if headers is not None else {},
+            "status": status if status is not None else {},
+        }
+        self.prev_out = list(prev) + [curr]
+        self.stream = stream
+
+    def emit(self, payload):
+        ctx = self.ctx
+        nxt = ctx["route"]["next"]  # KeyError after DEL .route.next (reproduced quirk)
+        if not isinstance(nxt, list):
+            raise TypeError("route.next must be a list when emitting, got %s" % type(nxt).__name__)
+        frame = {
+            "payload": payload,
+            "route": {
+                "prev": self.prev_out,
+                "curr": nxt[0] if nxt else "",
+                "next": nxt[1:],
+            },
+        }
+        headers = ctx.get("headers")
+        if headers:
+            frame["headers"] = headers
+        status = ctx.get("status")
+        if status:
+            frame["status"] = status
+        # Serialising now is the per-emit snapshot: later SET/DEL cannot reach this frame.
+        self.stream.event(b"downstream", _encode(_normalise(frame)))
+
+    def step(self, item):
+        """Execute one yielded value; returns what to send back into the generator."""
+        if item is None:
+            return None
+        if isinstance(item, tuple) and len(item) >= 2 and not hasattr(type(item), "_fields"):
+            verb = item[0]
+            if verb == "GET" and len(item) == 2:
+                return _dcopy(path_get(self.ctx, item[1]))
+            if verb == "SET" and len(item) == 3:
+                path = item[1]
+                _check_writable(path)
+                path_set(self.ctx, path, _dcopy(item[2]))
+                return None
+            if verb == "DEL" and len(item) == 2:
+                path = item[1]
+                _check_writable(path)
+                path_del(self.ctx, path)
+                return None
+            if verb == "FLY" and len(item) == 2:
+                self.stream.event(b"upstream", _encode({"payload": _normalise(item[1])}))
+                return None
+            raise RuntimeError(
+                "invalid ABI instruction %s; expected (\"GET\", path), (\"SET\", path, value), "
+                "(\"DEL\", path) or (\"FLY\", obj)" % _describe(item)
+            )
+        self.emit(item)
+        return None
+
+
+def _describe(item):
+    try:
+        text = repr(item)
+    except Exception:  # noqa: BLE001
+        text = "<tuple>"
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return "%s of %d items" % (text, len(item))
+
+
+def _check_writable(path):
+    if not isinstance(path, str):
+        raise ValueError("path must be a string, got %s" % type(path).__name__)
+    if not path.startswith(_WRITABLE_PREFIXES):
+        raise PermissionError(
+            "path %r is read-only: SET/DEL may only target .route.next, .headers or .status" % path
+        )
+
+
+def _drive_sync(gen, call):
+    send = gen.send
+    step = call.step
+    value = None
+    try:
+        while True:
+            try:
+                item = send(value)
+            except StopIteration:
+                return
+            value = step(item)
+    finally:
+        try:
+            gen.close()
+        except Exception:  # noqa: BLE001 - the call's outcome is already decided
+            logger.debug("closing the handler generator failed", exc_info=True)
+
+
+async def _drive_async(agen, call):
+    asend = agen.asend
+    step = call.step
+    value = None
+    try:
+        while True:
+            try:
+                item = await asend(value)
+            except StopAsyncIteration:
+                return
+            value = step(item)
+    finally:
+        try:
+            await agen.aclose()
+        except Exception:  # noqa: BLE001 - the call's outcome is already decided
+            logger.debug("closing the handler async generator failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------
+# HTTP over the Unix socket (protocol.md 7)
+# ---------------------------------------------------------------------------
+
+_SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+)
+_REASONS = {
+    200: b"OK",
+    204: b"No Content",
+    400: b"Bad Request",
+    404: b"Not Found",
+    413: b"Payload Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+}
+_DONE_EVENT = b"event: done\ndata: {}\n\n"
+_HEALTH_BODY = b'{"status":"ready"}'
+_NOT_FOUND_BODY = b'{"error":"not_found"}'
+_MAX_HEAD = 64 * 1024
+_RECV = 256 * 1024
+
+
+class _BadRequest(Exception):
+    """Malformed HTTP; answered with 400 and the connection closed."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def _response(status, body, close, content_type=b"application/json"):
+    if status == 204:
+        head = b"HTTP/1.1 204 No Content\r\n"
+    else:
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+            status,
+            _REASONS.get(status, b"Error"),
+            content_type,
+            len(body),
+        )
+    if close:
+        head += b"Connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+class _Conn:
+    """One client connection and its unread bytes."""
+
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+
+def _recv_more(conn):
+    data = conn.sock.recv(_RECV)
+    if not data:
+        raise _ClientGone("connection closed mid-request")
+    conn.buf += data
+
+
+def _read_chunked(conn, pos):
+    """Decode a chunked body starting at conn.buf[pos:]; returns (body, end offset)."""
+    parts = []
+    while True:
+        while True:
+            eol = conn.buf.find(b"\r\n", pos)
+            if eol >= 0:
+                break
+            if len(conn.buf) - pos > 4096:
+                raise _BadRequest("chunk size line too long")
+            _recv_more(conn)
+        size_text = conn.buf[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _BadRequest("invalid chunk size %r" % size_text[:40]) from None
+        if size < 0:
+            raise _BadRequest("invalid chunk size")
+        pos = eol + 2
+        if size == 0:
+            # Trailers end with an empty line.
+            while True:
+                eol = conn.buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if len(conn.buf) - pos > _MAX_HEAD:
+                        raise _BadRequest("trailers too long")
+                    _recv_more(conn)
+                    continue
+                if eol == pos:
+                    return b"".join(parts), eol + 2
+                pos = eol + 2
+        while len(conn.buf) < pos + size + 2:
+            _recv_more(conn)
+        if conn.buf[pos + size : pos + size + 2] != b"\r\n":
+            raise _BadRequest("chunk not terminated by CRLF")
+        parts.append(conn.buf[pos : pos + size])
+        pos += size + 2
+
+
+def _read_request(conn):
+    """Read one request: (method, target, body, close) or None on a clean EOF."""
+    buf = conn.buf
+    end = buf.find(b"\r\n\r\n")
+    while end < 0:
+        if len(buf) > _MAX_HEAD:
+            raise _BadRequest("request head too large", 431)
+        data = conn.sock.recv(_RECV)
+        if not data:
+            conn.buf = b""
+            return None
+        buf += data
+        end = buf.find(b"\r\n\r\n", max(0, len(buf) - len(data) - 3))
+    line_end = buf.find(b"\r\n")
+    request_line = buf[:line_end]
+    pieces = request_line.split(b" ")
+    if len(pieces) != 3 or not pieces[2].startswith(b"HTTP/"):
+        conn.buf = buf
+        raise _BadRequest("malformed request line %r" % request_line[:100])
+    method, target, version = pieces
+    close = version != b"HTTP/1.1"
+    length = None
+    chunked = False
+    expect = False
+    if line_end < end:
+        for line in buf[line_end + 2 : end].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _BadRequest("invalid Content-Length %r" % value.strip()[:40]) from None
+                if length < 0:
+                    raise _BadRequest("negative Content-Length")
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                if b"close" in value.lower():
+                    close = True
+            elif name == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+    start = end + 4
+    if chunked:
+        conn.buf = buf
+        if expect:
+            conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body, stop = _read_chunked(conn, start)
+        conn.buf = conn.buf[stop:]
+    elif length:
+        stop = start + length
+        if len(buf) >= stop:
+            body = buf[start:stop]
+            conn.buf = buf[stop:]
+        else:
+            if expect:
+                conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            parts = [buf[start:]]
+            need = stop - len(buf)
+            recv = conn.sock.recv
+            while need > 0:
+                data = recv(need if need < 4 * _RECV else 4 * _RECV)
+                if not data:
+                    raise _ClientGone("connection closed mid-body")
+                parts.append(data)
+                need -= len(data)
+            body = b"".join(parts)
+            if need < 0:
+                conn.buf = body[length:]
+                body = body[:length]
+            else:
+                conn.buf = b""
+    else:
+        body = b""
+        conn.buf = buf[start:]
+    query = target.find(b"?")
+    if query >= 0:
+        target = target[:query]
+    return method, target, body, close
+
+
+def _validate(msg):
+    """Envelope checks of protocol.md 7 (Validation); raises ValueError."""
+    if not isinstance(msg, dict):
+        raise ValueError("envelope must be a JSON object, got %s" % type(msg).__name__)
+    if "payload" not in msg:
+        raise ValueError("Missing required field 'payload' in envelope")
+    route = msg.get("route", _MISSING)
+    if route is _MISSING:
+        raise ValueError("Missing required field 'route' in envelope")
+    if not isinstance(route, dict):
+        raise ValueError("Field 'route' must be an object")
+    if not isinstance(route.get("prev"), list):
+        raise ValueError("Field 'route.prev' must be a list")
+    if not isinstance(route.get("curr"), str):
+        raise ValueError("Field 'route.curr' must be a string")
+    if not isinstance(route.get("next"), list):
+        raise ValueError("Field 'route.next' must be a list")
+    if "headers" in msg and not isinstance(msg["headers"], dict):
+        raise ValueError("Field 'headers' must be an object")
+    if "id" in msg and not isinstance(msg["id"], str):
+        raise ValueError("Field 'id' must be a string")
+
+
+def _lenient(msg):
+    """Shape an unvalidated body into an envelope (ASYA_ENABLE_VALIDATION=false)."""
+    if not isinstance(msg, dict):
+        raise ValueError("envelope must be a JSON object, got %s" % type(msg).__name__)
+    route = msg.get("route")
+    if not isinstance(route, dict):
+        route = {}
+    prev = route.get("prev")
+    curr = route.get("curr")
+    nxt = route.get("next")
+    out = {
+        "payload": msg.get("payload"),
+        "route": {
+            "prev": prev if isinstance(prev, list) else [],
+            "curr": curr if isinstance(curr, str) else "",
+            "next": nxt if isinstance(nxt, list) else [],
+        },
+    }
+    for key in ("id", "parent_id", "headers", "status"):
+        if msg.get(key) is not None:
+            out[key] = msg[key]
+    if not isinstance(out.get("headers", {}), dict):
+        del out["headers"]
+    return out
+
+
+class Runtime:
+    """The loaded handler plus the request loop."""
+
+    def __init__(self, func, kind, validate=True):
+        self.func = func
+        self.kind = kind
+        self.validate = validate
+
+    # -- /invoke -----------------------------------------------------------
+
+    def invoke(self, sock, body, close):
+        """Serve POST /invoke; returns whether the connection stays open."""
+        if not body:
+            sock.sendall(
+                _response(400, _error_body("msg_parsing_error", ValueError("empty request body")), close)
+            )
+            return not close
+        try:
+            msg = json.loads(body)
+            if self.validate:
+                _validate(msg)
+            else:
+                msg = _lenient(msg)
+        except (ValueError, RecursionError) as exc:
+            sock.sendall(_response(400, _error_body("msg_parsing_error", exc), close))
+            return not close
+        kind = self.kind
+        if kind is KIND_GEN or kind is KIND_ASYNC_GEN:
+            self._stream(sock, msg, None)
+            return False
+        try:
+            result = self.func(msg["payload"])
+            if kind is KIND_ASYNC or inspect.isawaitable(result):
+                result = _run_coroutine(result)
+            if result is None:
+                sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n" if close else _NO_CONTENT)
+                return not close
+            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                # A wrapper hid a generator function; serve it as what it really is.
+                self._stream(sock, msg, result)
+                return False
+            route = msg["route"]
+            nxt = route["next"]
+            frame = {
+                "payload": _normalise(result),
+                "route": {
+                    "prev": route["prev"] + [route["curr"]],
+                    "curr": nxt[0] if nxt else "",
+                    "next": nxt[1:],
+                },
+            }
+            headers = msg.get("headers")
+            if headers:
+                frame["headers"] = headers
+            status = msg.get("status")
+            if status:
+                frame["status"] = status
+            out = _encode({"frames": [frame]})
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every handler failure is a 500
+            logger.error("handler raised %s: %s", _fqn(type(exc)), exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            sock.sendall(_response(500, _error_body("processing_error", exc), close))
+            return not close
+        if close:
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (len(out), out)
+            )
+            return False
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(out), out)
+        )
+        return True
+
+    def _stream(self, sock, msg, started):
+        stream = _Stream(sock)
+        call = _Call(msg, stream)
+        try:
+            gen = started if started is not None else self.func(msg["payload"])
+            if inspect.isasyncgen(gen):
+                _run_coroutine(_drive_async(gen, call))
+            elif inspect.isgenerator(gen):
+                _drive_sync(gen, call)
+            else:
+                raise TypeError(
+                    "generator handler returned %s instead of a generator" % type(gen).__name__
+                )
+        except _ClientGone:
+            logger.warning("client closed the connection during a streamed call")
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every handler failure is an SSE error
+            logger.error("handler raised %s: %s", _fqn(type(exc)), exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            try:
+                stream.event(b"error", _error_body("processing_error", exc))
+            except _ClientGone:
+                return
+        chunk = _DONE_EVENT
+        if stream.head is not None:
+            chunk = stream.head + chunk
+            stream.head = None
+        try:
+            sock.sendall(chunk)
+        except OSError:
+            pass
+
+    # -- connection handling ----------------------------------------------
+
+    def serve_conn(self, conn):
+        """Serve the requests buffered or arriving on `conn`; False = close it."""
+        sock = conn.sock
+        while True:
+            try:
+                req = _read_request(conn)
+            except _BadRequest as exc:
+                body = _encode_raw({"error": "bad_request", "details": {"message": str(exc)}}).encode()
+                try:
+                    sock.sendall(_response(exc.status, body, True))
+                except OSError:
+                    pass
+                return False
+            except (_ClientGone, OSError):
+                return False
+            if req is None:
+                return False
+            method, target, body, close = req
+            try:
+                if target == b"/invoke" and method == b"POST":
+                    keep = self.invoke(sock, body, close)
+                elif target == b"/healthz" and method == b"GET":
+                    sock.sendall(_response(200, _HEALTH_BODY, close))
+                    keep = not close
+                else:
+                    sock.sendall(_response(404, _NOT_FOUND_BODY, close))
+                    keep = not close
+            except OSError:
+                return False
+            if not keep:
+                return False
+            if not conn.buf:
+                return True
+
+    def serve_forever(self, lsock):
+        lsock.setblocking(False)
+        lfd = lsock.fileno()
+        poller = select.poll()
+        poller.register(lfd, select.POLLIN)
+        conns = {}
+        poll = poller.poll
+        serve = self.serve_conn
+        while True:
+            for fd, _ in poll():
+                if fd == lfd:
+                    try:
+                        sock, _addr = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    sock.setblocking(True)
+                    conn = _Conn(sock)
+                    conns[sock.fileno()] = conn
+                    poller.register(sock.fileno(), select.POLLIN)
+                    continue
+                conn = conns.get(fd)
+                if conn is None:
+                    continue
+                if not serve(conn):
+                    poller.unregister(fd)
+                    del conns[fd]
+                    try:
+                        conn.sock.close()
+                    except OSError:
+                        pass
+
+
+_NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+# ---------------------------------------------------------------------------
+# Process entry point
+# ---------------------------------------------------------------------------
+
+
+def _env_flag(name, default):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() not in ("false", "0", "no", "off")
+
+
+def _configure_logging():
+    level_name = (os.environ.get("ASYA_LOG_LEVEL") or "INFO").strip().upper()
+    if level_name == "WARN":
+        level_name = "WARNING"
+    level = getattr(logging, level_name, None)
+    if not isinstance(level, int):
+        level = logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _fatal(message, cause=None):
+    sys.stderr.write("troupe-runtime: FATAL: %s\n" % message)
+    if cause is not None:
+        sys.stderr.write("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)))
+    sys.stderr.flush()
+    return 1
+
+
+def main():
+    """Load ASYA_HANDLER, bind the socket, serve until SIGTERM/SIGINT; returns the exit code."""
+    _configure_logging()
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        # Handlers usually live in the container's working directory.
+        sys.path.append(cwd)
+    if os.environ.get("ASYA_STATE_PROXY_MOUNTS"):
+        logger.warning("ASYA_STATE_PROXY_MOUNTS is set but not supported by this runtime; ignoring it")
+    spec = (os.environ.get("ASYA_HANDLER") or "").strip()
+    ignore = [d.strip() for d in (os.environ.get("ASYA_IGNORE_DECORATORS") or "").split(",") if d.strip()]
+    try:
+        func, kind = load_handler(spec, ignore)
+    except HandlerLoadError as exc:
+        return _fatal(str(exc), exc.cause)
+    validate = _env_flag("ASYA_ENABLE_VALIDATION", True)
+
+    sock_dir = os.environ.get("ASYA_SOCKET_DIR") or "/var/run/asya"
+    sock_name = os.environ.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
+    sock_path = os.path.join(sock_dir, sock_name)
+    ready_path = os.path.join(sock_dir, "runtime-ready")
+    chmod_text = os.environ.get("ASYA_SOCKET_CHMOD", "0o666").strip()
+    mode = None
+    if chmod_text:
+        try:
+            mode = int(chmod_text, 8)
+        except ValueError:
+            return _fatal("ASYA_SOCKET_CHMOD=%r is not an octal mode such as 0o666 (empty = no chmod)" % chmod_text)
+
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.makedirs(sock_dir, exist_ok=True)
+        try:
+            os.unlink(sock_path)
+        except FileNotFoundError:
+            pass
+        lsock.bind(sock_path)
+        lsock.listen(128)
+        if mode is not None:
+            os.chmod(sock_path, mode)
+        with open(ready_path, "w") as fh:
+            fh.write("ready")
+    except OSError as exc:
+        lsock.close()
+        return _fatal("cannot set up the runtime socket %s: %s" % (sock_path, exc), exc)
+
+    def cleanup():
+        for path in (sock_path, ready_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def on_signal(signum, _frame):
+        logger.info("received signal %d, shutting down", signum)
+        cleanup()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("runtime ready: handler=%s kind=%s socket=%s", spec, kind, sock_path)
+    runtime = Runtime(func, kind, validate)
+    try:
+        runtime.serve_forever(lsock)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - report and exit non-zero
+        return _fatal("runtime loop failed: %s" % exc, exc)
+    finally:
+        cleanup()
+        try:
+            lsock.close()
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
