@@ -1,1 +1,31 @@
-//! Mesh API.
+//! Troupe gateway, first slice: the mesh API (gateway.md §2).
+//!
+//! - [`Gateway`]: the operations (create, list, get, events, cancel, resume, children,
+//!   SLA backstop), HTTP-free; [`Gateway::router`] serves them over axum and
+//!   [`Gateway::reporter`] applies sidecar reports in-process.
+//! - [`TaskStore`]: storage seam (compare-and-set on status, overdue query);
+//!   [`MemoryStore`] is the in-process backend.
+//! - [`Ingress`]: how the gateway publishes envelopes to actor queues.
+//! - [`status`] and [`progress`]: the pure status model and progress math.
+
+mod config;
+mod gateway;
+mod http;
+mod hub;
+mod ingress;
+mod memory;
+pub mod progress;
+mod reporter;
+mod sse;
+pub mod status;
+mod store;
+mod task;
+
+pub use config::{GatewayConfig, DEFAULT_API_PREFIX};
+pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError};
+pub use http::Listener;
+pub use ingress::Ingress;
+pub use reporter::InProcessReporter;
+pub use status::TaskStatus;
+pub use store::{CasOutcome, ListFilter, MemoryStore, StoreError, TaskPage, TaskStore};
+pub use task::{format_ts_millis, merge_update, Task, TaskData};

@@ -1,0 +1,891 @@
+//! Mesh API operations (gateway.md §2), independent of HTTP: the router in
+//! [`crate::http`] and the in-process reporter both call these.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use troupe_protocol::clock::format_ts;
+use troupe_protocol::{Clock, SystemClock};
+
+use crate::config::GatewayConfig;
+use crate::hub::{EventHub, EventKind, Subscription};
+use crate::ingress::Ingress;
+use crate::status::{normalise, should_apply, TaskStatus};
+use crate::store::{CasOutcome, ListFilter, StoreError, TaskPage, TaskStore};
+use crate::task::{merge_update, Task, TaskData};
+
+const HEADER_GATEWAY_URL: &str = "x-asya-gateway-url";
+const HEADER_RESUME_TASK: &str = "x-asya-resume-task";
+const HEADER_RESUME_TIMEOUT: &str = "x-asya-resume-timeout";
+const HEADER_A2A_CONTEXT: &str = "x-asya-a2a-context-id";
+const HEADER_TRACEPARENT: &str = "traceparent";
+const RESUME_ACTOR: &str = "x-resume";
+const TIMED_OUT: &str = "task timed out";
+/// Compare-and-set attempts before giving up on a hot record.
+const CAS_ATTEMPTS: usize = 16;
+/// Overdue tasks handled per store query.
+const BACKSTOP_BATCH: usize = 1000;
+
+/// A mesh API failure; each variant maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Malformed request (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown task or actor (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The task is in the wrong state for the request (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed (500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Publishing to a queue failed (500).
+    #[error("{0}")]
+    Publish(String),
+}
+
+impl GatewayError {
+    /// The HTTP status code for this error.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::NotFound(_) => 404,
+            GatewayError::Conflict(_) => 409,
+            GatewayError::Store(_) | GatewayError::Publish(_) => 500,
+        }
+    }
+}
+
+/// What a posted event did (all answer 204).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// A status update was stored and published.
+    Applied,
+    /// A status update lost to the stored status; not published.
+    Stale,
+    /// The posted status is not one the gateway tracks.
+    Ignored,
+    /// A FLY event was relayed to live subscribers.
+    Fly,
+}
+
+/// Result of a child registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildOutcome {
+    /// A new child record was stored (201).
+    Created,
+    /// The child was already registered (200).
+    Exists,
+}
+
+/// The mesh API. Cheap to clone; all clones share one store, hub and ingress.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: GatewayConfig,
+    pub(crate) store: Arc<dyn TaskStore>,
+    ingress: Arc<dyn Ingress>,
+    pub(crate) hub: Arc<EventHub>,
+    clock: Arc<dyn Clock>,
+    closing: watch::Sender<bool>,
+}
+
+/// Parsed create / resume body.
+struct RequestBody {
+    payload: Value,
+    headers: Map<String, Value>,
+    timeout: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct OutEnvelope<'a> {
+    id: &'a str,
+    route: OutRoute<'a>,
+    headers: &'a Map<String, Value>,
+    payload: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<DeadlineOnly<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutRoute<'a> {
+    prev: [&'a str; 0],
+    curr: &'a str,
+    next: [&'a str; 0],
+}
+
+#[derive(Serialize)]
+struct DeadlineOnly<'a> {
+    deadline_at: &'a str,
+}
+
+impl Gateway {
+    /// A gateway on the system clock.
+    pub fn new(
+        config: GatewayConfig,
+        store: Arc<dyn TaskStore>,
+        ingress: Arc<dyn Ingress>,
+    ) -> Self {
+        Self::with_clock(config, store, ingress, Arc::new(SystemClock))
+    }
+
+    /// A gateway on an injected clock (tests, simulations).
+    pub fn with_clock(
+        config: GatewayConfig,
+        store: Arc<dyn TaskStore>,
+        ingress: Arc<dyn Ingress>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let hub = EventHub::new(config.subscriber_buffer);
+        let (closing, _) = watch::channel(false);
+        Gateway {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                ingress,
+                hub,
+                clock,
+                closing,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// The task store.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.store
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Ends every open SSE stream (graceful shutdown would otherwise wait on them).
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Number of open SSE streams for `id`.
+    pub fn subscriber_count(&self, id: &str) -> usize {
+        self.inner.hub.subscriber_count(id)
+    }
+
+    pub(crate) fn subscribe(&self, id: &str) -> Subscription {
+        self.inner.hub.subscribe(id)
+    }
+
+    /// `POST {p}/mesh/?actor=` (§2.1): returns the new (or, for the x-resume
+    /// compatibility rule, the resumed) task id.
+    pub async fn create(
+        &self,
+        actor: &str,
+        namespace: Option<&str>,
+        body: &[u8],
+    ) -> Result<String, GatewayError> {
+        if actor.is_empty() {
+            return Err(GatewayError::BadRequest(
+                "actor query parameter is required: POST {prefix}/mesh/?actor=NAME".into(),
+            ));
+        }
+        let req = parse_body(body, true)?;
+
+        if actor == RESUME_ACTOR {
+            if let Some(target) = req.headers.get(HEADER_RESUME_TASK).and_then(Value::as_str) {
+                if self.inner.store.status(target).await? == Some(TaskStatus::Paused) {
+                    let target = target.to_owned();
+                    self.resume_parsed(&target, req).await?;
+                    return Ok(target);
+                }
+            }
+        }
+
+        let foreign_ns =
+            namespace.is_some_and(|ns| !ns.is_empty() && ns != self.inner.config.namespace);
+        if foreign_ns || !self.inner.ingress.has_actor(actor) {
+            return Err(GatewayError::NotFound("actor not found".into()));
+        }
+
+        let now = self.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut headers = req.headers;
+        self.stamp_gateway_url(&mut headers);
+        let deadline_at = deadline(now, req.timeout)?;
+        let data = TaskData {
+            actor: actor.to_owned(),
+            payload: (!req.payload.is_null()).then(|| req.payload.clone()),
+            deadline_at: deadline_at.clone(),
+            context_id: headers
+                .get(HEADER_A2A_CONTEXT)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            trace_id: headers
+                .get(HEADER_TRACEPARENT)
+                .and_then(Value::as_str)
+                .and_then(trace_id),
+            headers: Some(headers.clone()),
+            ..TaskData::default()
+        };
+        let body = envelope(&id, actor, &headers, &req.payload, deadline_at.as_deref());
+        if !self
+            .inner
+            .store
+            .insert(Task::new(id.clone(), data, now))
+            .await?
+        {
+            return Err(GatewayError::Conflict(format!(
+                "task id {id} already exists; retry the request"
+            )));
+        }
+        if let Err(e) = self.inner.ingress.publish(actor, body).await {
+            // The task never started: leave no record behind.
+            if let Err(de) = self.inner.store.delete(&id).await {
+                tracing::warn!(task = %id, error = %de, "could not delete task after failed publish");
+            }
+            return Err(GatewayError::Publish(format!(
+                "could not publish to actor '{actor}': {e}"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// `GET {p}/mesh/{id}`.
+    pub async fn get(&self, id: &str) -> Result<Task, GatewayError> {
+        self.inner.store.get(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// `GET {p}/mesh/` (§2.2).
+    pub async fn list(&self, filter: &ListFilter) -> Result<TaskPage, GatewayError> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// `POST {p}/mesh/{id}/events` (§2.5) with a parsed body.
+    pub async fn apply_event(&self, id: &str, body: Value) -> Result<EventOutcome, GatewayError> {
+        let Value::Object(mut body) = body else {
+            return Err(GatewayError::BadRequest(
+                "event body must be a JSON object {\"type\", \"status\"?, \"data\"}".into(),
+            ));
+        };
+        let data = match body.remove("data") {
+            Some(Value::Object(m)) => m,
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(GatewayError::BadRequest(
+                    "event data must be a JSON object".into(),
+                ))
+            }
+        };
+        match body.get("type").and_then(Value::as_str) {
+            Some("status") => {
+                let posted = body
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .or_else(|| data.get("status").and_then(Value::as_str))
+                    .unwrap_or_default()
+                    .to_owned();
+                self.apply_status(id, &posted, &data).await
+            }
+            Some("fly") => {
+                self.inner
+                    .hub
+                    .publish(id, EventKind::Fly, || Value::Object(data).to_string());
+                Ok(EventOutcome::Fly)
+            }
+            _ => Err(GatewayError::BadRequest(
+                "event type must be \"status\" or \"fly\"".into(),
+            )),
+        }
+    }
+
+    async fn apply_status(
+        &self,
+        id: &str,
+        posted: &str,
+        data: &Map<String, Value>,
+    ) -> Result<EventOutcome, GatewayError> {
+        let has_pm = data.get("pause_metadata").is_some_and(|v| !v.is_null());
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get(id).await?;
+            let Some(new) = normalise(posted, has_pm) else {
+                return Ok(EventOutcome::Ignored);
+            };
+            if !should_apply(current.status, new) {
+                return Ok(EventOutcome::Stale);
+            }
+            let merged = merge_update(&current, new, posted, data, self.now());
+            match self
+                .inner
+                .store
+                .compare_and_set(current.status, merged.clone())
+                .await?
+            {
+                CasOutcome::Applied => {
+                    self.publish_status(&merged);
+                    return Ok(EventOutcome::Applied);
+                }
+                CasOutcome::Conflict => continue,
+                CasOutcome::NotFound => return Err(not_found(id)),
+            }
+        }
+        tracing::warn!(
+            task = id,
+            "status update kept losing compare-and-set; dropped as stale"
+        );
+        Ok(EventOutcome::Stale)
+    }
+
+    fn publish_status(&self, task: &Task) {
+        let kind = EventKind::Status {
+            terminal: task.status.is_terminal(),
+        };
+        self.inner.hub.publish(&task.id, kind, || task.data_json());
+    }
+
+    /// `DELETE {p}/mesh/{id}` (§2.9), children included.
+    pub async fn cancel(&self, id: &str) -> Result<(), GatewayError> {
+        if !self.cancel_one(id).await? {
+            return Ok(());
+        }
+        let mut seen = HashSet::from([id.to_owned()]);
+        let mut stack = vec![id.to_owned()];
+        while let Some(parent) = stack.pop() {
+            for child in self.inner.store.children(&parent).await? {
+                if !seen.insert(child.id.clone()) || child.status.is_terminal() {
+                    continue;
+                }
+                match self.cancel_one(&child.id).await {
+                    Ok(true) => stack.push(child.id),
+                    Ok(false) | Err(GatewayError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels one task; `false` when it was already terminal.
+    async fn cancel_one(&self, id: &str) -> Result<bool, GatewayError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get(id).await?;
+            if current.status.is_terminal() {
+                return Ok(false);
+            }
+            let mut next = current.clone();
+            next.status = TaskStatus::Canceled;
+            next.updated_at = self.now();
+            match self
+                .inner
+                .store
+                .compare_and_set(current.status, next.clone())
+                .await?
+            {
+                CasOutcome::Applied => {
+                    self.publish_status(&next);
+                    return Ok(true);
+                }
+                CasOutcome::Conflict => continue,
+                CasOutcome::NotFound => return Err(not_found(id)),
+            }
+        }
+        Err(GatewayError::Conflict(format!(
+            "task {id} is changing too fast to cancel; retry"
+        )))
+    }
+
+    /// `POST {p}/mesh/{id}/resume` (§2.6).
+    pub async fn resume(&self, id: &str, body: &[u8]) -> Result<(), GatewayError> {
+        let req = parse_body(body, false)?;
+        self.resume_parsed(id, req).await
+    }
+
+    async fn resume_parsed(&self, id: &str, req: RequestBody) -> Result<(), GatewayError> {
+        let mut attempt = 0;
+        let (before, after, secs) = loop {
+            attempt += 1;
+            let task = self.get(id).await?;
+            if task.status != TaskStatus::Paused {
+                return Err(GatewayError::Conflict(format!(
+                    "task {id} is {}; only paused tasks can be resumed",
+                    task.status
+                )));
+            }
+            if task.data.pause_metadata.is_none() {
+                return Err(GatewayError::Conflict(
+                    "no saved state: the task was paused externally and can only be canceled"
+                        .into(),
+                ));
+            }
+            if !self.inner.ingress.has_actor(RESUME_ACTOR) {
+                return Err(GatewayError::Publish(
+                    "actor 'x-resume' is not running in this mesh; deploy the x-resume crew actor to resume tasks".into(),
+                ));
+            }
+            let now = self.now();
+            let secs = req.timeout.or(task.sla_remaining_s);
+            let mut next = task.clone();
+            next.status = TaskStatus::Running;
+            next.updated_at = now;
+            "Resumed".clone_into(&mut next.data.message);
+            next.data.pause_metadata = None;
+            next.data.deadline_at = deadline(now, secs)?;
+            next.sla_remaining_s = None;
+            match self
+                .inner
+                .store
+                .compare_and_set(TaskStatus::Paused, next.clone())
+                .await?
+            {
+                CasOutcome::Applied => break (task, next, secs),
+                CasOutcome::Conflict if attempt < CAS_ATTEMPTS => continue,
+                CasOutcome::Conflict => {
+                    return Err(GatewayError::Conflict(format!(
+                        "task {id} changed while resuming; retry"
+                    )))
+                }
+                CasOutcome::NotFound => return Err(not_found(id)),
+            }
+        };
+        self.publish_status(&after);
+
+        let mut headers = req.headers;
+        self.stamp_gateway_url(&mut headers);
+        headers.insert(HEADER_RESUME_TASK.into(), Value::String(id.to_owned()));
+        match secs {
+            Some(s) => {
+                headers.insert(HEADER_RESUME_TIMEOUT.into(), Value::from(s));
+            }
+            None => {
+                headers.remove(HEADER_RESUME_TIMEOUT);
+            }
+        }
+        let body = envelope(
+            id,
+            RESUME_ACTOR,
+            &headers,
+            &req.payload,
+            after.data.deadline_at.as_deref(),
+        );
+        if let Err(e) = self.inner.ingress.publish(RESUME_ACTOR, body).await {
+            // Put the task back so the client can retry the resume.
+            let restored = Task {
+                updated_at: self.now(),
+                ..before
+            };
+            if let Ok(CasOutcome::Applied) = self
+                .inner
+                .store
+                .compare_and_set(TaskStatus::Running, restored.clone())
+                .await
+            {
+                self.publish_status(&restored);
+            }
+            return Err(GatewayError::Publish(format!(
+                "could not publish to actor 'x-resume': {e}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `POST {p}/mesh/{parent}/children` (§2.7): `body` is
+    /// `{"id", "parent_id", "route": {prev, curr, next}}`.
+    pub async fn register_child(
+        &self,
+        parent: &str,
+        body: &Value,
+    ) -> Result<ChildOutcome, GatewayError> {
+        let bad = |m: &str| GatewayError::BadRequest(m.to_owned());
+        let obj = body.as_object().ok_or_else(|| {
+            bad("child body must be a JSON object {\"id\", \"parent_id\", \"route\"}")
+        })?;
+        let child = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("child body needs a non-empty string \"id\""))?;
+        if obj.get("parent_id").and_then(Value::as_str) != Some(parent) {
+            return Err(bad("\"parent_id\" must equal the parent id in the path"));
+        }
+        let route = match obj.get("route") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(r)) => r.clone(),
+            Some(_) => return Err(bad("\"route\" must be an object {prev, curr, next}")),
+        };
+        let curr = match route.get("curr") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(bad("\"route.curr\" must be a string")),
+        };
+        let next = match route.get("next") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("\"route.next\" must be a list of actor names"))?,
+            Some(_) => return Err(bad("\"route.next\" must be a list of actor names")),
+        };
+        let parent_task = self.get(parent).await?;
+        let data = TaskData {
+            actor: curr.to_owned(),
+            route_next: next,
+            parent_id: Some(parent.to_owned()),
+            deadline_at: parent_task.data.deadline_at,
+            ..TaskData::default()
+        };
+        let created = self
+            .inner
+            .store
+            .insert(Task::new(child.to_owned(), data, self.now()))
+            .await?;
+        Ok(if created {
+            ChildOutcome::Created
+        } else {
+            ChildOutcome::Exists
+        })
+    }
+
+    /// Legacy `POST /mesh` with `{id, parent_id, prev, curr, next}` (Asya sidecars).
+    pub async fn register_child_legacy(&self, body: &Value) -> Result<ChildOutcome, GatewayError> {
+        let obj = body.as_object().ok_or_else(|| {
+            GatewayError::BadRequest(
+                "body must be a JSON object {id, parent_id, prev, curr, next}".into(),
+            )
+        })?;
+        let parent = obj
+            .get("parent_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| GatewayError::BadRequest("\"parent_id\" is required".into()))?;
+        let mut route = Map::new();
+        for k in ["prev", "curr", "next"] {
+            if let Some(v) = obj.get(k) {
+                route.insert(k.into(), v.clone());
+            }
+        }
+        let std_body = serde_json::json!({
+            "id": obj.get("id").cloned().unwrap_or(Value::Null),
+            "parent_id": parent,
+            "route": route,
+        });
+        self.register_child(parent, &std_body).await
+    }
+
+    /// One SLA backstop pass (§2.10): fails overdue pending/running tasks. Returns how
+    /// many were failed.
+    pub async fn run_backstop_once(&self) -> Result<usize, GatewayError> {
+        let now = self.now();
+        let mut failed = 0;
+        loop {
+            let batch = self.inner.store.overdue(now, BACKSTOP_BATCH).await?;
+            let full = batch.len() == BACKSTOP_BATCH;
+            let mut progressed = false;
+            for task in batch {
+                if self.fail_overdue(task, now).await? {
+                    failed += 1;
+                    progressed = true;
+                }
+            }
+            if !full || !progressed {
+                return Ok(failed);
+            }
+        }
+    }
+
+    async fn fail_overdue(
+        &self,
+        mut task: Task,
+        now: OffsetDateTime,
+    ) -> Result<bool, GatewayError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let overdue = matches!(task.status, TaskStatus::Pending | TaskStatus::Running)
+                && task.deadline().is_some_and(|d| d < now);
+            if !overdue {
+                return Ok(false);
+            }
+            let mut next = task.clone();
+            next.status = TaskStatus::Failed;
+            next.updated_at = now;
+            next.data.error = Some(TIMED_OUT.to_owned());
+            match self
+                .inner
+                .store
+                .compare_and_set(task.status, next.clone())
+                .await?
+            {
+                CasOutcome::Applied => {
+                    self.publish_status(&next);
+                    return Ok(true);
+                }
+                CasOutcome::Conflict => match self.inner.store.get(&task.id).await? {
+                    Some(t) => task = t,
+                    None => return Ok(false),
+                },
+                CasOutcome::NotFound => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Runs the backstop every `backstop_interval` until `shutdown` completes.
+    pub fn spawn_backstop<F>(&self, shutdown: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let gw = self.clone();
+        let period = self
+            .inner
+            .config
+            .backstop_interval
+            .max(std::time::Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tick.tick() => {
+                        match gw.run_backstop_once().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(count = n, "SLA backstop failed overdue tasks"),
+                            Err(e) => tracing::warn!(error = %e, "SLA backstop pass failed"),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Whether the store is reachable (`/ready`).
+    pub async fn ready(&self) -> Result<(), GatewayError> {
+        Ok(self.inner.store.ping().await?)
+    }
+
+    fn stamp_gateway_url(&self, headers: &mut Map<String, Value>) {
+        let url = &self.inner.config.internal_url;
+        if !url.is_empty() {
+            headers.insert(HEADER_GATEWAY_URL.into(), Value::String(url.clone()));
+        }
+    }
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::NotFound(format!("task {id} not found"))
+}
+
+/// `now + secs` as RFC 3339 UTC seconds; `None` without a positive timeout.
+fn deadline(now: OffsetDateTime, secs: Option<u64>) -> Result<Option<String>, GatewayError> {
+    let Some(secs) = secs.filter(|s| *s > 0) else {
+        return Ok(None);
+    };
+    let at = i64::try_from(secs)
+        .ok()
+        .and_then(|s| now.checked_add(time::Duration::seconds(s)))
+        .ok_or_else(|| GatewayError::BadRequest(format!("timeout {secs}s is too large")))?;
+    Ok(Some(format_ts(at)))
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    let id = traceparent.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
+fn envelope(
+    id: &str,
+    actor: &str,
+    headers: &Map<String, Value>,
+    payload: &Value,
+    deadline_at: Option<&str>,
+) -> bytes::Bytes {
+    let env = OutEnvelope {
+        id,
+        route: OutRoute {
+            prev: [],
+            curr: actor,
+            next: [],
+        },
+        headers,
+        payload,
+        status: deadline_at.map(|d| DeadlineOnly { deadline_at: d }),
+    };
+    // Serialising string-keyed maps and JSON values cannot fail.
+    bytes::Bytes::from(serde_json::to_vec(&env).unwrap_or_default())
+}
+
+/// Parses a create (`reject_routing`) or resume body. An empty body is `{}`.
+fn parse_body(body: &[u8], reject_routing: bool) -> Result<RequestBody, GatewayError> {
+    let bad = |m: String| GatewayError::BadRequest(m);
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?
+    };
+    let Value::Object(mut obj) = value else {
+        return Err(bad(
+            "body must be a JSON object {\"payload\", \"headers\", \"timeout\"}".into(),
+        ));
+    };
+    if reject_routing
+        && ["route", "route_next", "next"]
+            .iter()
+            .any(|k| obj.contains_key(*k))
+    {
+        return Err(bad(
+            "routing fields (route, route_next, next) are not allowed: a task enters the mesh at one \
+             actor (?actor=NAME); start multi-step flows at their router actor"
+                .into(),
+        ));
+    }
+    let headers = match obj.remove("headers") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(h)) => h,
+        Some(_) => return Err(bad("\"headers\" must be a JSON object".into())),
+    };
+    let timeout = match obj.get("timeout") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                Some(u)
+            } else if n.as_i64().is_some() {
+                None // negative: no deadline
+            } else {
+                // Whole seconds: a fractional timeout is truncated.
+                n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)
+            }
+        }
+        Some(_) => return Err(bad("\"timeout\" must be a number of seconds".into())),
+    };
+    Ok(RequestBody {
+        payload: obj.remove("payload").unwrap_or(Value::Null),
+        headers,
+        timeout,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn body_parsing() {
+        let b = parse_body(b"", true).unwrap();
+        assert!(b.payload.is_null() && b.headers.is_empty() && b.timeout.is_none());
+        let b = parse_body(
+            br#"{"payload": {"a": 1}, "headers": {"h": 1}, "timeout": 30}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(b.payload, serde_json::json!({"a": 1}));
+        assert_eq!(b.headers.get("h"), Some(&Value::from(1)));
+        assert_eq!(b.timeout, Some(30));
+        assert_eq!(
+            parse_body(br#"{"timeout": -3}"#, true).unwrap().timeout,
+            None
+        );
+        assert_eq!(
+            parse_body(br#"{"timeout": 2.9}"#, true).unwrap().timeout,
+            Some(2)
+        );
+        assert_eq!(
+            parse_body(br#"{"timeout": 0.5}"#, true).unwrap().timeout,
+            None
+        );
+        for bad in [
+            &br#"{"timeout": "30"}"#[..],
+            br#"{"headers": []}"#,
+            br#"[1]"#,
+            br#"{"payload": "#,
+            br#"{"route": {"curr": "a"}}"#,
+            br#"{"route_next": ["a"]}"#,
+            br#"{"next": []}"#,
+        ] {
+            assert!(
+                matches!(parse_body(bad, true), Err(GatewayError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // resume bodies may carry anything else
+        assert!(parse_body(br#"{"next": []}"#, false).is_ok());
+    }
+
+    #[test]
+    fn deadline_and_trace_helpers() {
+        let now = datetime!(2026-01-01 00:00:00.7 UTC);
+        assert_eq!(
+            deadline(now, Some(300)).unwrap().as_deref(),
+            Some("2026-01-01T00:05:00Z")
+        );
+        assert_eq!(deadline(now, Some(0)).unwrap(), None);
+        assert_eq!(deadline(now, None).unwrap(), None);
+        assert!(deadline(now, Some(u64::MAX)).is_err());
+        assert_eq!(
+            trace_id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id("garbage"), None);
+        assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    #[test]
+    fn envelope_shape_matches_spec() {
+        let mut h = Map::new();
+        h.insert("x-asya-gateway-url".into(), "http://gw".into());
+        let body = envelope("id1", "echo", &h, &serde_json::json!({"q": 1}), None);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "id1", "route": {"prev": [], "curr": "echo", "next": []},
+                               "headers": {"x-asya-gateway-url": "http://gw"}, "payload": {"q": 1}})
+        );
+        let body = envelope(
+            "id1",
+            "echo",
+            &h,
+            &Value::Null,
+            Some("2026-01-01T00:05:00Z"),
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["status"],
+            serde_json::json!({"deadline_at": "2026-01-01T00:05:00Z"})
+        );
+        assert!(v["payload"].is_null());
+        // key order follows the spec for readability
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.starts_with("{\"id\":\"id1\",\"route\":"), "{text}");
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(GatewayError::BadRequest(String::new()).status_code(), 400);
+        assert_eq!(GatewayError::NotFound(String::new()).status_code(), 404);
+        assert_eq!(GatewayError::Conflict(String::new()).status_code(), 409);
+        assert_eq!(GatewayError::Publish(String::new()).status_code(), 500);
+        assert_eq!(
+            GatewayError::Store(StoreError::Unavailable("x".into())).status_code(),
+            500
+        );
+    }
+}
