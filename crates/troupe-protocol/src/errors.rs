@@ -159,7 +159,14 @@ pub fn error_envelope_unparsed(
         // Valid envelope shape (typically an empty id): keep everything.
         return error_envelope(&env, Reason::ParseError, text, None, self_actor, now);
     }
-    let Ok(salvage) = serde_json::from_slice::<Salvage>(body) else {
+    // Only a JSON object can be salvaged (serde would also map an array onto the struct).
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let salvaged = if is_object {
+        serde_json::from_slice::<Salvage>(body).ok()
+    } else {
+        None
+    };
+    let Some(salvage) = salvaged else {
         let raw = truncated_body(body);
         return Envelope {
             id: String::new(),

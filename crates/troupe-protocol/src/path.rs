@@ -106,7 +106,7 @@ impl Path {
         }
         if !input.starts_with('.') {
             return Err(AbiError::Value(format!(
-                "path must start with '.': {input:?} (for example .headers.{input})"
+                "path must start with '.': {input:?} (for example .headers or .route.next[0])"
             )));
         }
         let bytes = input.as_bytes();
@@ -148,7 +148,7 @@ impl Path {
     /// assignment; the value must then be a list).
     pub fn set(&self, doc: &mut Value, value: Value) -> Result<(), AbiError> {
         let last = self.segments.len() - 1;
-        self.reject_slices("SET (except as the last segment)", last)?;
+        self.reject_slices("SET", last)?;
         let mut created_at = None;
         let result = self.set_inner(doc, value, &mut created_at);
         if result.is_err() {
@@ -201,7 +201,7 @@ impl Path {
             .find(|s| matches!(s, Segment::Slice(..)))
         {
             Some(seg) => Err(AbiError::Value(format!(
-                "slice {} not allowed in {op} path {self}: slices only work as the last segment of a SET",
+                "slice {} in path {self} is not allowed in {op}: a slice may only be the last segment of a SET path",
                 render_segment(seg)
             ))),
             None => Ok(()),

@@ -445,3 +445,405 @@ impl<'de> Deserialize<'de> for OrderedObject {
         d.deserialize_map(V)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SPEC_POLICIES: &str = r#"{"default": {"maxAttempts": 3, "backoff": "exponential", "initialDelay": "1s",
+        "maxInterval": "30s", "maxDuration": "5m", "jitter": true},
+        "fallback": {"maxAttempts": 1, "onExhausted": ["apologize"]}}"#;
+    const SPEC_RULES: &str = r#"[{"errors": ["TimeoutError", "openai.RateLimitError"], "policy": "default"},
+        {"errors": ["ValueError"], "policy": "fallback"}]"#;
+
+    fn spec_config() -> Resiliency {
+        Resiliency::from_env_json(Some(SPEC_POLICIES), Some(SPEC_RULES))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn policy(backoff: Backoff, initial: u64, cap: u64, jitter: bool) -> Policy {
+        Policy {
+            name: "p".into(),
+            max_attempts: 5,
+            backoff,
+            initial_delay: Duration::from_secs(initial),
+            max_interval: Duration::from_secs(cap),
+            max_duration: Duration::ZERO,
+            jitter,
+            on_exhausted: vec![],
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn unset_or_empty_is_not_configured() {
+        assert_eq!(Resiliency::from_env_json(None, None), Ok(None));
+        assert_eq!(Resiliency::from_env_json(Some(""), Some("  ")), Ok(None));
+        assert_eq!(Resiliency::from_values(None, Some(&Value::Null)), Ok(None));
+    }
+
+    #[test]
+    fn parses_spec_example() {
+        let r = spec_config();
+        assert!(r.warnings.is_empty());
+        let d = r.policy("default").unwrap();
+        assert_eq!(d.max_attempts, 3);
+        assert_eq!(d.backoff, Backoff::Exponential);
+        assert_eq!(d.initial_delay, Duration::from_secs(1));
+        assert_eq!(d.max_interval, Duration::from_secs(30));
+        assert_eq!(d.max_duration, Duration::from_secs(300));
+        assert!(d.jitter);
+        let f = r.policy("fallback").unwrap();
+        assert_eq!(f.max_attempts, 1);
+        assert_eq!(f.on_exhausted, strings(&["apologize"]));
+        assert_eq!(f.backoff, Backoff::Exponential);
+        assert_eq!(f.initial_delay, Duration::ZERO);
+        assert!(!f.jitter);
+        assert_eq!(r.rules.len(), 2);
+        assert_eq!(
+            r.rules[0].errors,
+            strings(&["TimeoutError", "openai.RateLimitError"])
+        );
+    }
+
+    #[test]
+    fn env_text_keeps_policy_order() {
+        let r = Resiliency::from_env_json(Some(r#"{"zeta": {}, "alpha": {}, "mid": {}}"#), None)
+            .unwrap()
+            .unwrap();
+        let names: Vec<_> = r.policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+    }
+
+    #[test]
+    fn duplicate_policy_keys_keep_the_last() {
+        let r = Resiliency::from_env_json(
+            Some(r#"{"default": {"maxAttempts": 2}, "default": {"maxAttempts": 7}}"#),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.policies.len(), 1);
+        assert_eq!(r.policies[0].max_attempts, 7);
+    }
+
+    #[test]
+    fn values_and_env_text_agree() {
+        let p: Value = serde_json::from_str(SPEC_POLICIES).unwrap();
+        let r: Value = serde_json::from_str(SPEC_RULES).unwrap();
+        let from_values = Resiliency::from_values(Some(&p), Some(&r))
+            .unwrap()
+            .unwrap();
+        let from_env = spec_config();
+        for name in ["default", "fallback"] {
+            assert_eq!(from_values.policy(name), from_env.policy(name));
+        }
+        assert_eq!(from_values.rules, from_env.rules);
+    }
+
+    #[test]
+    fn max_attempts_defaults_and_clamps() {
+        let r = Resiliency::from_values(
+            Some(&json!({
+                "missing": {}, "zero": {"maxAttempts": 0}, "neg": {"maxAttempts": -4},
+                "null": {"maxAttempts": null}, "big": {"maxAttempts": 10_000_000_000u64},
+                "five": {"maxAttempts": 5}
+            })),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        let m = |n: &str| r.policy(n).unwrap().max_attempts;
+        assert_eq!(
+            [m("missing"), m("zero"), m("neg"), m("null"), m("five")],
+            [1, 1, 1, 1, 5]
+        );
+        assert_eq!(m("big"), u32::MAX);
+    }
+
+    #[test]
+    fn backoff_names() {
+        let r = Resiliency::from_values(
+            Some(
+                &json!({"c": {"backoff": "constant"}, "l": {"backoff": "linear"},
+                         "e": {"backoff": "exponential"}, "d": {}}),
+            ),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        let b = |n: &str| r.policy(n).unwrap().backoff;
+        assert_eq!(
+            [b("c"), b("l"), b("e"), b("d")],
+            [
+                Backoff::Constant,
+                Backoff::Linear,
+                Backoff::Exponential,
+                Backoff::Exponential
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("{", None, "ASYA_RESILIENCY_POLICIES"),
+            ("[]", None, "ASYA_RESILIENCY_POLICIES"),
+            ("{}", Some("{"), "ASYA_RESILIENCY_RULES"),
+            ("{}", Some("{}"), "rules"),
+            (r#"{"default": 5}"#, None, "policies.default"),
+            (
+                r#"{"default": {"initialDelay": "abc"}}"#,
+                None,
+                "policies.default.initialDelay",
+            ),
+            (
+                r#"{"default": {"initialDelay": 5}}"#,
+                None,
+                "policies.default.initialDelay",
+            ),
+            (
+                r#"{"p": {"maxInterval": "-1s"}}"#,
+                None,
+                "policies.p.maxInterval",
+            ),
+            (
+                r#"{"p": {"maxDuration": "5"}}"#,
+                None,
+                "policies.p.maxDuration",
+            ),
+            (
+                r#"{"p": {"maxAttempts": "3"}}"#,
+                None,
+                "policies.p.maxAttempts",
+            ),
+            (
+                r#"{"p": {"maxAttempts": 2.5}}"#,
+                None,
+                "policies.p.maxAttempts",
+            ),
+            (
+                r#"{"p": {"backoff": "fibonacci"}}"#,
+                None,
+                "policies.p.backoff",
+            ),
+            (r#"{"p": {"jitter": "yes"}}"#, None, "policies.p.jitter"),
+            (
+                r#"{"p": {"onExhausted": "a"}}"#,
+                None,
+                "policies.p.onExhausted",
+            ),
+            (
+                r#"{"p": {"onExhausted": [1]}}"#,
+                None,
+                "policies.p.onExhausted",
+            ),
+            ("{}", Some(r#"[5]"#), "rules[0]"),
+            (
+                "{}",
+                Some(r#"[{"errors": "X", "policy": "p"}]"#),
+                "rules[0].errors",
+            ),
+            ("{}", Some(r#"[{"errors": ["X"]}]"#), "rules[0].policy"),
+        ];
+        for (p, r, want) in cases {
+            let err = Resiliency::from_env_json(Some(p), *r).unwrap_err();
+            let ResiliencyError::Invalid { what, .. } = &err;
+            assert_eq!(what, want, "{p} / {r:?}: {err}");
+        }
+        let err = Resiliency::from_env_json(Some(r#"{"default": {"initialDelay": "abc"}}"#), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policies.default.initialDelay: invalid duration 'abc'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rule_with_unknown_policy_is_skipped_with_warning() {
+        let r = Resiliency::from_env_json(
+            Some(r#"{"default": {"maxAttempts": 2}}"#),
+            Some(r#"[{"errors": ["KeyError"], "policy": "ghost"}, {"errors": ["ValueError"], "policy": "default"}]"#),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.rules.len(), 1);
+        assert_eq!(r.rules[0].policy, "default");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("rules[0]"), "{}", r.warnings[0]);
+        assert!(r.warnings[0].contains("'ghost'"), "{}", r.warnings[0]);
+    }
+
+    #[test]
+    fn rules_only_configuration_has_no_policy() {
+        let r = Resiliency::from_env_json(None, Some(r#"[{"errors": ["X"], "policy": "p"}]"#))
+            .unwrap()
+            .unwrap();
+        assert!(r.rules.is_empty());
+        assert_eq!(r.select("X", &[]), None);
+    }
+
+    #[test]
+    fn pattern_matching_rules() {
+        let mro = strings(&["openai.APIError", "Exception"]);
+        assert!(pattern_matches(
+            "RateLimitError",
+            "openai.RateLimitError",
+            &mro
+        ));
+        assert!(pattern_matches(
+            "openai.RateLimitError",
+            "openai.RateLimitError",
+            &mro
+        ));
+        assert!(pattern_matches("APIError", "openai.RateLimitError", &mro));
+        assert!(pattern_matches("Exception", "openai.RateLimitError", &mro));
+        assert!(!pattern_matches(
+            "openai.Exception",
+            "openai.RateLimitError",
+            &mro
+        ));
+        assert!(!pattern_matches("RateLimit", "openai.RateLimitError", &mro));
+        assert!(!pattern_matches(
+            "ratelimiterror",
+            "openai.RateLimitError",
+            &mro
+        ));
+        // Builtins have bare names.
+        assert!(pattern_matches(
+            "ValueError",
+            "ValueError",
+            &strings(&["Exception"])
+        ));
+        assert!(!pattern_matches("builtins.ValueError", "ValueError", &[]));
+        // Nested qualnames: the last segment is matched.
+        assert!(pattern_matches("Inner", "pkg.mod.Outer.Inner", &[]));
+        assert!(pattern_matches(
+            "pkg.mod.Outer.Inner",
+            "pkg.mod.Outer.Inner",
+            &[]
+        ));
+        assert!(!pattern_matches("Outer.Inner", "pkg.mod.Outer.Inner", &[]));
+        assert!(!pattern_matches("", "", &[]));
+    }
+
+    #[test]
+    fn select_follows_rule_order_then_default() {
+        let r = spec_config();
+        let name = |t: &str, mro: &[&str]| r.select(t, &strings(mro)).map(|p| p.name.clone());
+        assert_eq!(
+            name("TimeoutError", &["OSError", "Exception"]),
+            Some("default".into())
+        );
+        assert_eq!(
+            name("openai.RateLimitError", &["openai.APIError"]),
+            Some("default".into())
+        );
+        assert_eq!(name("ValueError", &["Exception"]), Some("fallback".into()));
+        // Subclass of ValueError matches via the mro.
+        assert_eq!(
+            name("json.decoder.JSONDecodeError", &["ValueError", "Exception"]),
+            Some("fallback".into())
+        );
+        assert_eq!(
+            name("KeyError", &["LookupError", "Exception"]),
+            Some("default".into())
+        );
+
+        let first_wins = Resiliency::from_values(
+            Some(&json!({"a": {}, "b": {}})),
+            Some(&json!([{"errors": ["Exception"], "policy": "a"}, {"errors": ["ValueError"], "policy": "b"}])),
+        )
+        .unwrap()
+        .unwrap();
+        let got = first_wins
+            .select("ValueError", &strings(&["Exception"]))
+            .unwrap();
+        assert_eq!(got.name, "a");
+        // No rule matches and no default.
+        assert_eq!(first_wins.select("KeyError", &[]), None);
+    }
+
+    #[test]
+    fn spec_delay_example() {
+        let p = policy(Backoff::Exponential, 1, 10, false);
+        let got: Vec<u64> = (1..=5).map(|n| p.delay(n, 0.0).as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 10]);
+    }
+
+    #[test]
+    fn delay_shapes() {
+        let c = policy(Backoff::Constant, 2, 0, false);
+        let l = policy(Backoff::Linear, 2, 0, false);
+        let e = policy(Backoff::Exponential, 2, 0, false);
+        let secs = |p: &Policy, n| p.delay(n, 0.0).as_secs();
+        assert_eq!([secs(&c, 1), secs(&c, 4)], [2, 2]);
+        assert_eq!([secs(&l, 1), secs(&l, 4)], [2, 8]);
+        assert_eq!([secs(&e, 1), secs(&e, 4)], [2, 16]);
+        // Attempt 0 is treated as the first attempt.
+        assert_eq!([secs(&c, 0), secs(&l, 0), secs(&e, 0)], [2, 2, 2]);
+        let zero = policy(Backoff::Linear, 0, 10, true);
+        assert_eq!(zero.delay(3, 0.9), Duration::ZERO);
+        let sub = Policy {
+            initial_delay: Duration::from_millis(500),
+            ..policy(Backoff::Exponential, 0, 0, false)
+        };
+        assert_eq!(sub.delay(3, 0.0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jitter_scales_between_half_and_one_and_a_half() {
+        let p = policy(Backoff::Constant, 10, 0, true);
+        assert_eq!(p.delay(1, 0.0), Duration::from_secs(5));
+        assert_eq!(p.delay(1, 0.5), Duration::from_secs(10));
+        assert_eq!(p.delay(1, 0.999), Duration::from_millis(14_990));
+        // Jitter applies after the cap, so it may exceed maxInterval by up to 50 %.
+        let capped = policy(Backoff::Exponential, 1, 10, true);
+        assert_eq!(capped.delay(10, 0.75), Duration::from_millis(12_500));
+        // Out-of-range samples are clamped; NaN means no jitter.
+        assert_eq!(p.delay(1, -3.0), Duration::from_secs(5));
+        assert_eq!(p.delay(1, f64::NAN), Duration::from_secs(10));
+        // Without jitter the sample is ignored.
+        let plain = policy(Backoff::Constant, 10, 0, false);
+        assert_eq!(plain.delay(1, 0.0), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn huge_attempts_saturate() {
+        let e = policy(Backoff::Exponential, 1, 0, false);
+        assert_eq!(e.delay(u32::MAX, 0.0), Duration::MAX);
+        assert_eq!(e.delay(64, 0.0), Duration::MAX);
+        let l = policy(Backoff::Linear, u64::MAX / 2, 0, false);
+        assert_eq!(l.delay(u32::MAX, 0.0), Duration::MAX);
+        let capped = policy(Backoff::Exponential, 1, 30, true);
+        assert_eq!(capped.delay(u32::MAX, 0.0), Duration::from_secs(15));
+        let jittered = policy(Backoff::Exponential, 1, 0, true);
+        assert_eq!(jittered.delay(u32::MAX, 0.99), Duration::MAX);
+    }
+
+    #[test]
+    fn exhaustion_by_attempts_and_duration() {
+        let mut p = policy(Backoff::Constant, 1, 0, false);
+        p.max_attempts = 3;
+        assert!(!p.is_exhausted(1, None));
+        assert!(!p.is_exhausted(2, Some(Duration::from_secs(9999))));
+        assert!(p.is_exhausted(3, None));
+        assert!(p.is_exhausted(4, None));
+        p.max_duration = Duration::from_secs(60);
+        assert!(!p.is_exhausted(1, Some(Duration::from_secs(59))));
+        assert!(p.is_exhausted(1, Some(Duration::from_secs(60))));
+        assert!(
+            !p.is_exhausted(1, None),
+            "unknown first attempt → duration check false"
+        );
+        p.max_attempts = 0;
+        assert!(p.is_exhausted(1, None), "maxAttempts 0 behaves as 1");
+    }
+}
