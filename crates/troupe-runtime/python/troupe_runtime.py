@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import datetime
 import decimal
+import gc
 import importlib
 import inspect
 import json
@@ -153,21 +154,6 @@ def parse_path(path):
     return segs
 
 
-def _child(container, seg, path):
-    """One navigation step for GET/DEL/SET intermediates (no auto-creation)."""
-    if seg[0] is _KEY:
-        if not isinstance(container, dict):
-            raise TypeError(
-                "cannot read key %r of a %s in path %r" % (seg[1], type(container).__name__, path)
-            )
-        return container[seg[1]]
-    if not isinstance(container, (list, tuple)):
-        raise TypeError(
-            "cannot index a %s with [%d] in path %r" % (type(container).__name__, seg[1], path)
-        )
-    return container[seg[1]]
-
-
 def _reject_slices(segs, verb, path):
     for seg in segs:
         if seg[0] is _SLICE:
@@ -175,38 +161,45 @@ def _reject_slices(segs, verb, path):
 
 
 def path_get(root, path):
-    """Value at `path` in `root` (no copy). Slices are rejected with ValueError."""
+    """Value at `path` in `root` (no copy). Slices are rejected with ValueError.
+
+    Each step is plain Python subscripting, so navigation errors are Python's own:
+    KeyError (missing key, or an index into an object), IndexError, TypeError.
+    """
     segs = parse_path(path)
     _reject_slices(segs, "GET", path)
     node = root
     for seg in segs:
-        node = _child(node, seg, path)
+        node = node[seg[1]]
     return node
 
 
 def path_set(root, path, value):
-    """Store `value` at `path`; intermediate object keys are created as needed.
+    """Store `value` at `path`; missing intermediate object keys are created as {}.
 
-    The terminal segment may be a key, an index or a slice (Python slice assignment).
+    The last segment may be a key (target must be an object), an index (target must be
+    a list, index in range) or a slice (target and value must be lists; Python slice
+    assignment, so `[:0]` prepends and `[999:]` appends).
     """
     segs = parse_path(path)
+    for seg in segs[:-1]:
+        if seg[0] is _SLICE:
+            raise ValueError("a slice may only be the last segment of a SET path (%r)" % path)
     node = root
     for seg in segs[:-1]:
         kind = seg[0]
-        if kind is _SLICE:
-            raise ValueError("a slice may only be the last segment of a SET path (%r)" % path)
-        if kind is _KEY:
-            if not isinstance(node, dict):
-                raise TypeError(
-                    "cannot set key %r inside a %s in path %r" % (seg[1], type(node).__name__, path)
-                )
+        if kind is _KEY and isinstance(node, dict):
             nxt = node.get(seg[1], _MISSING)
             if nxt is _MISSING:
                 nxt = {}
                 node[seg[1]] = nxt
             node = nxt
+        elif kind is _KEY:
+            raise TypeError(
+                "cannot set key %r inside a %s in path %r" % (seg[1], type(node).__name__, path)
+            )
         else:
-            node = _child(node, seg, path)
+            node = node[seg[1]]
     last = segs[-1]
     kind = last[0]
     if kind is _KEY:
@@ -224,29 +217,21 @@ def path_set(root, path, value):
     else:
         if not isinstance(node, list):
             raise TypeError("cannot assign a slice of a %s in path %r" % (type(node).__name__, path))
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(
+                "a slice can only be set to a list, got %s (path %r)" % (type(value).__name__, path)
+            )
         node[last[1] : last[2]] = value
 
 
 def path_del(root, path):
-    """Remove the key or index at `path`. Slices are rejected with ValueError."""
+    """Remove the key or index at `path` (plain Python `del`). Slices raise ValueError."""
     segs = parse_path(path)
     _reject_slices(segs, "DEL", path)
     node = root
     for seg in segs[:-1]:
-        node = _child(node, seg, path)
-    last = segs[-1]
-    if last[0] is _KEY:
-        if not isinstance(node, dict):
-            raise TypeError(
-                "cannot delete key %r of a %s in path %r" % (last[1], type(node).__name__, path)
-            )
-        del node[last[1]]
-    else:
-        if not isinstance(node, list):
-            raise TypeError(
-                "cannot delete index [%d] of a %s in path %r" % (last[1], type(node).__name__, path)
-            )
-        del node[last[1]]
+        node = node[seg[1]]
+    del node[segs[-1][1]]
 
 
 _MISSING = object()
@@ -340,7 +325,37 @@ def _json_default(obj):
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default, allow_nan=False)
-_encode_raw = _ENCODER.encode
+
+
+def _make_fast_encoder():
+    """The C encoder built once; JSONEncoder.encode() rebuilds it on every call.
+
+    Without circular-reference markers: a self-referencing result hits the recursion
+    limit instead, which _encode reports as a TypeError all the same.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        enc = make(
+            None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+        )
+        if "".join(enc({"a": [1, 2.5, "\u00e9", None, True]}, 0)) != '{"a":[1,2.5,"\\u00e9",null,true]}':
+            return None
+    except Exception:  # noqa: BLE001 - fall back to the pure-Python path
+        return None
+    return enc
+
+
+_FAST_ENCODER = _make_fast_encoder()
+
+if _FAST_ENCODER is not None:
+
+    def _encode_raw(obj, _enc=_FAST_ENCODER, _join="".join):
+        return _join(_enc(obj, 0))
+
+else:  # pragma: no cover - interpreters without the _json accelerator
+    _encode_raw = _ENCODER.encode
 
 
 def _encode(obj):
@@ -351,6 +366,27 @@ def _encode(obj):
         raise
     except (ValueError, RecursionError) as exc:
         raise TypeError("result is not JSON serializable: %s" % exc) from exc
+
+
+_DECODER = json.JSONDecoder()
+_raw_decode = _DECODER.raw_decode
+_JSON_WS = " \t\n\r"
+
+
+def _decode(body):
+    """json.loads for request bodies, minus its per-call overhead on UTF-8 input.
+
+    Anything unusual (leading/trailing whitespace, BOM, UTF-16/32, errors) goes through
+    json.loads itself so results and error types stay exactly json.loads'.
+    """
+    try:
+        text = body.decode()
+        obj, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(body)
+    if end != len(text) and text[end:].strip(_JSON_WS):
+        return json.loads(body)
+    return obj
 
 
 # ---------------------------------------------------------------------------
@@ -666,8 +702,13 @@ class _Call:
     def emit(self, payload):
         ctx = self.ctx
         nxt = ctx["route"]["next"]  # KeyError after DEL .route.next (reproduced quirk)
+        # A frame the sidecar cannot parse would be reported as an unreachable runtime;
+        # failing here makes it a handler error that names the cause.
         if not isinstance(nxt, list):
             raise TypeError("route.next must be a list when emitting, got %s" % type(nxt).__name__)
+        for actor in nxt:
+            if not isinstance(actor, str):
+                raise TypeError("route.next must hold actor names (strings), got %r" % (actor,))
         frame = {
             "payload": payload,
             "route": {
@@ -678,9 +719,13 @@ class _Call:
         }
         headers = ctx.get("headers")
         if headers:
+            if not isinstance(headers, dict):
+                raise TypeError("headers must be an object when emitting, got %s" % type(headers).__name__)
             frame["headers"] = headers
         status = ctx.get("status")
         if status:
+            if not isinstance(status, dict):
+                raise TypeError("status must be an object when emitting, got %s" % type(status).__name__)
             frame["status"] = status
         # Serialising now is the per-emit snapshot: later SET/DEL cannot reach this frame.
         self.stream.event(b"downstream", _encode(_normalise(frame)))
@@ -872,6 +917,11 @@ def _read_chunked(conn, pos):
         pos += size + 2
 
 
+def _header_value(hdrs, marker):
+    i = hdrs.find(marker) + len(marker)
+    return hdrs[i : hdrs.find(b"\r", i)]
+
+
 def _read_request(conn):
     """Read one request: (method, target, body, close) or None on a clean EOF."""
     buf = conn.buf
@@ -897,23 +947,24 @@ def _read_request(conn):
     chunked = False
     expect = False
     if line_end < end:
-        for line in buf[line_end + 2 : end].split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise _BadRequest("invalid Content-Length %r" % value.strip()[:40]) from None
-                if length < 0:
-                    raise _BadRequest("negative Content-Length")
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                if b"close" in value.lower():
-                    close = True
-            elif name == b"expect":
-                expect = value.strip().lower() == b"100-continue"
+        # Lower-cased header block with a "\n" before every name, so each header is
+        # found by one substring search instead of splitting every line.
+        hdrs = buf[line_end + 1 : end + 2].lower()
+        i = hdrs.find(b"\ncontent-length:")
+        if i >= 0:
+            text = hdrs[i + 16 : hdrs.find(b"\r", i)]
+            try:
+                length = int(text)
+            except ValueError:
+                raise _BadRequest("invalid Content-Length %r" % text.strip()[:40]) from None
+            if length < 0:
+                raise _BadRequest("negative Content-Length")
+        if b"\ntransfer-encoding:" in hdrs:
+            chunked = b"chunked" in _header_value(hdrs, b"\ntransfer-encoding:")
+        if b"\nconnection:" in hdrs and b"close" in _header_value(hdrs, b"\nconnection:"):
+            close = True
+        if b"\nexpect:" in hdrs:
+            expect = _header_value(hdrs, b"\nexpect:").strip() == b"100-continue"
     start = end + 4
     if chunked:
         conn.buf = buf
@@ -1020,7 +1071,7 @@ class Runtime:
             )
             return not close
         try:
-            msg = json.loads(body)
+            msg = _decode(body)
             if self.validate:
                 _validate(msg)
             else:
@@ -1034,15 +1085,16 @@ class Runtime:
             return False
         try:
             result = self.func(msg["payload"])
-            if kind is KIND_ASYNC or inspect.isawaitable(result):
-                result = _run_coroutine(result)
+            if type(result) not in _PLAIN_RESULT_TYPES:
+                if kind is KIND_ASYNC or inspect.isawaitable(result):
+                    result = _run_coroutine(result)
+                if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                    # A wrapper hid a generator function; serve it as what it really is.
+                    self._stream(sock, msg, result)
+                    return False
             if result is None:
                 sock.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n" if close else _NO_CONTENT)
                 return not close
-            if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                # A wrapper hid a generator function; serve it as what it really is.
-                self._stream(sock, msg, result)
-                return False
             route = msg["route"]
             nxt = route["next"]
             frame = {
@@ -1180,6 +1232,8 @@ class Runtime:
 
 
 _NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+# Results of these exact types need no coroutine/generator checks.
+_PLAIN_RESULT_TYPES = frozenset((dict, list, str, int, float, bool, type(None)))
 
 # ---------------------------------------------------------------------------
 # Process entry point
@@ -1233,6 +1287,11 @@ def main():
     except HandlerLoadError as exc:
         return _fatal(str(exc), exc.cause)
     validate = _env_flag("ASYA_ENABLE_VALIDATION", True)
+    # Import-time objects (often large ML libraries) never become garbage; keeping them
+    # out of the collector's scans keeps full collections cheap on the request path.
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
 
     sock_dir = os.environ.get("ASYA_SOCKET_DIR") or "/var/run/asya"
     sock_name = os.environ.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
