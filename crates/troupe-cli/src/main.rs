@@ -1,1 +1,119 @@
-fn main() {}
+//! `troupe`: run a mesh (`troupe up`) and talk to a running one.
+
+mod client;
+mod logging;
+mod up;
+mod wait;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Troupe: an actor mesh for AI/ML inference and agentic workloads.
+#[derive(Debug, Parser)]
+#[command(name = "troupe", version, about)]
+struct Cli {
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info", env = "TROUPE_LOG_LEVEL")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", env = "TROUPE_LOG_FORMAT")]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole mesh on this machine from a mesh file (PATH/troupe.yaml or a file).
+    Up {
+        /// Folder holding troupe.yaml, or the mesh file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Grace period for in-flight messages on Ctrl-C / SIGTERM.
+        #[arg(long, default_value = "30s")]
+        grace: String,
+    },
+    /// Send a payload to an actor; prints the task id (or the result with --wait).
+    Send {
+        /// Entry actor.
+        actor: String,
+        /// Payload JSON, or '-' to read it from stdin (default: {}).
+        payload: Option<String>,
+        /// Actors that follow ACTOR, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        route: Vec<String>,
+        /// Follow the task: live progress, streamed tokens, then the result.
+        #[arg(long)]
+        wait: bool,
+        /// Task SLA (Go duration); with --wait, also how long to wait.
+        #[arg(long)]
+        timeout: Option<String>,
+        #[command(flatten)]
+        mesh: client::MeshArg,
+    },
+    /// Show every actor: queue depth, in flight, replicas, counts, last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        mesh: client::MeshArg,
+    },
+    /// Resume a task paused by x-pause, with the human's input as payload JSON.
+    Resume {
+        /// Task id.
+        id: String,
+        /// Input payload JSON, or '-' for stdin (default: {}).
+        payload: Option<String>,
+        /// Follow the resumed task like `send --wait`.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        mesh: client::MeshArg,
+    },
+    /// Print a finished task's stored envelope.
+    Result {
+        /// Task id.
+        id: String,
+        #[command(flatten)]
+        mesh: client::MeshArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("troupe: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("troupe: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cli.command));
+    ExitCode::from(code)
+}
+
+async fn run(command: Command) -> u8 {
+    let result = match command {
+        Command::Up { path, grace } => return up::run(&path, &grace).await,
+        Command::Send { actor, payload, route, wait, timeout, mesh } => {
+            client::send(&mesh, &actor, payload.as_deref(), &route, wait, timeout.as_deref()).await
+        }
+        Command::Status { json, mesh } => client::status(&mesh, json).await,
+        Command::Resume { id, payload, wait, mesh } => client::resume(&mesh, &id, payload.as_deref(), wait).await,
+        Command::Result { id, mesh } => client::result(&mesh, &id).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("troupe: {e:#}");
+            1
+        }
+    }
+}

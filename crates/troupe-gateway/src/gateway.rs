@@ -122,7 +122,7 @@ struct OutEnvelope<'a> {
 struct OutRoute<'a> {
     prev: [&'a str; 0],
     curr: &'a str,
-    next: [&'a str; 0],
+    next: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -201,12 +201,25 @@ impl Gateway {
         namespace: Option<&str>,
         body: &[u8],
     ) -> Result<String, GatewayError> {
+        self.create_routed(actor, namespace, body, &[]).await
+    }
+
+    /// Troupe's create with a route tail: the task enters at `actor` and continues
+    /// through `next` (used by `troupe send --route`; the compatible create above
+    /// rejects routing fields in its body).
+    pub async fn create_routed(
+        &self,
+        actor: &str,
+        namespace: Option<&str>,
+        body: &[u8],
+        next: &[String],
+    ) -> Result<String, GatewayError> {
         if actor.is_empty() {
             return Err(GatewayError::BadRequest(
                 "actor query parameter is required: POST {prefix}/mesh/?actor=NAME".into(),
             ));
         }
-        let req = parse_body(body, true)?;
+        let req = parse_body(body, next.is_empty())?;
 
         if actor == RESUME_ACTOR {
             if let Some(target) = req.headers.get(HEADER_RESUME_TASK).and_then(Value::as_str) {
@@ -244,7 +257,7 @@ impl Gateway {
             headers: Some(headers.clone()),
             ..TaskData::default()
         };
-        let body = envelope(&id, actor, &headers, &req.payload, deadline_at.as_deref());
+        let body = envelope(&id, actor, next, &headers, &req.payload, deadline_at.as_deref());
         if !self
             .inner
             .store
@@ -479,6 +492,7 @@ impl Gateway {
         let body = envelope(
             id,
             RESUME_ACTOR,
+            &[],
             &headers,
             &req.payload,
             after.data.deadline_at.as_deref(),
@@ -712,6 +726,7 @@ fn trace_id(traceparent: &str) -> Option<String> {
 fn envelope(
     id: &str,
     actor: &str,
+    next: &[String],
     headers: &Map<String, Value>,
     payload: &Value,
     deadline_at: Option<&str>,
@@ -721,7 +736,7 @@ fn envelope(
         route: OutRoute {
             prev: [],
             curr: actor,
-            next: [],
+            next,
         },
         headers,
         payload,
@@ -852,7 +867,7 @@ mod tests {
     fn envelope_shape_matches_spec() {
         let mut h = Map::new();
         h.insert("x-asya-gateway-url".into(), "http://gw".into());
-        let body = envelope("id1", "echo", &h, &serde_json::json!({"q": 1}), None);
+        let body = envelope("id1", "echo", &[], &h, &serde_json::json!({"q": 1}), None);
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
@@ -862,6 +877,7 @@ mod tests {
         let body = envelope(
             "id1",
             "echo",
+            &[],
             &h,
             &Value::Null,
             Some("2026-01-01T00:05:00Z"),

@@ -1,0 +1,51 @@
+//! `troupe up`.
+
+use std::path::Path;
+
+use tokio::signal::unix::{signal, SignalKind};
+use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
+
+/// Runs the mesh until Ctrl-C / SIGTERM. Returns the process exit code.
+pub async fn run(path: &Path, grace: &str) -> u8 {
+    let grace = match troupe_protocol::duration::parse_go_duration(grace) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("troupe up: --grace: {e}");
+            return 2;
+        }
+    };
+    let (config, warnings) = match MeshConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("troupe up: invalid mesh file:\n{e}");
+            return 2;
+        }
+    };
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let mesh = match Mesh::start(config, MeshOptions { grace: Some(grace), ..MeshOptions::default() }).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("troupe up: {e}");
+            return u8::try_from(e.exit_code()).unwrap_or(1);
+        }
+    };
+    eprintln!("troupe: mesh API at {} (Ctrl-C to stop)", mesh.url());
+    let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => {
+            eprintln!("troupe up: cannot install signal handlers");
+            mesh.stop().await;
+            return 1;
+        }
+    };
+    mesh.run_until(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+    .await;
+    0
+}

@@ -1,0 +1,290 @@
+//! Starting, running and stopping a whole mesh in one process.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use troupe_crew::{CrewConfig, Pause, Resume, Sink, Sump};
+use troupe_engine::consumer::run_replica;
+use troupe_engine::handler::{EndHandler, EndOutcome, Requeue};
+use troupe_engine::metrics::ActorStats;
+use troupe_engine::{ActorSettings, Engine, Handler};
+use troupe_gateway::{Gateway, GatewayConfig, Ingress, MemoryStore};
+use troupe_protocol::{Envelope, SystemClock};
+use troupe_runtime::launcher::{write_runtime_file, RuntimeSpec};
+use troupe_transport::Transport;
+use troupe_transport_embedded::{EmbeddedOptions, EmbeddedTransport};
+
+use crate::config::{ActorConfig, MeshConfig};
+use crate::control::{self, ActorView};
+use crate::pool::{ActorPool, ReplicaTemplate};
+use crate::{scaler, statefile, MeshError};
+
+/// Crew actor names in the order they start.
+pub const CREW: [&str; 4] = ["x-sink", "x-sump", "x-pause", "x-resume"];
+
+/// Knobs of `troupe up` that are not in the mesh file.
+#[derive(Clone, Default)]
+pub struct MeshOptions {
+    /// Grace period for in-flight messages on shutdown (default 30 s).
+    pub grace: Option<Duration>,
+    /// Receives `(id, phase)` of every envelope x-sink consumes (benchmarks, tests).
+    pub sink_tap: Option<mpsc::UnboundedSender<Envelope>>,
+    /// Skip the handler import check (already done by the caller).
+    pub skip_handler_check: bool,
+}
+
+/// A running mesh.
+pub struct Mesh {
+    config: MeshConfig,
+    transport: Arc<EmbeddedTransport>,
+    pools: Vec<Arc<ActorPool>>,
+    crew: Vec<(Arc<Engine>, watch::Sender<bool>, JoinHandle<()>)>,
+    scalers: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    url: String,
+    grace: Duration,
+}
+
+struct MeshIngress {
+    transport: Arc<EmbeddedTransport>,
+    actors: HashSet<String>,
+}
+
+#[async_trait]
+impl Ingress for MeshIngress {
+    fn has_actor(&self, actor: &str) -> bool {
+        self.actors.contains(actor)
+    }
+
+    async fn publish(&self, actor: &str, body: Bytes) -> Result<(), String> {
+        let queue = self.transport.queue_name(actor);
+        self.transport.send(&queue, body).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Forwards what x-sink consumed to a tap, after the real sink handled it.
+struct TappedSink {
+    inner: Sink,
+    tap: mpsc::UnboundedSender<Envelope>,
+}
+
+#[async_trait]
+impl EndHandler for TappedSink {
+    async fn handle(&self, envelope: &Envelope) -> Result<EndOutcome, Requeue> {
+        let outcome = self.inner.handle(envelope).await?;
+        let _ = self.tap.send(envelope.clone());
+        Ok(outcome)
+    }
+}
+
+fn state_err(path: &Path, e: impl std::fmt::Display) -> MeshError {
+    MeshError::StateDir { path: path.display().to_string(), message: e.to_string() }
+}
+
+impl Mesh {
+    /// Checks handlers, opens the queues, starts the crew, the mesh API and the
+    /// autoscalers. Returns once the listener is up and `mesh.json` is written.
+    pub async fn start(config: MeshConfig, options: MeshOptions) -> Result<Mesh, MeshError> {
+        let state = config.state_dir.clone();
+        for sub in ["", "queues", "run", "runtime"] {
+            std::fs::create_dir_all(state.join(sub)).map_err(|e| state_err(&state.join(sub), e))?;
+        }
+        if let Some(prev) = statefile::read(&state) {
+            if pid_alive(prev.pid) && prev.pid != std::process::id() {
+                return Err(state_err(&state, format!("a mesh is already running here (pid {}, {}); stop it first", prev.pid, prev.url)));
+            }
+        }
+        let runtime_file = write_runtime_file(&state.join("runtime")).map_err(|e| state_err(&state, e))?;
+        if !options.skip_handler_check {
+            crate::handlers::check_handlers(&config, &runtime_file).await?;
+        }
+        let transport = Arc::new(
+            EmbeddedTransport::open(&state.join("queues"), EmbeddedOptions::default())
+                .map_err(|e| MeshError::Transport(e.to_string()))?,
+        );
+        let listener = tokio::net::TcpListener::bind(config.gateway_listen)
+            .await
+            .map_err(|e| MeshError::Listen { addr: config.gateway_listen.to_string(), message: e.to_string() })?;
+        let addr = listener.local_addr().map_err(|e| MeshError::Listen { addr: config.gateway_listen.to_string(), message: e.to_string() })?;
+        let url = format!("http://{addr}");
+
+        let mut actors: HashSet<String> = config.actors.iter().map(|a| a.name.clone()).collect();
+        actors.extend(CREW.iter().map(|c| (*c).to_owned()));
+        let ingress = Arc::new(MeshIngress { transport: transport.clone(), actors });
+        let gateway = Gateway::new(
+            GatewayConfig { internal_url: url.clone(), namespace: config.namespace.clone(), ..GatewayConfig::default() },
+            Arc::new(MemoryStore::new()),
+            ingress,
+        );
+        let reporter = gateway.reporter();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let grace = options.grace.unwrap_or(Duration::from_secs(30));
+        let dyn_transport: Arc<dyn Transport> = transport.clone();
+
+        let settings_for = |name: &str, timeout: Duration, concurrency: usize| {
+            let mut s = ActorSettings::new(name);
+            s.actor_timeout = timeout;
+            s.concurrency = concurrency;
+            s.gateway_url = Some(url.clone());
+            s.shutdown_grace = grace;
+            s
+        };
+
+        // Crew first, so the first user message always finds x-sink consuming.
+        let crew_config = CrewConfig {
+            mount: Some(state.clone()),
+            sink_hooks: config.crew.sink_hooks.clone(),
+            pause_metadata: config.crew.pause_metadata.clone().unwrap_or_else(|| CrewConfig::default().pause_metadata),
+            resume_merge_mode: config.crew.resume_merge_mode,
+            ..CrewConfig::default()
+        };
+        let mut crew = Vec::new();
+        for name in CREW {
+            let handler = match name {
+                "x-sink" => match options.sink_tap.clone() {
+                    Some(tap) => Handler::End(Arc::new(TappedSink { inner: Sink::new(crew_config.clone()), tap })),
+                    None => Handler::End(Arc::new(Sink::new(crew_config.clone()))),
+                },
+                "x-sump" => Handler::End(Arc::new(Sump::new(crew_config.clone()))),
+                "x-pause" => Handler::Native(Arc::new(Pause::new(crew_config.clone()))),
+                _ => Handler::Native(Arc::new(Resume::new(crew_config.clone()))),
+            };
+            let engine = Arc::new(Engine::new(
+                settings_for(name, Duration::from_secs(300), 2),
+                dyn_transport.clone(),
+                reporter.clone(),
+                Arc::new(SystemClock),
+                Arc::new(ActorStats::default()),
+            ));
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn({
+                let engine = engine.clone();
+                async move {
+                    run_replica(engine, handler, stop_rx).await;
+                }
+            });
+            crew.push((engine, stop, task));
+        }
+
+        let mut pools = Vec::new();
+        let mut scalers = Vec::new();
+        for actor in &config.actors {
+            let mut settings = settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
+            settings.resiliency = actor.resiliency.clone();
+            let engine = Arc::new(Engine::new(settings, dyn_transport.clone(), reporter.clone(), Arc::new(SystemClock), Arc::new(ActorStats::default())));
+            let template = ReplicaTemplate {
+                engine,
+                spec: runtime_spec(&config, actor, &runtime_file),
+                run_dir: state.join("run"),
+                grace,
+            };
+            let pool = Arc::new(ActorPool::new(actor.clone(), template));
+            scalers.push(tokio::spawn(scaler::run(pool.clone(), transport.arrivals(), shutdown_rx.clone())));
+            pools.push(pool);
+        }
+
+        let router = gateway.router().merge(control::router(control::ControlState {
+            pools: pools.clone(),
+            crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
+            state_dir: state.clone(),
+            gateway: gateway.clone(),
+        }));
+        let mut server_shutdown = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "mesh API listener stopped");
+            }
+        });
+        {
+            let mut rx = shutdown_rx.clone();
+            gateway.spawn_backstop(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+        }
+        statefile::write(&state, &statefile::MeshState { url: url.clone(), pid: std::process::id() }).map_err(|e| state_err(&state, e))?;
+        info!(url = %url, actors = config.actors.len(), state_dir = %state.display(), "mesh up");
+        Ok(Mesh { config, transport, pools, crew, scalers, shutdown, server, url, grace })
+    }
+
+    /// Base URL of the mesh API.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The embedded transport (benchmarks preload through it).
+    pub fn transport(&self) -> &Arc<EmbeddedTransport> {
+        &self.transport
+    }
+
+    /// The actor pools.
+    pub fn pools(&self) -> &[Arc<ActorPool>] {
+        &self.pools
+    }
+
+    /// Per-actor view, as `troupe status` shows it.
+    pub async fn status(&self) -> Vec<ActorView> {
+        control::collect(&self.pools, &self.crew.iter().map(|(e, _, _)| e.clone()).collect::<Vec<_>>()).await
+    }
+
+    /// Runs until `signal` resolves, then stops gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.stop().await;
+    }
+
+    /// Stops receiving, lets in-flight messages finish (bounded by the grace period),
+    /// stops runtimes and the crew, flushes the queues.
+    pub async fn stop(self) {
+        info!("mesh stopping");
+        self.shutdown.send_replace(true);
+        for s in self.scalers {
+            s.abort();
+        }
+        let stops = self.pools.iter().map(|p| p.stop_all());
+        futures::future::join_all(stops).await;
+        for (_, stop, _) in &self.crew {
+            stop.send_replace(true);
+        }
+        for (engine, _, task) in self.crew {
+            if tokio::time::timeout(self.grace, task).await.is_err() {
+                warn!(actor = %engine.settings().actor, "crew actor did not finish within the grace period");
+            }
+        }
+        let _ = self.server.await;
+        self.transport.close().await;
+        statefile::remove(&self.config.state_dir);
+        info!("mesh stopped");
+    }
+}
+
+fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -> RuntimeSpec {
+    let mut env = actor.env.clone();
+    env.push(("ASYA_ACTOR_NAME".to_owned(), actor.name.clone()));
+    env.push(("ASYA_NAMESPACE".to_owned(), config.namespace.clone()));
+    RuntimeSpec {
+        python: actor.python.clone(),
+        handler: actor.handler.clone(),
+        socket_dir: PathBuf::new(),
+        runtime_file: runtime_file.to_path_buf(),
+        env,
+        python_path: vec![config.root.clone()],
+        cwd: Some(config.root.clone()),
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
