@@ -3,7 +3,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncWriteExt;
 
 /// `basename(id)` as Python's `os.path.basename` computes it (the part after the last
 /// `/`), so `../x` stays inside its folder. `None` when nothing usable is left (empty,
@@ -18,29 +17,41 @@ pub(crate) fn file_path(mount: &Path, folder: &str, id: &str) -> Option<PathBuf>
     key(id).map(|k| mount.join(folder).join(format!("{k}.json")))
 }
 
-/// Writes `bytes` to `path` so that readers (and a crash) see either the old file or
-/// the complete new one: write a temp file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` so that readers (and a process crash) see either the old
+/// file or the complete new one: write a temp file in the same folder, then rename.
+/// No fsync: like the embedded queue's default policy, this survives a crash of the
+/// process but not a power loss; the whole write runs in one blocking-pool hop.
 pub(crate) async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let path = path.to_path_buf();
+    let bytes = bytes.to_vec();
+    tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
-    tokio::fs::create_dir_all(dir).await?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // Dot-prefixed so listings of `*.json` never pick up a half-written file.
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
+    let write = |tmp: &Path| -> io::Result<()> {
+        match std::fs::write(tmp, bytes) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(tmp, bytes)
+            }
+            other => other,
+        }?;
+        std::fs::rename(tmp, path)
+    };
+    let result = write(&tmp);
     if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+        let _ = std::fs::remove_file(&tmp);
     }
     result
 }

@@ -27,6 +27,8 @@ pub struct ControlState {
     pub state_dir: PathBuf,
     /// The mesh API, for creates with a route.
     pub gateway: Gateway,
+    /// The queues, for raw publishes.
+    pub transport: Arc<dyn troupe_transport::Transport>,
 }
 
 /// One row of `troupe status`.
@@ -137,11 +139,26 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
     }
 }
 
+/// `POST /troupe/v1/queues/{actor}`: puts the raw body on the actor's queue, byte for
+/// byte, with no gateway record (replaying an envelope, injecting test input). An Asya
+/// client publishing straight to the broker does the same.
+async fn publish_raw(State(st): State<Arc<ControlState>>, Path(actor): Path<String>, body: axum::body::Bytes) -> Response {
+    if troupe_protocol::queue::validate_actor_name(&actor).is_err() {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("invalid actor name '{actor}'")}))).into_response();
+    }
+    let queue = st.transport.queue_name(&actor);
+    match st.transport.send(&queue, body).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
 /// Routes under `/troupe/v1`.
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/troupe/v1/status", get(status))
         .route("/troupe/v1/results/{id}", get(result))
         .route("/troupe/v1/tasks", post(create_task))
+        .route("/troupe/v1/queues/{actor}", post(publish_raw))
         .with_state(Arc::new(state))
 }

@@ -197,6 +197,7 @@ impl Mesh {
             crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
             state_dir: state.clone(),
             gateway: gateway.clone(),
+            transport: dyn_transport.clone(),
         }));
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {

@@ -1,0 +1,2019 @@
+//! The mesh file read by `troupe up`: parsing, defaults and validation.
+//!
+//! # Formats
+//!
+//! **Mesh file** (`troupe.yaml`), one YAML document:
+//!
+//! ```yaml
+//! namespace: default          # queue namespace (DNS label)
+//! state_dir: .troupe          # relative to the mesh file's folder
+//! python: python3             # interpreter for runtimes (a path with a folder part, such as
+//!                             # .venv/bin/python, is relative to the mesh file's folder)
+//! transport: embedded         # the only transport troupe up runs
+//! gateway: {listen: "127.0.0.1:0"}
+//! actors:                     # AsyncActor spec fields (platform.md §2), `image` optional
+//!   - actor: preprocess
+//!     handler: pipeline.preprocess
+//!     concurrency: 1          # Troupe extension (TROUPE_CONCURRENCY)
+//! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow}
+//! ```
+//!
+//! **Kubernetes manifests**: several documents, each `apiVersion: asya.sh/v1alpha1`,
+//! `kind: AsyncActor` with `metadata` and `spec` (`status` is tolerated so `kubectl get -o yaml`
+//! output works). The *first* document may instead be a mesh document — one without `kind`, or
+//! with `kind: Mesh` (and any `apiVersion`) — carrying the top-level settings above (and
+//! optionally `actors`); without it every setting takes its default. Documents of other kinds
+//! are skipped with a warning; empty documents are skipped silently.
+//!
+//! # Diagnostics
+//!
+//! Every problem found is collected (not only the first) as a [`ConfigError`] rendered as
+//! `file:line:column: field.path: message`; positions come from the YAML parser itself (see
+//! `Locator`), so flow mappings (`{a: 1}`) are located as precisely as block ones. Unknown
+//! fields are errors. Warnings, in the same format, cover settings without local effect
+//! (`resources`, `flavors`, `scaling.advanced`, ...), resiliency rules naming an undefined
+//! policy (skipped, as the sidecar does), and sink hooks or `onExhausted` targets that are not
+//! actors of the mesh. Handler importability is not checked here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use troupe_crew::MergeMode;
+use troupe_protocol::duration::parse_go_duration;
+use troupe_protocol::resiliency::Resiliency;
+
+/// File name looked up when `troupe up` is given a folder.
+pub const MESH_FILE_NAME: &str = "troupe.yaml";
+
+/// Actor names reserved for the crew; user actors may not take them.
+pub const RESERVED_ACTORS: [&str; 4] = ["x-sink", "x-sump", "x-pause", "x-resume"];
+
+/// `apiVersion` of AsyncActor documents.
+pub const ASYNC_ACTOR_API_VERSION: &str = "asya.sh/v1alpha1";
+
+/// Default `resiliency.actorTimeout` (platform.md §2).
+pub const DEFAULT_ACTOR_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default gateway listener: loopback, any free port.
+pub const DEFAULT_GATEWAY_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+const MESH_FIELDS: &[&str] = &[
+    "namespace",
+    "state_dir",
+    "python",
+    "transport",
+    "gateway",
+    "actors",
+    "crew",
+    "kind",
+    "apiVersion",
+];
+
+const ACTOR_FIELDS: &[&str] = &[
+    "actor",
+    "image",
+    "handler",
+    "imagePullPolicy",
+    "pythonExecutable",
+    "replicas",
+    "env",
+    "secretRefs",
+    "resources",
+    "tolerations",
+    "nodeSelector",
+    "volumes",
+    "volumeMounts",
+    "initContainers",
+    "sidecars",
+    "flavors",
+    "scaling",
+    "resiliency",
+    "sidecar",
+    "tracing",
+    "stateProxy",
+    "compositionRef",
+    "concurrency",
+];
+
+/// Actor fields accepted for Kubernetes compatibility but without local effect, with the advice
+/// given in the warning.
+const IGNORED_ACTOR_FIELDS: &[(&str, &str)] = &[
+    (
+        "secretRefs",
+        "secrets exist only on Kubernetes; put the values under env for local runs",
+    ),
+    ("resources", "pod resources apply only on Kubernetes"),
+    ("tolerations", "pod scheduling applies only on Kubernetes"),
+    ("nodeSelector", "pod scheduling applies only on Kubernetes"),
+    (
+        "volumes",
+        "pod volumes apply only on Kubernetes; handlers see the local filesystem",
+    ),
+    (
+        "volumeMounts",
+        "pod volumes apply only on Kubernetes; handlers see the local filesystem",
+    ),
+    ("initContainers", "extra containers run only on Kubernetes"),
+    ("sidecars", "extra containers run only on Kubernetes"),
+    (
+        "flavors",
+        "flavors are not resolved locally; inline the settings you need in this actor",
+    ),
+    ("tracing", "troupe up exports no traces"),
+    (
+        "stateProxy",
+        "state-proxy connectors do not run locally; handlers see the local filesystem",
+    ),
+    (
+        "compositionRef",
+        "troupe up always uses the embedded transport",
+    ),
+    ("sidecar", "troupe up runs the sidecar in-process"),
+];
+
+const SCALING_FIELDS: &[&str] = &[
+    "enabled",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "pollingInterval",
+    "cooldownPeriod",
+    "queueLength",
+    "advanced",
+    "additionalTriggers",
+];
+
+const RESILIENCY_FIELDS: &[&str] = &["actorTimeout", "policies", "rules"];
+
+const POLICY_FIELDS: &[&str] = &[
+    "maxAttempts",
+    "backoff",
+    "initialDelay",
+    "maxInterval",
+    "maxDuration",
+    "jitter",
+    "onExhausted",
+];
+
+const RULE_FIELDS: &[&str] = &["errors", "policy"];
+const ENV_FIELDS: &[&str] = &["name", "value", "valueFrom"];
+const GATEWAY_FIELDS: &[&str] = &["listen"];
+const CREW_FIELDS: &[&str] = &[
+    "sink_hooks",
+    "sink_fanout_hooks",
+    "pause_metadata",
+    "resume_merge_mode",
+];
+const ASYNC_ACTOR_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// A parsed and validated mesh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshConfig {
+    /// Absolute path of the mesh file.
+    pub file: PathBuf,
+    /// Absolute folder of the mesh file; relative paths in it are resolved against it.
+    pub root: PathBuf,
+    /// Queue namespace (`ASYA_NAMESPACE`).
+    pub namespace: String,
+    /// Absolute state folder.
+    pub state_dir: PathBuf,
+    /// Default interpreter for runtimes.
+    pub python: String,
+    /// Transport name; always `embedded` for now.
+    pub transport: String,
+    /// Address of the control/mesh API listener (port 0 = any free port).
+    pub gateway_listen: SocketAddr,
+    /// User actors in file order.
+    pub actors: Vec<ActorConfig>,
+    /// Crew settings.
+    pub crew: CrewSettings,
+}
+
+/// One user actor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActorConfig {
+    /// Actor name (DNS label, also its queue name).
+    pub name: String,
+    /// `ASYA_HANDLER`.
+    pub handler: String,
+    /// Interpreter (`pythonExecutable`, else the mesh's `python`).
+    pub python: String,
+    /// Runtime environment in file order.
+    pub env: Vec<(String, String)>,
+    /// Replica settings.
+    pub scaling: Scaling,
+    /// Per-call runtime timeout (`resiliency.actorTimeout`).
+    pub actor_timeout: Duration,
+    /// Parsed retry policies and rules; `None` when neither is configured.
+    pub resiliency: Option<Resiliency>,
+    /// `resiliency.policies` as written, as JSON (`ASYA_RESILIENCY_POLICIES`).
+    pub policies_json: Option<serde_json::Value>,
+    /// `resiliency.rules` as written, as JSON (`ASYA_RESILIENCY_RULES`).
+    pub rules_json: Option<serde_json::Value>,
+    /// In-flight messages per sidecar (`TROUPE_CONCURRENCY`).
+    pub concurrency: usize,
+    /// 1-based line of the actor's `actor` field in the mesh file.
+    pub line: usize,
+}
+
+/// Replica settings of an actor (platform.md §2 `scaling`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaling {
+    /// Autoscale on queue length; false → run exactly `replicas`.
+    pub enabled: bool,
+    /// `minReplicaCount`.
+    pub min: u32,
+    /// `maxReplicaCount`.
+    pub max: u32,
+    /// `pollingInterval`.
+    pub polling_interval: Duration,
+    /// `cooldownPeriod`.
+    pub cooldown: Duration,
+    /// `queueLength`: messages per replica.
+    pub queue_length: u32,
+    /// Fixed replica count used when `enabled` is false.
+    pub replicas: u32,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min: 0,
+            max: 10,
+            polling_interval: Duration::from_secs(30),
+            cooldown: Duration::from_secs(300),
+            queue_length: 5,
+            replicas: 1,
+        }
+    }
+}
+
+/// Crew settings (`crew:` section).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CrewSettings {
+    /// `ASYA_SINK_HOOKS`: actors run after x-sink, in order.
+    pub sink_hooks: Vec<String>,
+    /// `ASYA_SINK_FANOUT_HOOKS`: also run hooks for fan-out children.
+    pub sink_fanout_hooks: bool,
+    /// `ASYA_PAUSE_METADATA` as JSON; `None` = x-pause's default.
+    pub pause_metadata: Option<serde_json::Value>,
+    /// `ASYA_RESUME_MERGE_MODE`.
+    pub resume_merge_mode: MergeMode,
+}
+
+/// One problem in a mesh file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The mesh file as the user named it.
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem has no position (unreadable file).
+    pub line: usize,
+    /// 1-based column; 0 when unknown.
+    pub column: usize,
+    /// Field path such as `actors[1].resiliency.actorTimeout`; empty for the whole file.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if self.line > 0 {
+            out.push_str(&format!(":{}", self.line));
+            if self.column > 0 {
+                out.push_str(&format!(":{}", self.column));
+            }
+        }
+        out.push_str(": ");
+        if !self.field.is_empty() {
+            out.push_str(&self.field);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// Every problem found in a mesh file, sorted by position; displayed one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl MeshConfig {
+    /// Loads a mesh from a file, or from `troupe.yaml` inside `path` when it is a folder.
+    /// Returns the mesh and warnings (rendered like errors) about settings without local effect.
+    pub fn load(path: &Path) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+        let file = if path.is_dir() {
+            path.join(MESH_FILE_NAME)
+        } else {
+            path.to_path_buf()
+        };
+        let shown = display_path(&file);
+        let source = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = if path.is_dir() && e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "no {MESH_FILE_NAME} in this folder: create one, or pass the mesh file's path"
+                    )
+                } else {
+                    format!("cannot read the mesh file: {e}")
+                };
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: shown,
+                    line: 0,
+                    column: 0,
+                    field: String::new(),
+                    message,
+                }]));
+            }
+        };
+        parse_source(&file, shown, &source)
+    }
+
+    /// Parses mesh file text as if read from `file` (which only names it and anchors relative
+    /// paths; it is not read).
+    pub fn from_source(
+        file: &Path,
+        source: &str,
+    ) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+        parse_source(file, display_path(file), source)
+    }
+
+    /// The actor named `name`.
+    pub fn actor(&self, name: &str) -> Option<&ActorConfig> {
+        self.actors.iter().find(|a| a.name == name)
+    }
+}
+
+/// The path as the user wrote it, minus a leading `./`.
+fn display_path(p: &Path) -> PathBuf {
+    let mut comps = p.components().peekable();
+    if comps.peek() == Some(&Component::CurDir) && p.components().count() > 1 {
+        comps.next();
+    }
+    comps.collect()
+}
+
+fn parse_source(
+    file: &Path,
+    shown: PathBuf,
+    source: &str,
+) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+    let file_abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let root = file_abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(source) {
+        match Value::deserialize(de) {
+            Ok(v) => docs.push(v),
+            Err(e) => {
+                let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: shown,
+                    line,
+                    column,
+                    field: String::new(),
+                    message: format!(
+                        "YAML syntax error: {}; fix the YAML (check indentation, quoting and duplicate keys)",
+                        strip_position(&e.to_string())
+                    ),
+                }]));
+            }
+        }
+    }
+
+    let mut ck = Checker {
+        locator: Locator::new(source),
+        doc: 0,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mesh = ck.mesh(&docs, file_abs, root);
+
+    let resolve = |notes: Vec<Note>, loc: &mut Locator<'_>| -> Vec<ConfigError> {
+        let mut out: Vec<ConfigError> = notes
+            .into_iter()
+            .map(|n| {
+                let (line, column) = loc.locate(n.doc, &n.path).unwrap_or((0, 0));
+                ConfigError {
+                    file: shown.clone(),
+                    line,
+                    column,
+                    field: n.path.to_string(),
+                    message: n.message,
+                }
+            })
+            .collect();
+        out.sort_by_key(|e| (e.line, e.column));
+        out
+    };
+    let warnings = resolve(std::mem::take(&mut ck.warnings), &mut ck.locator);
+    let errors = resolve(std::mem::take(&mut ck.errors), &mut ck.locator);
+    if errors.is_empty() {
+        Ok((mesh, warnings.iter().map(ToString::to_string).collect()))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Removes the " at line L column C" that serde_yaml puts into its messages; the position is
+/// reported separately.
+fn strip_position(msg: &str) -> String {
+    let Some(start) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[start + " at line ".len()..];
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let rest = rest
+        .strip_prefix(" column ")
+        .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+    format!("{}{rest}", &msg[..start])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field paths and locations
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from a document's root, displayed as `actors[1].scaling.queueLength`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct FieldPath(Vec<Seg>);
+
+impl FieldPath {
+    fn key(&self, k: &str) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Key(k.to_string()));
+        Self(v)
+    }
+
+    fn index(&self, i: usize) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Index(i));
+        Self(v)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds where a field path sits in the source.
+///
+/// `serde_yaml::Value` has no positions, but serde_yaml stamps every error raised inside a
+/// `Deserialize` impl with the position of the YAML node being read. Two walks use that:
+///
+/// - [`probe`] walks one document down a path and deliberately fails at the target key (or
+///   sequence item); when the path does not exist it fails at the deepest node that does,
+///   which is the right place to report a missing field. Exact, but one parse per lookup.
+/// - [`build_index`] walks every document once, failing on each key and scalar item and
+///   carrying on (safe there: the scalar event is already consumed), reading positions from
+///   the error text. It answers most lookups (actor lines, field errors) so that a large
+///   mesh is not re-parsed once per actor; anything it lacks falls back to the probe.
+struct Locator<'s> {
+    src: &'s str,
+    index: Option<HashMap<(usize, FieldPath), (usize, usize)>>,
+    cache: HashMap<(usize, FieldPath), Option<(usize, usize)>>,
+}
+
+impl<'s> Locator<'s> {
+    fn new(src: &'s str) -> Self {
+        Self {
+            src,
+            index: None,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// 1-based (line, column) of `path` in document `doc`.
+    fn locate(&mut self, doc: usize, path: &FieldPath) -> Option<(usize, usize)> {
+        let src = self.src;
+        let key = (doc, path.clone());
+        if let Some(pos) = self.index.get_or_insert_with(|| build_index(src)).get(&key) {
+            return Some(*pos);
+        }
+        *self
+            .cache
+            .entry(key)
+            .or_insert_with(|| probe(src, doc, &path.0))
+    }
+}
+
+/// Marks the errors raised by [`build_index`]; the key text sits between two of them.
+const INDEX_MARK: char = '\u{1}';
+
+fn build_index(src: &str) -> HashMap<(usize, FieldPath), (usize, usize)> {
+    let mut index = HashMap::new();
+    for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
+        let mut found = Vec::new();
+        // A failure only leaves this document partly indexed; lookups then use the probe.
+        let _ = IndexSeed {
+            found: &mut found,
+            path: FieldPath::default(),
+        }
+        .deserialize(de);
+        index.extend(found.into_iter().map(|(p, pos)| ((doc, p), pos)));
+    }
+    index
+}
+
+/// Reads an error raised by the index walk: `Some(position)` when it is one of ours, with
+/// `None` inside when its position cannot be read (then it is not recorded).
+fn index_mark(err: &impl fmt::Display) -> Option<(String, Option<(usize, usize)>)> {
+    let text = err.to_string();
+    let start = text.find(INDEX_MARK)? + INDEX_MARK.len_utf8();
+    let len = text[start..].find(INDEX_MARK)?;
+    let key = text[start..start + len].to_string();
+    let rest = &text[start + len + INDEX_MARK.len_utf8()..];
+    // serde_yaml omits the suffix at line 1 column 1, but an absent suffix could also mean
+    // another format: leave such keys to the probe.
+    let pos = rest.strip_prefix(" at line ").and_then(|r| {
+        let (line, col) = r.split_once(" column ")?;
+        Some((line.parse().ok()?, col.parse().ok()?))
+    });
+    Some((key, pos))
+}
+
+fn mark_error<E: de::Error>(key: &str) -> E {
+    E::custom(format!("{INDEX_MARK}{key}{INDEX_MARK}"))
+}
+
+struct IndexSeed<'f> {
+    found: &'f mut Vec<(FieldPath, (usize, usize))>,
+    path: FieldPath,
+}
+
+impl<'de> DeserializeSeed<'de> for IndexSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IndexSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        loop {
+            let key = match map.next_key_seed(KeyMark) {
+                Ok(None) => return Ok(()),
+                // A complex key, already skipped.
+                Ok(Some(())) => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                Err(e) => match index_mark(&e) {
+                    Some((key, pos)) => {
+                        let path = self.path.key(&key);
+                        if let Some(pos) = pos {
+                            self.found.push((path.clone(), pos));
+                        }
+                        path
+                    }
+                    None => return Err(e),
+                },
+            };
+            let value = IndexSeed {
+                found: &mut *self.found,
+                path: key,
+            };
+            match map.next_value_seed(value) {
+                Err(e) if index_mark(&e).is_none() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        for i in 0.. {
+            let item = IndexSeed {
+                found: &mut *self.found,
+                path: self.path.index(i),
+            };
+            match seq.next_element_seed(item) {
+                Ok(None) => break,
+                Ok(Some(())) => {}
+                Err(e) => match index_mark(&e) {
+                    Some((_, Some(pos))) => self.found.push((self.path.index(i), pos)),
+                    Some((_, None)) => {}
+                    None => return Err(e),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    // Scalars fail so that the enclosing sequence learns the item's position.
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(mark_error(""))
+    }
+}
+
+/// Fails on a scalar key with its text (positioned there by serde_yaml); skips complex keys.
+struct KeyMark;
+
+impl<'de> DeserializeSeed<'de> for KeyMark {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyMark {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        Err(mark_error(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        Err(mark_error(&v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        Err(mark_error(&v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Err(mark_error(&v.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        Err(mark_error(&v.to_string()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+fn probe(src: &str, doc: usize, path: &[Seg]) -> Option<(usize, usize)> {
+    let de = serde_yaml::Deserializer::from_str(src).nth(doc)?;
+    match ProbeSeed(path).deserialize(de) {
+        Ok(()) => None,
+        Err(e) => e.location().map(|l| (l.line(), l.column())),
+    }
+}
+
+const PROBE_STOP: &str = "probe stop";
+
+struct ProbeSeed<'p>(&'p [Seg]);
+
+impl<'de> DeserializeSeed<'de> for ProbeSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(ProbeVisitor(self.0))
+    }
+}
+
+/// Any error it returns (its own, or serde's "invalid type" for scalars) marks its position.
+struct ProbeVisitor<'p>(&'p [Seg]);
+
+impl<'de> Visitor<'de> for ProbeVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping or sequence on the probed path")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Seg::Key(want), rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(PROBE_STOP));
+        };
+        let last = rest.is_empty();
+        while let Some(hit) = map.next_key_seed(KeyProbe { want, last })? {
+            if hit {
+                map.next_value_seed(ProbeSeed(rest))?;
+                return Err(de::Error::custom(PROBE_STOP));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(de::Error::custom(PROBE_STOP))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Seg::Index(n), rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(PROBE_STOP));
+        };
+        for _ in 0..*n {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Err(de::Error::custom(PROBE_STOP));
+            }
+        }
+        seq.next_element_seed(ProbeSeed(rest))?;
+        Err(de::Error::custom(PROBE_STOP))
+    }
+}
+
+/// Reads a mapping key: `Ok(true)` when it is the wanted one (and more path follows), an error
+/// positioned at the key when it is the wanted one and the path ends there.
+struct KeyProbe<'w> {
+    want: &'w str,
+    last: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyProbe<'_> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyProbe<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        if v != self.want {
+            Ok(false)
+        } else if self.last {
+            Err(E::custom(PROBE_STOP))
+        } else {
+            Ok(true)
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/// A finding not yet located.
+struct Note {
+    doc: usize,
+    path: FieldPath,
+    message: String,
+}
+
+/// Actor names referenced elsewhere (hooks, onExhausted) that must be checked once all actors
+/// are known.
+struct ActorRef {
+    doc: usize,
+    path: FieldPath,
+    name: String,
+    what: &'static str,
+}
+
+struct Checker<'s> {
+    locator: Locator<'s>,
+    /// Document currently being checked.
+    doc: usize,
+    errors: Vec<Note>,
+    warnings: Vec<Note>,
+}
+
+/// A mapping's recognised fields (null values count as absent).
+struct Fields<'v>(Vec<(&'v str, &'v Value)>);
+
+impl<'v> Fields<'v> {
+    fn get(&self, name: &str) -> Option<&'v Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| untag(v))
+            .filter(|v| !v.is_null())
+    }
+}
+
+fn untag(mut v: &Value) -> &Value {
+    while let Value::Tagged(t) = v {
+        v = &t.value;
+    }
+    v
+}
+
+fn describe(v: &Value) -> String {
+    match untag(v) {
+        Value::Null => "nothing (null)".to_string(),
+        Value::Bool(b) => format!("a boolean ({b})"),
+        Value::Number(n) => format!("a number ({n})"),
+        Value::String(s) => format!("a string ({s:?})"),
+        Value::Sequence(_) => "a list".to_string(),
+        Value::Mapping(_) => "a mapping".to_string(),
+        Value::Tagged(_) => "a tagged value".to_string(),
+    }
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.errors.push(Note {
+            doc: self.doc,
+            path: path.clone(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.warnings.push(Note {
+            doc: self.doc,
+            path: path.clone(),
+            message: message.into(),
+        });
+    }
+
+    fn line_of(&mut self, doc: usize, path: &FieldPath) -> usize {
+        self.locator.locate(doc, path).map_or(0, |(l, _)| l)
+    }
+
+    fn mapping<'v>(&mut self, v: &'v Value, p: &FieldPath, what: &str) -> Option<&'v Mapping> {
+        match untag(v) {
+            Value::Mapping(m) => Some(m),
+            other => {
+                self.error(
+                    p,
+                    format!(
+                        "expected {what} (a mapping of key: value), found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks a mapping's keys against `allowed` and returns the fields.
+    fn fields<'v>(&mut self, m: &'v Mapping, p: &FieldPath, allowed: &[&str]) -> Fields<'v> {
+        let mut out = Vec::new();
+        for (k, v) in m {
+            let Some(key) = untag(k).as_str() else {
+                self.error(
+                    p,
+                    format!(
+                        "field names must be strings, found {}; allowed fields: {}",
+                        describe(k),
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if allowed.contains(&key) {
+                out.push((key, v));
+            } else {
+                let hint = suggest(key, allowed)
+                    .map(|s| format!("did you mean '{s}'? "))
+                    .unwrap_or_default();
+                self.error(
+                    &p.key(key),
+                    format!(
+                        "unknown field '{key}'; {hint}allowed fields: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Fields(out)
+    }
+
+    fn string(&mut self, v: &Value, p: &FieldPath) -> Option<String> {
+        match untag(v) {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.error(p, format!("expected a string, found {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn non_empty_string(&mut self, v: &Value, p: &FieldPath) -> Option<String> {
+        let s = self.string(v, p)?;
+        if s.trim().is_empty() {
+            self.error(p, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    fn uint(&mut self, v: &Value, p: &FieldPath) -> Option<u32> {
+        let v = untag(v);
+        if let Some(n) = v.as_u64() {
+            if let Ok(n) = u32::try_from(n) {
+                return Some(n);
+            }
+        }
+        let hint = match v {
+            Value::String(s) if s.trim().parse::<u64>().is_ok() => "; remove the quotes",
+            _ => "",
+        };
+        self.error(
+            p,
+            format!(
+                "expected a non-negative integer, found {}{hint}",
+                describe(v)
+            ),
+        );
+        None
+    }
+
+    fn boolean(&mut self, v: &Value, p: &FieldPath) -> Option<bool> {
+        match untag(v) {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.error(
+                    p,
+                    format!("expected true or false, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn seq<'v>(&mut self, v: &'v Value, p: &FieldPath) -> Option<&'v [Value]> {
+        match untag(v) {
+            Value::Sequence(s) => Some(s),
+            other => {
+                self.error(p, format!("expected a list, found {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Value, p: &FieldPath) -> Option<Duration> {
+        let text = match untag(v) {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                self.error(
+                    p,
+                    format!(
+                        "expected a Go duration such as 500ms, 30s or 5m, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        match parse_go_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(p, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn json(&mut self, v: &Value, p: &FieldPath) -> Option<serde_json::Value> {
+        match serde_json::to_value(v) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                self.error(
+                    p,
+                    format!("cannot be represented as JSON ({e}); use string keys"),
+                );
+                None
+            }
+        }
+    }
+
+    fn actor_name(&mut self, v: &Value, p: &FieldPath) -> Option<String> {
+        let name = self.string(v, p)?;
+        if !is_dns_label(&name) {
+            self.error(
+                p,
+                format!("invalid actor name '{name}': use a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    // -- documents ----------------------------------------------------------------------------
+
+    fn mesh(&mut self, docs: &[Value], file: PathBuf, root: PathBuf) -> MeshConfig {
+        let mut mesh = MeshConfig {
+            file,
+            root: root.clone(),
+            namespace: "default".to_string(),
+            state_dir: root.join(".troupe"),
+            python: "python3".to_string(),
+            transport: "embedded".to_string(),
+            gateway_listen: DEFAULT_GATEWAY_LISTEN,
+            actors: Vec::new(),
+            crew: CrewSettings::default(),
+        };
+        let mut refs = Vec::new();
+        // (document, path of the actor's spec in it, the spec)
+        let mut actor_nodes: Vec<(usize, FieldPath, &Value)> = Vec::new();
+        let mut mesh_doc: Option<(usize, &Mapping)> = None;
+        let mut seen_content = false;
+
+        for (i, doc) in docs.iter().enumerate() {
+            self.doc = i;
+            let doc = untag(doc);
+            if doc.is_null() {
+                continue;
+            }
+            let root_path = FieldPath::default();
+            let Some(m) = self.mapping(doc, &root_path, "a mesh file or an AsyncActor document")
+            else {
+                seen_content = true;
+                continue;
+            };
+            let kind = m.get("kind").map(untag);
+            match (kind, kind.and_then(Value::as_str)) {
+                (None, _) | (_, Some("Mesh")) => {
+                    if seen_content {
+                        let p = if kind.is_some() {
+                            root_path.key("kind")
+                        } else {
+                            root_path
+                        };
+                        self.error(
+                            &p,
+                            "a mesh document (no kind, or kind: Mesh) must be the first document; give this document kind: AsyncActor and apiVersion: asya.sh/v1alpha1, or move it to the top",
+                        );
+                    } else {
+                        mesh_doc = Some((i, m));
+                    }
+                }
+                (_, Some("AsyncActor")) => {
+                    let p = FieldPath::default();
+                    let f = self.fields(m, &p, ASYNC_ACTOR_FIELDS);
+                    match f.get("apiVersion").and_then(Value::as_str) {
+                        Some(ASYNC_ACTOR_API_VERSION) => {}
+                        Some(other) => self.error(
+                            &p.key("apiVersion"),
+                            format!("unsupported apiVersion '{other}': set apiVersion: {ASYNC_ACTOR_API_VERSION}"),
+                        ),
+                        None => self.error(
+                            &p.key("apiVersion"),
+                            format!("missing apiVersion: add apiVersion: {ASYNC_ACTOR_API_VERSION}"),
+                        ),
+                    }
+                    if let Some(md) = f.get("metadata") {
+                        self.mapping(md, &p.key("metadata"), "metadata");
+                    }
+                    match f.get("spec") {
+                        Some(spec) => actor_nodes.push((i, p.key("spec"), spec)),
+                        None => self.error(
+                            &p.key("spec"),
+                            "missing spec: an AsyncActor needs spec with at least actor and handler",
+                        ),
+                    }
+                }
+                (_, Some(other)) => {
+                    self.warn(
+                        &root_path.key("kind"),
+                        format!("document of kind '{other}' skipped: troupe up runs only AsyncActor documents (and an optional leading kind: Mesh)"),
+                    );
+                }
+                (Some(k), None) => {
+                    self.error(
+                        &root_path.key("kind"),
+                        format!("kind must be AsyncActor or Mesh, found {}", describe(k)),
+                    );
+                }
+            }
+            seen_content = true;
+        }
+
+        let mut mesh_actors: Option<&[Value]> = None;
+        if let Some((i, m)) = mesh_doc {
+            self.doc = i;
+            mesh_actors = self.mesh_settings(m, &mut mesh, &mut refs);
+        }
+        if let (Some(actors), Some((i, _))) = (mesh_actors, mesh_doc) {
+            let p = FieldPath::default().key("actors");
+            for (n, a) in actors.iter().enumerate() {
+                actor_nodes.push((i, p.index(n), a));
+            }
+        }
+        actor_nodes.sort_by_key(|(doc, _, _)| *doc);
+
+        if actor_nodes.is_empty() && self.errors.is_empty() {
+            self.doc = mesh_doc.map_or(0, |(i, _)| i);
+            self.error(
+                &FieldPath::default(),
+                "no actors defined: add entries under actors (or AsyncActor documents)",
+            );
+        }
+
+        let mut first_seen: HashMap<String, (usize, FieldPath)> = HashMap::new();
+        for (doc, p, node) in actor_nodes {
+            self.doc = doc;
+            // Checked on the raw name so a duplicate is reported even when either entry has
+            // other errors.
+            let name_path = p.key("actor");
+            let mut duplicate = false;
+            if let Some(name) = untag(node).get("actor").map(untag).and_then(Value::as_str) {
+                if let Some((first_doc, first_path)) = first_seen.get(name) {
+                    let (first_doc, first_path) = (*first_doc, first_path.clone());
+                    let first_line = self.line_of(first_doc, &first_path);
+                    self.error(
+                        &name_path,
+                        format!("duplicate actor '{name}' (first defined at line {first_line}): actor names must be unique; rename or remove one of them"),
+                    );
+                    duplicate = true;
+                } else {
+                    first_seen.insert(name.to_string(), (doc, name_path));
+                }
+            }
+            if let Some(actor) = self.actor(node, &p, &mesh.python, &mesh.root, &mut refs) {
+                if !duplicate {
+                    mesh.actors.push(actor);
+                }
+            }
+        }
+
+        for r in refs {
+            if !first_seen.contains_key(&r.name) && !RESERVED_ACTORS.contains(&r.name.as_str()) {
+                self.doc = r.doc;
+                self.warn(
+                    &r.path,
+                    format!("{} '{}' is not an actor of this mesh: messages sent there will wait in its queue; define the actor or fix the name", r.what, r.name),
+                );
+            }
+        }
+
+        mesh
+    }
+
+    /// Top-level settings; returns the `actors` list.
+    fn mesh_settings<'v>(
+        &mut self,
+        m: &'v Mapping,
+        mesh: &mut MeshConfig,
+        refs: &mut Vec<ActorRef>,
+    ) -> Option<&'v [Value]> {
+        let p = FieldPath::default();
+        let f = self.fields(m, &p, MESH_FIELDS);
+        if let Some(v) = f.get("namespace") {
+            let q = p.key("namespace");
+            if let Some(ns) = self.string(v, &q) {
+                if is_dns_label(&ns) {
+                    mesh.namespace = ns;
+                } else {
+                    self.error(&q, format!("invalid namespace '{ns}': use a DNS label (lowercase letters, digits and '-', at most 63 characters)"));
+                }
+            }
+        }
+        if let Some(v) = f.get("state_dir") {
+            if let Some(dir) = self.non_empty_string(v, &p.key("state_dir")) {
+                mesh.state_dir = mesh.root.join(dir);
+            }
+        }
+        if let Some(v) = f.get("python") {
+            if let Some(py) = self.non_empty_string(v, &p.key("python")) {
+                mesh.python = resolve_program(&mesh.root, py);
+            }
+        }
+        if let Some(v) = f.get("transport") {
+            let q = p.key("transport");
+            if let Some(t) = self.string(v, &q) {
+                if t != "embedded" {
+                    self.error(&q, format!("transport '{t}' is not supported yet: troupe up runs only the embedded transport; set transport: embedded or remove the field"));
+                }
+            }
+        }
+        if let Some(v) = f.get("gateway") {
+            let q = p.key("gateway");
+            if let Some(g) = self.mapping(v, &q, "gateway settings") {
+                let gf = self.fields(g, &q, GATEWAY_FIELDS);
+                if let Some(l) = gf.get("listen") {
+                    let lq = q.key("listen");
+                    if let Some(text) = self.string(l, &lq) {
+                        match parse_listen(&text) {
+                            Some(addr) => mesh.gateway_listen = addr,
+                            None => self.error(&lq, format!("invalid listen address '{text}': use host:port such as 127.0.0.1:8080 (port 0 picks a free port)")),
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(v) = f.get("crew") {
+            self.crew(v, &p.key("crew"), &mut mesh.crew, refs);
+        }
+        if let Some(v) = f.get("kind") {
+            self.string(v, &p.key("kind"));
+        }
+        f.get("actors").and_then(|v| self.seq(v, &p.key("actors")))
+    }
+
+    fn crew(
+        &mut self,
+        v: &Value,
+        p: &FieldPath,
+        crew: &mut CrewSettings,
+        refs: &mut Vec<ActorRef>,
+    ) {
+        let Some(m) = self.mapping(v, p, "crew settings") else {
+            return;
+        };
+        let f = self.fields(m, p, CREW_FIELDS);
+        if let Some(v) = f.get("sink_hooks") {
+            let q = p.key("sink_hooks");
+            for (i, h) in self.seq(v, &q).unwrap_or_default().iter().enumerate() {
+                let hq = q.index(i);
+                if let Some(name) = self.actor_name(h, &hq) {
+                    refs.push(ActorRef {
+                        doc: self.doc,
+                        path: hq,
+                        name: name.clone(),
+                        what: "sink hook",
+                    });
+                    crew.sink_hooks.push(name);
+                }
+            }
+        }
+        if let Some(v) = f.get("sink_fanout_hooks") {
+            if let Some(b) = self.boolean(v, &p.key("sink_fanout_hooks")) {
+                crew.sink_fanout_hooks = b;
+            }
+        }
+        if let Some(v) = f.get("pause_metadata") {
+            let q = p.key("pause_metadata");
+            if let Some(md) = self.mapping(v, &q, "pause metadata") {
+                let mf = self.fields(md, &q, &["prompt", "fields"]);
+                if let Some(fields) = mf.get("fields") {
+                    self.seq(fields, &q.key("fields"));
+                }
+                crew.pause_metadata = self.json(v, &q);
+            }
+        }
+        if let Some(v) = f.get("resume_merge_mode") {
+            let q = p.key("resume_merge_mode");
+            match self.string(v, &q).as_deref() {
+                Some("shallow") => crew.resume_merge_mode = MergeMode::Shallow,
+                Some("deep") => crew.resume_merge_mode = MergeMode::Deep,
+                Some(other) => self.error(
+                    &q,
+                    format!("invalid resume_merge_mode '{other}': use shallow or deep"),
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn actor(
+        &mut self,
+        v: &Value,
+        p: &FieldPath,
+        default_python: &str,
+        root: &Path,
+        refs: &mut Vec<ActorRef>,
+    ) -> Option<ActorConfig> {
+        let errors_before = self.errors.len();
+        let m = self.mapping(v, p, "an actor")?;
+        let f = self.fields(m, p, ACTOR_FIELDS);
+
+        let name = match f.get("actor") {
+            Some(v) => {
+                let q = p.key("actor");
+                let name = self.actor_name(v, &q);
+                if let Some(n) = &name {
+                    if RESERVED_ACTORS.contains(&n.as_str()) {
+                        self.error(&q, format!("'{n}' is a crew actor name reserved by troupe ({}); choose another name", RESERVED_ACTORS.join(", ")));
+                    }
+                }
+                name
+            }
+            None => {
+                self.error(
+                    &p.key("actor"),
+                    "missing required field 'actor': add actor: <name> (a DNS label)",
+                );
+                None
+            }
+        };
+
+        let handler = match f.get("handler") {
+            Some(v) => {
+                let q = p.key("handler");
+                let h = self.string(v, &q);
+                if let Some(h) = &h {
+                    if !is_valid_handler(h) {
+                        self.error(&q, format!("invalid handler '{h}': use module.function or module.Class.method (dotted Python identifiers, matching ^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$)"));
+                    }
+                }
+                h
+            }
+            None => {
+                self.error(
+                    &p.key("handler"),
+                    "missing required field 'handler': add handler: module.function",
+                );
+                None
+            }
+        };
+
+        if let Some(v) = f.get("image") {
+            self.string(v, &p.key("image"));
+        }
+        if let Some(v) = f.get("imagePullPolicy") {
+            let q = p.key("imagePullPolicy");
+            if let Some(s) = self.string(v, &q) {
+                if !["Always", "IfNotPresent", "Never"].contains(&s.as_str()) {
+                    self.error(
+                        &q,
+                        format!("invalid imagePullPolicy '{s}': use Always, IfNotPresent or Never"),
+                    );
+                }
+            }
+        }
+        let python = match f.get("pythonExecutable") {
+            Some(v) => self
+                .non_empty_string(v, &p.key("pythonExecutable"))
+                .map(|py| resolve_program(root, py)),
+            None => Some(default_python.to_string()),
+        };
+
+        let env = match f.get("env") {
+            Some(v) => self.env(v, &p.key("env")),
+            None => Vec::new(),
+        };
+
+        for (field, why) in IGNORED_ACTOR_FIELDS {
+            if f.get(field).is_some() {
+                self.warn(&p.key(field), format!("ignored by troupe up: {why}"));
+            }
+        }
+
+        let mut scaling = Scaling::default();
+        let replicas_set = f.get("replicas").is_some();
+        if let Some(v) = f.get("replicas") {
+            if let Some(n) = self.uint(v, &p.key("replicas")) {
+                scaling.replicas = n;
+            }
+        }
+        if let Some(v) = f.get("scaling") {
+            self.scaling(v, &p.key("scaling"), &mut scaling);
+        }
+        if replicas_set && scaling.enabled {
+            self.warn(
+                &p.key("replicas"),
+                "replicas is used only when scaling.enabled is false; set scaling: {enabled: false} for a fixed replica count",
+            );
+        }
+
+        let mut actor_timeout = DEFAULT_ACTOR_TIMEOUT;
+        let mut resiliency = None;
+        let mut policies_json = None;
+        let mut rules_json = None;
+        if let Some(v) = f.get("resiliency") {
+            let q = p.key("resiliency");
+            if let Some(r) = self.resiliency(v, &q, refs) {
+                actor_timeout = r.actor_timeout.unwrap_or(DEFAULT_ACTOR_TIMEOUT);
+                policies_json = r.policies;
+                rules_json = r.rules;
+                if policies_json.is_some() || rules_json.is_some() {
+                    match Resiliency::from_values(policies_json.as_ref(), rules_json.as_ref()) {
+                        Ok(parsed) => resiliency = parsed,
+                        Err(e) => self.error(
+                            &q,
+                            format!("{e}; fix the resiliency settings (protocol.md §9)"),
+                        ),
+                    }
+                }
+            }
+        }
+
+        let mut concurrency = 1usize;
+        if let Some(v) = f.get("concurrency") {
+            let q = p.key("concurrency");
+            match self.uint(v, &q) {
+                Some(0) => self.error(
+                    &q,
+                    "concurrency must be at least 1 (in-flight messages per sidecar)",
+                ),
+                Some(n) => concurrency = n as usize,
+                None => {}
+            }
+        }
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let name = name?;
+        let line = self.line_of(self.doc, &p.key("actor"));
+        Some(ActorConfig {
+            name,
+            handler: handler?,
+            python: python?,
+            env,
+            scaling,
+            actor_timeout,
+            resiliency,
+            policies_json,
+            rules_json,
+            concurrency,
+            line,
+        })
+    }
+
+    fn env(&mut self, v: &Value, p: &FieldPath) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, item) in self.seq(v, p).unwrap_or_default().iter().enumerate() {
+            let q = p.index(i);
+            let Some(m) = self.mapping(item, &q, "an env entry {name, value}") else {
+                continue;
+            };
+            let f = self.fields(m, &q, ENV_FIELDS);
+            let name = match f.get("name") {
+                Some(n) => {
+                    let nq = q.key("name");
+                    let name = self.non_empty_string(n, &nq);
+                    match name {
+                        Some(s) if s.contains('=') || s.contains('\0') => {
+                            self.error(
+                                &nq,
+                                format!(
+                                    "invalid variable name '{s}': names may not contain '=' or NUL"
+                                ),
+                            );
+                            None
+                        }
+                        other => other,
+                    }
+                }
+                None => {
+                    self.error(
+                        &q.key("name"),
+                        "missing required field 'name': add name: VARIABLE",
+                    );
+                    None
+                }
+            };
+            if f.get("valueFrom").is_some() {
+                self.error(
+                    &q.key("valueFrom"),
+                    "valueFrom is not supported by troupe up (there are no secrets or config maps locally); set value directly",
+                );
+                continue;
+            }
+            let value = match f.get("value").map(untag) {
+                None => Some(String::new()),
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::Bool(b)) => Some(b.to_string()),
+                Some(other) => {
+                    self.error(
+                        &q.key("value"),
+                        format!("expected a string, found {}", describe(other)),
+                    );
+                    None
+                }
+            };
+            if let (Some(n), Some(v)) = (name, value) {
+                out.push((n, v));
+            }
+        }
+        out
+    }
+
+    fn scaling(&mut self, v: &Value, p: &FieldPath, s: &mut Scaling) {
+        let Some(m) = self.mapping(v, p, "scaling settings") else {
+            return;
+        };
+        let f = self.fields(m, p, SCALING_FIELDS);
+        if let Some(v) = f.get("enabled") {
+            if let Some(b) = self.boolean(v, &p.key("enabled")) {
+                s.enabled = b;
+            }
+        }
+        let get = |ck: &mut Self, name: &str| f.get(name).and_then(|v| ck.uint(v, &p.key(name)));
+        let min = get(self, "minReplicaCount");
+        let max = get(self, "maxReplicaCount");
+        let polling = get(self, "pollingInterval");
+        let cooldown = get(self, "cooldownPeriod");
+        let queue = get(self, "queueLength");
+        if let Some(n) = min {
+            s.min = n;
+        }
+        if let Some(n) = max {
+            if n == 0 {
+                self.error(&p.key("maxReplicaCount"), "maxReplicaCount must be at least 1; to keep an actor stopped use scaling: {enabled: false} with replicas: 0");
+            } else {
+                s.max = n;
+            }
+        }
+        if s.min > s.max && max != Some(0) {
+            let at = if min.is_some() {
+                "minReplicaCount"
+            } else {
+                "maxReplicaCount"
+            };
+            self.error(
+                &p.key(at),
+                format!("minReplicaCount ({}) is greater than maxReplicaCount ({}); lower minReplicaCount or raise maxReplicaCount", s.min, s.max),
+            );
+        }
+        if let Some(n) = polling {
+            if n == 0 {
+                self.error(
+                    &p.key("pollingInterval"),
+                    "pollingInterval must be at least 1 (seconds)",
+                );
+            } else {
+                s.polling_interval = Duration::from_secs(n.into());
+            }
+        }
+        if let Some(n) = cooldown {
+            s.cooldown = Duration::from_secs(n.into());
+        }
+        if let Some(n) = queue {
+            if n == 0 {
+                self.error(
+                    &p.key("queueLength"),
+                    "queueLength must be at least 1 (messages per replica)",
+                );
+            } else {
+                s.queue_length = n;
+            }
+        }
+        if f.get("advanced").is_some() {
+            self.warn(
+                &p.key("advanced"),
+                "ignored by troupe up: custom scaling formulas are not evaluated locally; replicas follow queueLength",
+            );
+        }
+        if f.get("additionalTriggers").is_some() {
+            self.warn(
+                &p.key("additionalTriggers"),
+                "ignored by troupe up: extra KEDA triggers are not evaluated locally; replicas follow queueLength",
+            );
+        }
+    }
+
+    fn resiliency(
+        &mut self,
+        v: &Value,
+        p: &FieldPath,
+        refs: &mut Vec<ActorRef>,
+    ) -> Option<RawResiliency> {
+        let errors_before = self.errors.len();
+        let m = self.mapping(v, p, "resiliency settings")?;
+        let f = self.fields(m, p, RESILIENCY_FIELDS);
+        let mut out = RawResiliency::default();
+
+        if let Some(v) = f.get("actorTimeout") {
+            let q = p.key("actorTimeout");
+            match self.duration(v, &q) {
+                Some(d) if d.is_zero() => {
+                    self.error(&q, "actorTimeout must be greater than 0, such as 30s or 5m")
+                }
+                d => out.actor_timeout = d,
+            }
+        }
+
+        let mut policy_names: Vec<String> = Vec::new();
+        if let Some(v) = f.get("policies") {
+            let q = p.key("policies");
+            if let Some(pm) = self.mapping(v, &q, "policies by name") {
+                for (k, pv) in pm {
+                    let Some(name) = untag(k).as_str() else {
+                        self.error(
+                            &q,
+                            format!("policy names must be strings, found {}", describe(k)),
+                        );
+                        continue;
+                    };
+                    policy_names.push(name.to_string());
+                    self.policy(pv, &q.key(name), refs);
+                }
+            }
+            out.policies = self.json(v, &q);
+        }
+
+        if let Some(v) = f.get("rules") {
+            let q = p.key("rules");
+            for (i, rv) in self.seq(v, &q).unwrap_or_default().iter().enumerate() {
+                let rq = q.index(i);
+                let Some(rm) = self.mapping(rv, &rq, "a rule {errors, policy}") else {
+                    continue;
+                };
+                let rf = self.fields(rm, &rq, RULE_FIELDS);
+                match rf.get("errors") {
+                    Some(ev) => {
+                        let eq = rq.key("errors");
+                        if let Some(list) = self.seq(ev, &eq) {
+                            if list.is_empty() {
+                                self.error(&eq, "a rule needs at least one error pattern, such as [TimeoutError]");
+                            }
+                            for (j, e) in list.iter().enumerate() {
+                                self.non_empty_string(e, &eq.index(j));
+                            }
+                        }
+                    }
+                    None => self.error(
+                        &rq.key("errors"),
+                        "missing required field 'errors': add errors: [ErrorType, ...]",
+                    ),
+                }
+                match rf.get("policy") {
+                    Some(pv) => {
+                        let pq = rq.key("policy");
+                        if let Some(name) = self.string(pv, &pq) {
+                            if !policy_names.contains(&name) {
+                                let defined = if policy_names.is_empty() {
+                                    "none are defined".to_string()
+                                } else {
+                                    format!("defined: {}", policy_names.join(", "))
+                                };
+                                self.warn(
+                                    &pq,
+                                    format!("rule names policy '{name}', which is not under resiliency.policies ({defined}); the rule is skipped — define the policy or fix the name"),
+                                );
+                            }
+                        }
+                    }
+                    None => self.error(
+                        &rq.key("policy"),
+                        "missing required field 'policy': add policy: <name of a policy>",
+                    ),
+                }
+            }
+            out.rules = self.json(v, &q);
+        }
+
+        (self.errors.len() == errors_before).then_some(out)
+    }
+
+    fn policy(&mut self, v: &Value, p: &FieldPath, refs: &mut Vec<ActorRef>) {
+        let Some(m) = self.mapping(v, p, "a policy") else {
+            return;
+        };
+        let f = self.fields(m, p, POLICY_FIELDS);
+        if let Some(v) = f.get("maxAttempts") {
+            let q = p.key("maxAttempts");
+            let n = untag(v);
+            match n.as_i64() {
+                Some(k) if k >= 1 => {}
+                Some(k) => self.error(
+                    &q,
+                    format!(
+                        "maxAttempts is {k}; it must be at least 1 (it counts the first attempt)"
+                    ),
+                ),
+                None => self.error(
+                    &q,
+                    format!("expected an integer of at least 1, found {}", describe(n)),
+                ),
+            }
+        }
+        if let Some(v) = f.get("backoff") {
+            let q = p.key("backoff");
+            if let Some(b) = self.string(v, &q) {
+                if !["constant", "linear", "exponential"].contains(&b.as_str()) {
+                    self.error(
+                        &q,
+                        format!("invalid backoff '{b}': use constant, linear or exponential"),
+                    );
+                }
+            }
+        }
+        for name in ["initialDelay", "maxInterval", "maxDuration"] {
+            if let Some(v) = f.get(name) {
+                self.duration(v, &p.key(name));
+            }
+        }
+        if let Some(v) = f.get("jitter") {
+            self.boolean(v, &p.key("jitter"));
+        }
+        if let Some(v) = f.get("onExhausted") {
+            let q = p.key("onExhausted");
+            for (i, a) in self.seq(v, &q).unwrap_or_default().iter().enumerate() {
+                let aq = q.index(i);
+                if let Some(name) = self.actor_name(a, &aq) {
+                    refs.push(ActorRef {
+                        doc: self.doc,
+                        path: aq,
+                        name,
+                        what: "onExhausted target",
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Resiliency fields after shape validation.
+#[derive(Default)]
+struct RawResiliency {
+    actor_timeout: Option<Duration>,
+    policies: Option<serde_json::Value>,
+    rules: Option<serde_json::Value>,
+}
+
+/// A relative program path with a folder part (`.venv/bin/python`) is relative to the mesh
+/// file's folder; a bare name (`python3`) is looked up on `PATH` when spawned.
+fn resolve_program(root: &Path, program: String) -> String {
+    let p = Path::new(&program);
+    if p.is_relative() && p.components().count() > 1 {
+        root.join(p).display().to_string()
+    } else {
+        program
+    }
+}
+
+/// `host:port`; `localhost` means 127.0.0.1.
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(a) = text.parse() {
+        return Some(a);
+    }
+    let port = text.strip_prefix("localhost:")?.parse().ok()?;
+    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+}
+
+/// `^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`, at most 63 characters (protocol.md §4).
+fn is_dns_label(s: &str) -> bool {
+    let ok_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            b.len() <= 63
+                && ok_char(first)
+                && ok_char(last)
+                && b.iter().all(|&c| ok_char(c) || c == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$` (protocol.md §6.1).
+fn is_valid_handler(s: &str) -> bool {
+    let ident = |p: &str| {
+        let mut chars = p.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() >= 2 && parts.iter().all(|p| ident(p))
+}
+
+/// The allowed name closest to an unknown one, when it is plausibly a typo or a shortening
+/// (`minReplicas` for `minReplicaCount`).
+fn suggest<'a>(unknown: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let u = norm(unknown);
+    let by_distance = allowed
+        .iter()
+        .map(|a| (edit_distance(&u, &norm(a)), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 5))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a);
+    by_distance.or_else(|| {
+        let need = 4.max(u.len() * 3 / 5);
+        allowed
+            .iter()
+            .map(|a| {
+                (
+                    norm(a).iter().zip(&u).take_while(|(x, y)| x == y).count(),
+                    *a,
+                )
+            })
+            .filter(|(common, _)| *common >= need)
+            .max_by_key(|(common, _)| *common)
+            .map(|(_, a)| a)
+    })
+}
+
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_pattern() {
+        assert!(is_valid_handler("a.b"));
+        assert!(is_valid_handler("_pkg.mod.Class.run"));
+        assert!(!is_valid_handler("nodots"));
+        assert!(!is_valid_handler("a..b"));
+        assert!(!is_valid_handler("1a.b"));
+        assert!(!is_valid_handler("a.b-c"));
+        assert!(!is_valid_handler("a.b."));
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("a"));
+        assert!(is_dns_label("pre-process2"));
+        assert!(!is_dns_label(""));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a-"));
+        assert!(!is_dns_label("Upper"));
+        assert!(!is_dns_label("a_b"));
+        assert!(is_dns_label(&"a".repeat(63)));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("handlr", ACTOR_FIELDS), Some("handler"));
+        assert_eq!(
+            suggest("min_replica_count", SCALING_FIELDS),
+            Some("minReplicaCount")
+        );
+        assert_eq!(
+            suggest("minReplicas", SCALING_FIELDS),
+            Some("minReplicaCount")
+        );
+        assert_eq!(suggest("zzzz", ACTOR_FIELDS), None);
+        assert_eq!(suggest("scale", ACTOR_FIELDS), Some("scaling"));
+        assert_eq!(suggest("environment", ACTOR_FIELDS), None);
+        assert_eq!(
+            strip_position("did not find x at line 4 column 4, while parsing"),
+            "did not find x, while parsing"
+        );
+        assert_eq!(
+            strip_position("duplicate key at line 4 column 5"),
+            "duplicate key"
+        );
+    }
+
+    #[test]
+    fn index_agrees_with_the_probe() {
+        let src = "first: 1\nlist:\n  - x: {k: v, 'odd at line 9 column 9': [1, 2]}\n  - 7\n  - [a, {b: c}]\n\
+                   flow: {a: [x, y], 3: three, true: t}\nanchor: &a {p: q}\nalias: *a\n---\n- z\n---\n\
+                   kind: AsyncActor\nspec:\n  actor: a\n  env: [{name: A, value: b}]\n";
+        let index = build_index(src);
+        // Keys, scalar items, flow and multi-document content are indexed...
+        for (doc, segs) in [
+            (0, vec!["list"]),
+            (0, vec!["list", "0", "x", "odd at line 9 column 9"]),
+            (0, vec!["list", "0", "x", "odd at line 9 column 9", "1"]),
+            (0, vec!["list", "1"]),
+            (0, vec!["list", "2", "1", "b"]),
+            (0, vec!["flow", "3"]),
+            (0, vec!["flow", "true"]),
+            (0, vec!["alias", "p"]),
+            (1, vec!["0"]),
+            (2, vec!["spec", "env", "0", "value"]),
+        ] {
+            let path = FieldPath(
+                segs.iter()
+                    .map(|s| match s.parse::<usize>() {
+                        // Numeric segments under "flow" are keys, elsewhere indexes.
+                        Ok(n) if !matches!(segs.first(), Some(&"flow")) => Seg::Index(n),
+                        _ => Seg::Key((*s).to_string()),
+                    })
+                    .collect(),
+            );
+            assert!(index.contains_key(&(doc, path.clone())), "{doc} {path}");
+        }
+        // ...and every indexed position is the one the exact probe finds.
+        assert!(index.len() > 20);
+        for ((doc, path), pos) in &index {
+            assert_eq!(Some(*pos), probe(src, *doc, &path.0), "{doc} {path}");
+        }
+        // Line 1 column 1 carries no position in serde_yaml's text: left to the probe.
+        assert!(!index.contains_key(&(0, FieldPath(vec![Seg::Key("first".into())]))));
+        let mut loc = Locator::new(src);
+        assert_eq!(
+            loc.locate(0, &FieldPath(vec![Seg::Key("first".into())])),
+            Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn probe_finds_keys_items_and_falls_back_to_ancestors() {
+        let src = "a: 1\nlist:\n  - x: {k: v, deep: [1, 2]}\n  - y: 2\n---\nz: 3\n";
+        let path = |segs: Vec<Seg>| FieldPath(segs);
+        let k = |s: &str| Seg::Key(s.to_string());
+        let mut loc = Locator::new(src);
+        assert_eq!(loc.locate(0, &path(vec![k("a")])), Some((1, 1)));
+        assert_eq!(
+            loc.locate(0, &path(vec![k("list"), Seg::Index(1)])),
+            Some((4, 5))
+        );
+        assert_eq!(
+            loc.locate(0, &path(vec![k("list"), Seg::Index(0), k("x"), k("deep")])),
+            Some((3, 15))
+        );
+        assert_eq!(
+            loc.locate(
+                0,
+                &path(vec![
+                    k("list"),
+                    Seg::Index(0),
+                    k("x"),
+                    k("deep"),
+                    Seg::Index(1)
+                ])
+            ),
+            Some((3, 25))
+        );
+        // Missing key: the deepest existing node (the item's mapping).
+        assert_eq!(
+            loc.locate(0, &path(vec![k("list"), Seg::Index(1), k("nope")])),
+            Some((4, 5))
+        );
+        // Second document: absolute positions.
+        assert_eq!(loc.locate(1, &path(vec![k("z")])), Some((6, 1)));
+    }
+}
