@@ -16,6 +16,9 @@ REPO = HERE.parent.parent
 RUNTIME_DIR = REPO / "crates" / "troupe-runtime" / "python"
 RUNTIME_PY = RUNTIME_DIR / "troupe_runtime.py"
 HANDLERS_SRC = HERE / "rt_handlers.py"
+# Interpreter that runs the runtime subprocesses; set TROUPE_TEST_PYTHON to check other
+# Python versions (the test process itself keeps running on the current one).
+RUNTIME_PYTHON = os.environ.get("TROUPE_TEST_PYTHON") or sys.executable
 
 sys.path.insert(0, str(RUNTIME_DIR))
 sys.path.insert(0, str(HERE))
@@ -43,7 +46,7 @@ class RuntimeProcess:
         if "ASYA_SOCKET_NAME" in full_env:
             self.socket = str(self.dir / full_env["ASYA_SOCKET_NAME"])
         self.proc = subprocess.Popen(
-            [sys.executable, str(RUNTIME_PY)],
+            [RUNTIME_PYTHON, str(RUNTIME_PY)],
             env=full_env,
             # The socket dir doubles as working directory when it exists (lets a test
             # check that handlers in the cwd are importable).
@@ -79,6 +82,17 @@ class RuntimeProcess:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_PYDANTIC = {}
+
+
+def runtime_has_pydantic():
+    """Whether the runtime interpreter can import pydantic (cached)."""
+    if "ok" not in _PYDANTIC:
+        res = subprocess.run([RUNTIME_PYTHON, "-c", "import pydantic.v1"], capture_output=True)
+        _PYDANTIC["ok"] = res.returncode == 0
+    return _PYDANTIC["ok"]
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ import signal
 import socket
 import sys
 import traceback
+import types
 import uuid
 
 __all__ = [
@@ -441,29 +442,55 @@ class HandlerLoadError(Exception):
         self.cause = cause
 
 
+def _code_nested_in(code, outer, depth=0):
+    """Whether code object `code` is `outer` or defined (transitively) inside it."""
+    if code is outer:
+        return True
+    if depth > 8:
+        return False
+    for const in outer.co_consts:
+        if isinstance(const, types.CodeType) and _code_nested_in(code, const, depth + 1):
+            return True
+    return False
+
+
 def _decorator_matches(layer, names):
     """Whether the wrapper `layer` was made by one of the decorators in `names`.
 
     functools.wraps copies __module__/__qualname__ from the wrapped function, so the
-    wrapper is identified by where its code was defined instead: the module of its
-    globals and its code object's qualified name (or its class, for class wrappers).
+    wrapper is identified by where its code was defined instead: inside the named
+    decorator's code, in the named decorator's module, or (class-based wrappers) as an
+    instance of the named class.
     """
     func = getattr(layer, "__func__", layer)
     if inspect.isfunction(func):
         module = func.__globals__.get("__name__", "") or ""
         code = func.__code__
         qual = getattr(code, "co_qualname", None) or code.co_name
+        scope = func.__globals__
     else:
         module = getattr(type(func), "__module__", "") or ""
+        code = None
         qual = getattr(type(func), "__qualname__", "") or ""
+        scope = {}
     mod_parts = module.split(".")
     qual_parts = [p for p in qual.split(".") if p != "<locals>"]
     for name in names:
-        if "." in name:
-            dmod = name.rsplit(".", 1)[0]
+        dmod, _, dname = name.rpartition(".")
+        if dmod:
+            target = getattr(sys.modules.get(dmod), dname, None)
+        else:
+            target = scope.get(dname)
+        if target is not None:
+            if inspect.isclass(target) and isinstance(func, target):
+                return True
+            tcode = getattr(getattr(target, "__func__", target), "__code__", None)
+            if code is not None and isinstance(tcode, types.CodeType) and _code_nested_in(code, tcode):
+                return True
+        if dmod:
             if module == dmod or module.startswith(dmod + ".") or mod_parts[0] == dmod.split(".")[0]:
                 return True
-        elif name in qual_parts or name in mod_parts:
+        elif dname in qual_parts or dname in mod_parts:
             return True
     return False
 
@@ -485,8 +512,6 @@ def _unwrap_ignored(func, names):
         logger.debug("unwrapped decorator layer %r", func)
         func = inner
     if bound_self is not None and inspect.isfunction(func):
-        import types
-
         return types.MethodType(func, bound_self)
     return func
 
@@ -535,7 +560,7 @@ def load_handler(spec, ignore_decorators=()):
                 exc,
             ) from exc
         except BaseException as exc:  # noqa: BLE001 - any import-time failure is fatal
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             raise HandlerLoadError(
                 "handler %r: importing module %r failed: %s: %s" % (spec, name, type(exc).__name__, exc),
@@ -1274,6 +1299,41 @@ def _fatal(message, cause=None):
 def main():
     """Load ASYA_HANDLER, bind the socket, serve until SIGTERM/SIGINT; returns the exit code."""
     _configure_logging()
+    sock_dir = os.environ.get("ASYA_SOCKET_DIR") or "/var/run/asya"
+    sock_name = os.environ.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
+    sock_path = os.path.join(sock_dir, sock_name)
+    ready_path = os.path.join(sock_dir, "runtime-ready")
+    bound = []
+
+    def cleanup():
+        paths = [ready_path] + bound
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def on_signal(signum, _frame):
+        logger.info("received signal %d, shutting down", signum)
+        cleanup()
+        raise SystemExit(0)
+
+    # Installed first so a stop request during a slow handler import still exits 0.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # A ready file left by an earlier run must not announce this one while it loads.
+    try:
+        os.unlink(ready_path)
+    except OSError:
+        pass
+
+    chmod_text = os.environ.get("ASYA_SOCKET_CHMOD", "0o666").strip()
+    mode = None
+    if chmod_text:
+        try:
+            mode = int(chmod_text, 8)
+        except ValueError:
+            return _fatal("ASYA_SOCKET_CHMOD=%r is not an octal mode such as 0o666 (empty = no chmod)" % chmod_text)
     cwd = os.getcwd()
     if cwd not in sys.path:
         # Handlers usually live in the container's working directory.
@@ -1293,18 +1353,6 @@ def main():
     if hasattr(gc, "freeze"):
         gc.freeze()
 
-    sock_dir = os.environ.get("ASYA_SOCKET_DIR") or "/var/run/asya"
-    sock_name = os.environ.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
-    sock_path = os.path.join(sock_dir, sock_name)
-    ready_path = os.path.join(sock_dir, "runtime-ready")
-    chmod_text = os.environ.get("ASYA_SOCKET_CHMOD", "0o666").strip()
-    mode = None
-    if chmod_text:
-        try:
-            mode = int(chmod_text, 8)
-        except ValueError:
-            return _fatal("ASYA_SOCKET_CHMOD=%r is not an octal mode such as 0o666 (empty = no chmod)" % chmod_text)
-
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         os.makedirs(sock_dir, exist_ok=True)
@@ -1313,6 +1361,7 @@ def main():
         except FileNotFoundError:
             pass
         lsock.bind(sock_path)
+        bound.append(sock_path)
         lsock.listen(128)
         if mode is not None:
             os.chmod(sock_path, mode)
@@ -1320,22 +1369,9 @@ def main():
             fh.write("ready")
     except OSError as exc:
         lsock.close()
+        cleanup()
         return _fatal("cannot set up the runtime socket %s: %s" % (sock_path, exc), exc)
 
-    def cleanup():
-        for path in (sock_path, ready_path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-    def on_signal(signum, _frame):
-        logger.info("received signal %d, shutting down", signum)
-        cleanup()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     logger.info("runtime ready: handler=%s kind=%s socket=%s", spec, kind, sock_path)
     runtime = Runtime(func, kind, validate)
     try:
