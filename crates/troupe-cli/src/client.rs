@@ -28,16 +28,24 @@ impl MeshArg {
         if let Some(url) = &self.url {
             return Ok(url.trim_end_matches('/').to_owned());
         }
-        let (config, _) = MeshConfig::load(&self.path).map_err(|e| anyhow!("cannot read the mesh file at {}:\n{e}", self.path.display()))?;
+        let (config, _) = MeshConfig::load(&self.path)
+            .map_err(|e| anyhow!("cannot read the mesh file at {}:\n{e}", self.path.display()))?;
         let state = statefile::read(&config.state_dir).ok_or_else(|| {
-            anyhow!("no running mesh found for {} (no {}): start one with `troupe up`", config.file.display(), statefile::path(&config.state_dir).display())
+            anyhow!(
+                "no running mesh found for {} (no {}): start one with `troupe up`",
+                config.file.display(),
+                statefile::path(&config.state_dir).display()
+            )
         })?;
         Ok(state.url)
     }
 }
 
 fn http() -> Result<reqwest::Client> {
-    reqwest::Client::builder().no_proxy().build().context("cannot build the HTTP client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 fn read_payload(arg: Option<&str>) -> Result<Value> {
@@ -45,7 +53,9 @@ fn read_payload(arg: Option<&str>) -> Result<Value> {
         None => return Ok(json!({})),
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read the payload from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the payload from stdin")?;
             s
         }
         Some(s) => s.to_owned(),
@@ -64,9 +74,19 @@ async fn error_text(resp: reqwest::Response) -> String {
 }
 
 /// `troupe send`.
-pub async fn send(mesh: &MeshArg, actor: &str, payload: Option<&str>, route: &[String], follow: bool, timeout: Option<&str>) -> Result<u8> {
+pub async fn send(
+    mesh: &MeshArg,
+    actor: &str,
+    payload: Option<&str>,
+    route: &[String],
+    follow: bool,
+    timeout: Option<&str>,
+) -> Result<u8> {
     let payload = read_payload(payload)?;
-    let timeout = timeout.map(troupe_protocol::duration::parse_go_duration).transpose().map_err(|e| anyhow!("--timeout: {e}"))?;
+    let timeout = timeout
+        .map(troupe_protocol::duration::parse_go_duration)
+        .transpose()
+        .map_err(|e| anyhow!("--timeout: {e}"))?;
     let base = mesh.base_url()?;
     let client = http()?;
     let mut body = json!({"payload": payload});
@@ -74,30 +94,56 @@ pub async fn send(mesh: &MeshArg, actor: &str, payload: Option<&str>, route: &[S
         body["timeout"] = json!(t.as_secs().max(1));
     }
     let resp = if route.is_empty() {
-        client.post(format!("{base}/api/v1/mesh/")).query(&[("actor", actor)]).json(&body).send().await
+        client
+            .post(format!("{base}/api/v1/mesh/"))
+            .query(&[("actor", actor)])
+            .json(&body)
+            .send()
+            .await
     } else {
         body["actor"] = json!(actor);
         body["route_next"] = json!(route);
-        client.post(format!("{base}/troupe/v1/tasks")).json(&body).send().await
+        client
+            .post(format!("{base}/troupe/v1/tasks"))
+            .json(&body)
+            .send()
+            .await
     }
     .with_context(|| format!("cannot reach the mesh at {base}"))?;
     if !resp.status().is_success() {
         bail!("send failed: {}", error_text(resp).await);
     }
-    let created: Value = resp.json().await.context("unexpected reply from the mesh")?;
-    let id = created.get("id").and_then(Value::as_str).ok_or_else(|| anyhow!("reply without id: {created}"))?.to_owned();
+    let created: Value = resp
+        .json()
+        .await
+        .context("unexpected reply from the mesh")?;
+    let id = created
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("reply without id: {created}"))?
+        .to_owned();
     if !follow {
         println!("{id}");
         return Ok(0);
     }
     eprintln!("task {id}");
-    wait::follow(&client, &base, &id, timeout.map(|t| t + Duration::from_secs(5))).await
+    wait::follow(
+        &client,
+        &base,
+        &id,
+        timeout.map(|t| t + Duration::from_secs(5)),
+    )
+    .await
 }
 
 /// `troupe status`.
 pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     let base = mesh.base_url()?;
-    let resp = http()?.get(format!("{base}/troupe/v1/status")).send().await.with_context(|| format!("cannot reach the mesh at {base}"))?;
+    let resp = http()?
+        .get(format!("{base}/troupe/v1/status"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the mesh at {base}"))?;
     if !resp.status().is_success() {
         bail!("status failed: {}", error_text(resp).await);
     }
@@ -106,14 +152,33 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    let actors: Vec<ActorView> = serde_json::from_value(v.get("actors").cloned().unwrap_or_default())?;
-    println!("{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  LAST ERROR", "ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS", "SUCCEEDED", "FAILED", "RETRIED");
+    let actors: Vec<ActorView> =
+        serde_json::from_value(v.get("actors").cloned().unwrap_or_default())?;
+    println!(
+        "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  LAST ERROR",
+        "ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS", "SUCCEEDED", "FAILED", "RETRIED"
+    );
     for a in actors {
-        let replicas = if a.crew { "native".to_owned() } else { format!("{}/{}", a.replicas_running, a.replicas_desired) };
+        let replicas = if a.crew {
+            "native".to_owned()
+        } else {
+            format!("{}/{}", a.replicas_running, a.replicas_desired)
+        };
         println!(
             "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  {}",
-            a.actor, a.ready, a.delayed, a.in_flight, replicas, a.succeeded, a.failed, a.retried,
-            a.last_error.unwrap_or_default().lines().next().unwrap_or_default()
+            a.actor,
+            a.ready,
+            a.delayed,
+            a.in_flight,
+            replicas,
+            a.succeeded,
+            a.failed,
+            a.retried,
+            a.last_error
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
         );
     }
     Ok(0)
@@ -143,11 +208,18 @@ pub async fn resume(mesh: &MeshArg, id: &str, payload: Option<&str>, follow: boo
 /// `troupe result`.
 pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
     let base = mesh.base_url()?;
-    let resp = http()?.get(format!("{base}/troupe/v1/results/{id}")).send().await.with_context(|| format!("cannot reach the mesh at {base}"))?;
+    let resp = http()?
+        .get(format!("{base}/troupe/v1/results/{id}"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the mesh at {base}"))?;
     if !resp.status().is_success() {
         bail!("{}", error_text(resp).await);
     }
     let v: Value = resp.json().await?;
-    println!("{}", serde_json::to_string_pretty(v.get("envelope").unwrap_or(&v))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v.get("envelope").unwrap_or(&v))?
+    );
     Ok(0)
 }

@@ -14,14 +14,21 @@ pub enum Format {
 /// Installs the global subscriber.
 pub fn init(level: &str, format: Format) -> Result<(), String> {
     let level = level.to_ascii_lowercase();
-    if !matches!(level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
-        return Err(format!("invalid --log-level '{level}': use error, warn, info, debug or trace"));
+    if !matches!(
+        level.as_str(),
+        "error" | "warn" | "info" | "debug" | "trace"
+    ) {
+        return Err(format!(
+            "invalid --log-level '{level}': use error, warn, info, debug or trace"
+        ));
     }
     // Dependencies stay at warn unless the user asks for trace.
     let deps = if level == "trace" { "trace" } else { "warn" };
     let filter = EnvFilter::try_new(format!("{deps},troupe={level},troupe_mesh={level},troupe_engine={level},troupe_runtime={level},troupe_gateway={level},troupe_crew={level},troupe_transport_embedded={level},troupe_cli={level}"))
         .map_err(|e| e.to_string())?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
         Format::Text => builder.try_init(),
         Format::Json => builder.json().flatten_event(true).try_init(),

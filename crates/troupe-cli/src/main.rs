@@ -88,7 +88,10 @@ fn main() -> ExitCode {
         eprintln!("troupe: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("troupe: cannot start the async runtime: {e}");
@@ -102,11 +105,31 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> u8 {
     let result = match command {
         Command::Up { path, grace } => return up::run(&path, &grace).await,
-        Command::Send { actor, payload, route, wait, timeout, mesh } => {
-            client::send(&mesh, &actor, payload.as_deref(), &route, wait, timeout.as_deref()).await
+        Command::Send {
+            actor,
+            payload,
+            route,
+            wait,
+            timeout,
+            mesh,
+        } => {
+            client::send(
+                &mesh,
+                &actor,
+                payload.as_deref(),
+                &route,
+                wait,
+                timeout.as_deref(),
+            )
+            .await
         }
         Command::Status { json, mesh } => client::status(&mesh, json).await,
-        Command::Resume { id, payload, wait, mesh } => client::resume(&mesh, &id, payload.as_deref(), wait).await,
+        Command::Resume {
+            id,
+            payload,
+            wait,
+            mesh,
+        } => client::resume(&mesh, &id, payload.as_deref(), wait).await,
         Command::Result { id, mesh } => client::result(&mesh, &id).await,
     };
     match result {

@@ -24,7 +24,15 @@ pub async fn run(path: &Path, grace: &str) -> u8 {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let mesh = match Mesh::start(config, MeshOptions { grace: Some(grace), ..MeshOptions::default() }).await {
+    let mesh = match Mesh::start(
+        config,
+        MeshOptions {
+            grace: Some(grace),
+            ..MeshOptions::default()
+        },
+    )
+    .await
+    {
         Ok(m) => m,
         Err(e) => {
             eprintln!("troupe up: {e}");
@@ -32,7 +40,10 @@ pub async fn run(path: &Path, grace: &str) -> u8 {
         }
     };
     eprintln!("troupe: mesh API at {} (Ctrl-C to stop)", mesh.url());
-    let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(i), Ok(t)) => (i, t),
         _ => {
             eprintln!("troupe up: cannot install signal handlers");

@@ -14,7 +14,12 @@ pub const EXIT_WAIT_TIMEOUT: u8 = 4;
 
 /// Streams progress and FLY tokens to stderr until the task ends; prints the result
 /// JSON on stdout (exit 0), the failure (exit 1) or the pause prompt (exit 3).
-pub async fn follow(client: &reqwest::Client, base: &str, id: &str, limit: Option<Duration>) -> Result<u8> {
+pub async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    limit: Option<Duration>,
+) -> Result<u8> {
     let fut = follow_inner(client, base, id);
     match limit {
         Some(d) => match tokio::time::timeout(d, fut).await {
@@ -46,7 +51,9 @@ async fn follow_inner(client: &reqwest::Client, base: &str, id: &str) -> Result<
         buf.extend_from_slice(&chunk.context("stream interrupted")?);
         while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_owned();
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\n', '\r'])
+                .to_owned();
             if line.is_empty() {
                 if !data.is_empty() {
                     if let Some(code) = handle(&event, &data, &mut streaming_tokens)? {
@@ -97,19 +104,32 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                 }
                 "failed" | "canceled" => {
                     let details = v.get("error_details");
-                    let kind = details.and_then(|d| d.get("type")).and_then(Value::as_str).unwrap_or(status);
+                    let kind = details
+                        .and_then(|d| d.get("type"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(status);
                     let message = v.get("error").and_then(Value::as_str).unwrap_or("");
                     let _ = writeln!(err, "task {status}: {kind}: {message}");
-                    if let Some(tb) = details.and_then(|d| d.get("traceback")).and_then(Value::as_str) {
+                    if let Some(tb) = details
+                        .and_then(|d| d.get("traceback"))
+                        .and_then(Value::as_str)
+                    {
                         let _ = writeln!(err, "{}", tb.trim_end());
                     }
                     Ok(Some(1))
                 }
                 "paused" => {
                     let meta = v.get("pause_metadata").cloned().unwrap_or(Value::Null);
-                    let prompt = meta.get("prompt").and_then(Value::as_str).unwrap_or("Task paused");
+                    let prompt = meta
+                        .get("prompt")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Task paused");
                     let _ = writeln!(err, "paused: {prompt}");
-                    if let Some(fields) = meta.get("fields").and_then(Value::as_array).filter(|f| !f.is_empty()) {
+                    if let Some(fields) = meta
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .filter(|f| !f.is_empty())
+                    {
                         let _ = writeln!(err, "fields: {}", Value::Array(fields.clone()));
                     }
                     println!("{}", serde_json::to_string(&meta)?);
@@ -135,5 +155,10 @@ fn fly_text(p: &Value) -> Option<String> {
         return Some(t.to_owned());
     }
     let parts = p.pointer("/artifact_update/artifact/parts")?.as_array()?;
-    Some(parts.iter().filter_map(|x| x.get("text").and_then(Value::as_str)).collect())
+    Some(
+        parts
+            .iter()
+            .filter_map(|x| x.get("text").and_then(Value::as_str))
+            .collect(),
+    )
 }

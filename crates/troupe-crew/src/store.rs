@@ -3,7 +3,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-
 /// `basename(id)` as Python's `os.path.basename` computes it (the part after the last
 /// `/`), so `../x` stays inside its folder. `None` when nothing usable is left (empty,
 /// or a NUL byte that no filesystem accepts).

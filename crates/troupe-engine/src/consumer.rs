@@ -30,7 +30,11 @@ pub fn receive_backoff(consecutive_errors: u32) -> Duration {
 
 /// Runs the replica until `stop` turns true (then finishes in-flight messages) or a
 /// runtime call times out. The caller bounds the grace period by dropping the future.
-pub async fn run_replica(engine: Arc<Engine>, handler: Handler, stop: watch::Receiver<bool>) -> ReplicaExit {
+pub async fn run_replica(
+    engine: Arc<Engine>,
+    handler: Handler,
+    stop: watch::Receiver<bool>,
+) -> ReplicaExit {
     let workers = engine.settings().concurrency.max(1);
     let (fatal_tx, _) = watch::channel(false);
     let fatal_tx = Arc::new(fatal_tx);

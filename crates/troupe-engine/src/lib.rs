@@ -4,10 +4,10 @@
 
 pub mod consumer;
 pub mod handler;
-pub mod report;
 pub mod metrics;
+pub mod report;
 pub mod settings;
 pub mod sidecar;
 
-pub use sidecar::{Disposition, Engine, Handler};
 pub use settings::ActorSettings;
+pub use sidecar::{Disposition, Engine, Handler};

@@ -86,7 +86,16 @@ impl Engine {
         let own_queue: Arc<str> = transport.queue_name(&settings.actor).into();
         let sink_queue = transport.queue_name(&settings.sink);
         let sump_queue = transport.queue_name(&settings.sump);
-        Self { settings, transport, reporter, clock, stats, own_queue, sink_queue, sump_queue }
+        Self {
+            settings,
+            transport,
+            reporter,
+            clock,
+            stats,
+            own_queue,
+            sink_queue,
+            sump_queue,
+        }
     }
 
     /// The actor's settings.
@@ -112,7 +121,8 @@ impl Engine {
     /// Processes one delivery end to end, acking or requeueing it.
     pub async fn process(&self, handler: &Handler, delivery: &Delivery) -> Disposition {
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::MESSAGES_RECEIVED, "queue" => self.settings.actor.clone()).increment(1);
+        metrics::counter!(m::MESSAGES_RECEIVED, "queue" => self.settings.actor.clone())
+            .increment(1);
         let outcome = match handler {
             Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
             _ => self.process_regular(handler, &delivery.body).await,
@@ -148,7 +158,12 @@ impl Engine {
         metrics::counter!(m::MESSAGES_PROCESSED, "queue" => self.settings.actor.clone(), "status" => status).increment(1);
     }
 
-    async fn send(&self, queue: &str, env: &Envelope, kind: &'static str) -> Result<(), SendFailed> {
+    async fn send(
+        &self,
+        queue: &str,
+        env: &Envelope,
+        kind: &'static str,
+    ) -> Result<(), SendFailed> {
         let body = Bytes::from(env.to_vec());
         match self.transport.send(queue, body).await {
             Ok(()) => {
@@ -166,7 +181,12 @@ impl Engine {
         self.send(&self.sink_queue, env, m::sent::SINK).await
     }
 
-    async fn to_sump(&self, env: &Envelope, reason: &'static str, what: String) -> Result<(), SendFailed> {
+    async fn to_sump(
+        &self,
+        env: &Envelope,
+        reason: &'static str,
+        what: String,
+    ) -> Result<(), SendFailed> {
         ActorStats::bump(&self.stats.failed);
         self.stats.record_error(what);
         metrics::counter!(m::MESSAGES_FAILED, "queue" => self.settings.actor.clone(), "reason" => reason).increment(1);
@@ -174,17 +194,35 @@ impl Engine {
     }
 
     fn gateway(&self, env: &Envelope) -> Option<String> {
-        report::gateway_target(env, self.settings.gateway_url.as_deref(), &self.settings.gateway_allowed_hosts)
+        report::gateway_target(
+            env,
+            self.settings.gateway_url.as_deref(),
+            &self.settings.gateway_allowed_hosts,
+        )
     }
 
-    async fn process_regular(&self, handler: &Handler, body: &[u8]) -> Result<Disposition, SendFailed> {
+    async fn process_regular(
+        &self,
+        handler: &Handler,
+        body: &[u8],
+    ) -> Result<Disposition, SendFailed> {
         let actor = self.settings.actor.as_str();
         // Step 1: parse.
         let mut env = match Envelope::from_slice(body) {
             Ok(env) if !env.id.is_empty() => env,
             Ok(_) => {
-                let err = errors::error_envelope_unparsed(body, errors::TEXT_MISSING_ID, actor, self.now());
-                self.to_sump(&err, m::failed::PARSE_ERROR, errors::TEXT_MISSING_ID.to_owned()).await?;
+                let err = errors::error_envelope_unparsed(
+                    body,
+                    errors::TEXT_MISSING_ID,
+                    actor,
+                    self.now(),
+                );
+                self.to_sump(
+                    &err,
+                    m::failed::PARSE_ERROR,
+                    errors::TEXT_MISSING_ID.to_owned(),
+                )
+                .await?;
                 return Ok(Disposition::Acked);
             }
             Err(e) => {
@@ -204,7 +242,11 @@ impl Engine {
             };
             if let Some(phase) = phase {
                 lifecycle::divert_preflight(&mut env, phase, actor, self.now());
-                self.processed(if phase == Phase::Paused { m::processed::PREFLIGHT_PAUSED } else { m::processed::PREFLIGHT_CANCELED });
+                self.processed(if phase == Phase::Paused {
+                    m::processed::PREFLIGHT_PAUSED
+                } else {
+                    m::processed::PREFLIGHT_CANCELED
+                });
                 self.to_sink(&env).await?;
                 return Ok(Disposition::Acked);
             }
@@ -216,23 +258,32 @@ impl Engine {
         }
         // Step 6.
         if let Some(gw) = gateway.as_deref() {
-            self.reporter.post_event(gw, &env.id, report::received(&env.route, body.len())).await;
+            self.reporter
+                .post_event(gw, &env.id, report::received(&env.route, body.len()))
+                .await;
         }
         // Step 7: route check.
-        if !route::accepts(&env.route.curr, actor, &env.headers) && !lifecycle::accept_policy_routed(&mut env, actor) {
+        if !route::accepts(&env.route.curr, actor, &env.headers)
+            && !lifecycle::accept_policy_routed(&mut env, actor)
+        {
             let text = errors::route_mismatch_text(actor, &env.route.curr);
-            let err = errors::error_envelope(&env, Reason::RouteMismatch, &text, None, actor, self.now());
+            let err =
+                errors::error_envelope(&env, Reason::RouteMismatch, &text, None, actor, self.now());
             self.to_sump(&err, m::failed::ROUTE_MISMATCH, text).await?;
             return Ok(Disposition::Acked);
         }
         // Step 8.
         if let Some(gw) = gateway.as_deref() {
-            self.reporter.post_event(gw, &env.id, report::processing(&env.route, actor)).await;
+            self.reporter
+                .post_event(gw, &env.id, report::processing(&env.route, actor))
+                .await;
         }
         // Step 9.
         lifecycle::stamp(&mut env, actor, self.now());
         // Step 10.
-        let Some(budget) = lifecycle::effective_timeout(self.settings.actor_timeout, &env, self.now()) else {
+        let Some(budget) =
+            lifecycle::effective_timeout(self.settings.actor_timeout, &env, self.now())
+        else {
             self.sla_timeout(&mut env, gateway.as_deref()).await?;
             return Ok(Disposition::Acked);
         };
@@ -244,19 +295,35 @@ impl Engine {
         }
     }
 
-    async fn sla_timeout(&self, env: &mut Envelope, gateway: Option<&str>) -> Result<(), SendFailed> {
+    async fn sla_timeout(
+        &self,
+        env: &mut Envelope,
+        gateway: Option<&str>,
+    ) -> Result<(), SendFailed> {
         let now = self.now();
         lifecycle::mark_sla_timeout(env, &self.settings.actor, now);
         if let Some(gw) = gateway {
-            self.reporter.post_event(gw, &env.id, report::final_error(&env.id, &format_ts(now), "SLA deadline expired")).await;
+            self.reporter
+                .post_event(
+                    gw,
+                    &env.id,
+                    report::final_error(&env.id, &format_ts(now), "SLA deadline expired"),
+                )
+                .await;
         }
         self.processed(m::processed::SLA_EXPIRED);
         ActorStats::bump(&self.stats.failed);
-        self.stats.record_error(format!("{}: SLA deadline expired", env.id));
+        self.stats
+            .record_error(format!("{}: SLA deadline expired", env.id));
         self.to_sink(env).await
     }
 
-    async fn invoke_native(&self, native: &dyn NativeHandler, env: Envelope, gateway: Option<String>) -> Result<Disposition, SendFailed> {
+    async fn invoke_native(
+        &self,
+        native: &dyn NativeHandler,
+        env: Envelope,
+        gateway: Option<String>,
+    ) -> Result<Disposition, SendFailed> {
         let started = Instant::now();
         match native.handle(&env).await {
             Ok(frames) => {
@@ -272,13 +339,20 @@ impl Engine {
                 Ok(Disposition::Acked)
             }
             Err(failure) => {
-                self.handler_error(&env, &failure.code, None, failure.details).await?;
+                self.handler_error(&env, &failure.code, None, failure.details)
+                    .await?;
                 Ok(Disposition::Acked)
             }
         }
     }
 
-    async fn invoke_runtime(&self, client: &RuntimeClient, env: Envelope, gateway: Option<String>, budget: Duration) -> Result<Disposition, SendFailed> {
+    async fn invoke_runtime(
+        &self,
+        client: &RuntimeClient,
+        env: Envelope,
+        gateway: Option<String>,
+        budget: Duration,
+    ) -> Result<Disposition, SendFailed> {
         let started = Instant::now();
         let body = Bytes::from(env.to_vec());
         let mut dispatch = Dispatch::new(self, &env, gateway.as_deref(), started);
@@ -327,8 +401,13 @@ impl Engine {
                         .as_ref()
                         .and_then(|d| serde_json::from_value(d.clone()).ok())
                         .unwrap_or_default();
-                    let code = if err.error.is_empty() { "processing_error".to_owned() } else { err.error };
-                    self.handler_error(&env, &code, err.details.as_ref(), info).await?;
+                    let code = if err.error.is_empty() {
+                        "processing_error".to_owned()
+                    } else {
+                        err.error
+                    };
+                    self.handler_error(&env, &code, err.details.as_ref(), info)
+                        .await?;
                     return Ok(Disposition::Acked);
                 }
                 dispatch.finish().await?;
@@ -336,24 +415,53 @@ impl Engine {
             }
             Err(DispatchAbort::Send(failed)) => Err(failed),
             Err(DispatchAbort::Call(RuntimeCallError::Timeout(_))) => {
-                let text = format!("Runtime timeout exceeded after {}", format_go_duration(budget));
+                let text = format!(
+                    "Runtime timeout exceeded after {}",
+                    format_go_duration(budget)
+                );
                 metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "timeout").increment(1);
-                let err = errors::error_envelope(&env, Reason::Timeout, &text, None, &self.settings.actor, self.now());
-                self.to_sump(&err, m::failed::SLA_TIMEOUT, format!("{}: {text}", env.id)).await?;
+                let err = errors::error_envelope(
+                    &env,
+                    Reason::Timeout,
+                    &text,
+                    None,
+                    &self.settings.actor,
+                    self.now(),
+                );
+                self.to_sump(&err, m::failed::SLA_TIMEOUT, format!("{}: {text}", env.id))
+                    .await?;
                 Ok(Disposition::RuntimeTimedOut)
             }
             Err(DispatchAbort::Call(e @ RuntimeCallError::Unreachable { .. })) => {
                 let text = e.to_string();
                 metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "execution_error").increment(1);
-                let err = errors::error_envelope(&env, Reason::RuntimeError, &text, None, &self.settings.actor, self.now());
-                self.to_sump(&err, m::failed::RUNTIME_ERROR, format!("{}: {text}", env.id)).await?;
+                let err = errors::error_envelope(
+                    &env,
+                    Reason::RuntimeError,
+                    &text,
+                    None,
+                    &self.settings.actor,
+                    self.now(),
+                );
+                self.to_sump(
+                    &err,
+                    m::failed::RUNTIME_ERROR,
+                    format!("{}: {text}", env.id),
+                )
+                .await?;
                 Ok(Disposition::Acked)
             }
         }
     }
 
     /// §9: a handler failure goes through the resiliency policy.
-    async fn handler_error(&self, stamped: &Envelope, code: &str, details: Option<&Value>, info: ErrorInfo) -> Result<(), SendFailed> {
+    async fn handler_error(
+        &self,
+        stamped: &Envelope,
+        code: &str,
+        details: Option<&Value>,
+        info: ErrorInfo,
+    ) -> Result<(), SendFailed> {
         let actor = self.settings.actor.as_str();
         let now = self.now();
         let what = format!("{}: {}: {}", stamped.id, info.error_type, info.message);
@@ -363,7 +471,16 @@ impl Engine {
             .as_ref()
             .and_then(|r| r.select(&info.error_type, &info.mro));
         let Some(policy) = policy else {
-            let env = errors::failure_envelope(stamped, code, details, info, Reason::RuntimeError, 1, actor, now);
+            let env = errors::failure_envelope(
+                stamped,
+                code,
+                details,
+                info,
+                Reason::RuntimeError,
+                1,
+                actor,
+                now,
+            );
             return self.fail(&env, what, m::failed::RUNTIME_ERROR).await;
         };
         let attempt = stamped.status.as_ref().map_or(1, |s| s.attempt.max(1));
@@ -389,7 +506,13 @@ impl Engine {
             return Ok(());
         }
         if !policy.on_exhausted.is_empty() {
-            let mut env = lifecycle::policy_routed_envelope(stamped, &policy.on_exhausted, info, policy.max_attempts, now);
+            let mut env = lifecycle::policy_routed_envelope(
+                stamped,
+                &policy.on_exhausted,
+                info,
+                policy.max_attempts,
+                now,
+            );
             let target = route::override_target(&env.headers, &env.route.curr).map(str::to_owned);
             let physical = match target {
                 Some(t) => {
@@ -404,11 +527,25 @@ impl Engine {
             self.stats.record_error(what);
             return Ok(());
         }
-        let env = errors::failure_envelope(stamped, code, details, info, Reason::PolicyExhausted, policy.max_attempts, actor, now);
+        let env = errors::failure_envelope(
+            stamped,
+            code,
+            details,
+            info,
+            Reason::PolicyExhausted,
+            policy.max_attempts,
+            actor,
+            now,
+        );
         self.fail(&env, what, m::failed::POLICY_EXHAUSTED).await
     }
 
-    async fn fail(&self, env: &Envelope, what: String, reason: &'static str) -> Result<(), SendFailed> {
+    async fn fail(
+        &self,
+        env: &Envelope,
+        what: String,
+        reason: &'static str,
+    ) -> Result<(), SendFailed> {
         self.processed(m::processed::ERROR);
         ActorStats::bump(&self.stats.failed);
         self.stats.record_error(what);
@@ -417,7 +554,11 @@ impl Engine {
     }
 
     /// §14.1: end-actor processing.
-    async fn process_end(&self, handler: &dyn EndHandler, body: &[u8]) -> Result<Disposition, SendFailed> {
+    async fn process_end(
+        &self,
+        handler: &dyn EndHandler,
+        body: &[u8],
+    ) -> Result<Disposition, SendFailed> {
         let env = match Envelope::from_slice(body) {
             Ok(env) => env,
             Err(e) => {
@@ -472,11 +613,20 @@ impl Engine {
         let body = if is_sink && phase == Some(Phase::Succeeded) {
             report::final_succeeded(&env.id, &ts, payload)
         } else {
-            let status_error = if is_sink { env.status.as_ref().and_then(|st| st.error.as_ref()) } else { None };
+            let status_error = if is_sink {
+                env.status.as_ref().and_then(|st| st.error.as_ref())
+            } else {
+                None
+            };
             let error = status_error
                 .map(|e| e.message.clone())
                 .filter(|m| !m.is_empty())
-                .or_else(|| payload.get("error").and_then(Value::as_str).map(str::to_owned))
+                .or_else(|| {
+                    payload
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .unwrap_or_default();
             let details = status_error
                 .and_then(|e| serde_json::to_value(e).ok())
@@ -507,7 +657,10 @@ impl From<RuntimeCallError> for DispatchAbort {
 }
 
 fn bad_reply(client: &RuntimeClient, message: String) -> DispatchAbort {
-    DispatchAbort::Call(RuntimeCallError::Unreachable { socket: client.socket().to_path_buf(), message })
+    DispatchAbort::Call(RuntimeCallError::Unreachable {
+        socket: client.socket().to_path_buf(),
+        message,
+    })
 }
 
 fn stamp_resolved(env: &mut Envelope, target: &str, by: &str) {
@@ -535,8 +688,20 @@ struct Dispatch<'a> {
 }
 
 impl<'a> Dispatch<'a> {
-    fn new(engine: &'a Engine, input: &'a Envelope, gateway: Option<&'a str>, started: Instant) -> Self {
-        Self { engine, input, gateway, started, index: 0, failed: None }
+    fn new(
+        engine: &'a Engine,
+        input: &'a Envelope,
+        gateway: Option<&'a str>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            engine,
+            input,
+            gateway,
+            started,
+            index: 0,
+            failed: None,
+        }
     }
 
     async fn frame(&mut self, frame: Frame) -> Result<(), SendFailed> {
@@ -557,17 +722,31 @@ impl<'a> Dispatch<'a> {
         );
         if let Some(gw) = self.gateway {
             if index == 0 && target != lifecycle::Target::Paused {
-                e.reporter.post_event(gw, &out.id, report::completed(&out.route, duration_ms)).await;
+                e.reporter
+                    .post_event(gw, &out.id, report::completed(&out.route, duration_ms))
+                    .await;
             }
             if index >= 1 {
-                e.reporter.register_child(gw, &self.input.id, report::child(&out.id, &self.input.id, &out.route)).await;
+                e.reporter
+                    .register_child(
+                        gw,
+                        &self.input.id,
+                        report::child(&out.id, &self.input.id, &out.route),
+                    )
+                    .await;
             }
         }
         match target {
             lifecycle::Target::Paused => {
                 if let Some(gw) = self.gateway {
-                    let meta = out.headers.get(headers::PAUSE).cloned().unwrap_or(Value::Null);
-                    e.reporter.post_event(gw, &out.id, report::paused(&out.route, duration_ms, &meta)).await;
+                    let meta = out
+                        .headers
+                        .get(headers::PAUSE)
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    e.reporter
+                        .post_event(gw, &out.id, report::paused(&out.route, duration_ms, &meta))
+                        .await;
                 }
                 e.processed(m::processed::PAUSED);
                 Ok(())

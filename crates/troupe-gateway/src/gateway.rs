@@ -257,7 +257,14 @@ impl Gateway {
             headers: Some(headers.clone()),
             ..TaskData::default()
         };
-        let body = envelope(&id, actor, next, &headers, &req.payload, deadline_at.as_deref());
+        let body = envelope(
+            &id,
+            actor,
+            next,
+            &headers,
+            &req.payload,
+            deadline_at.as_deref(),
+        );
         if !self
             .inner
             .store

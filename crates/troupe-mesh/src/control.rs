@@ -59,7 +59,11 @@ pub struct ActorView {
 }
 
 async fn view(engine: &Engine, crew: bool, running: usize, desired: usize) -> ActorView {
-    let depth = engine.transport().depth(engine.queue()).await.unwrap_or_default();
+    let depth = engine
+        .transport()
+        .depth(engine.queue())
+        .await
+        .unwrap_or_default();
     let s = engine.stats();
     ActorView {
         actor: engine.settings().actor.clone(),
@@ -93,9 +97,16 @@ async fn status(State(st): State<Arc<ControlState>>) -> Json<serde_json::Value> 
 }
 
 async fn result(State(st): State<Arc<ControlState>>, Path(id): Path<String>) -> Response {
-    let name = std::path::Path::new(&id).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = std::path::Path::new(&id)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.is_empty() || name != id {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid task id"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid task id"})),
+        )
+            .into_response();
     }
     for dir in ["succeeded", "failed", "paused", "checkpoint"] {
         let path = st.state_dir.join(dir).join(format!("{name}.json"));
@@ -105,7 +116,11 @@ async fn result(State(st): State<Arc<ControlState>>, Path(id): Path<String>) -> 
             }
         }
     }
-    (StatusCode::NOT_FOUND, Json(json!({"error": format!("no stored result for task {id}")}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("no stored result for task {id}")})),
+    )
+        .into_response()
 }
 
 /// `POST /troupe/v1/tasks` `{"actor", "route_next"?, "payload"?, "headers"?, "timeout"?}`:
@@ -117,7 +132,9 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
         Ok(_) => return bad("body must be a JSON object".into()),
         Err(e) => return bad(format!("invalid JSON body: {e}")),
     };
-    let Some(obj) = v.as_object_mut() else { return bad("body must be a JSON object".into()) };
+    let Some(obj) = v.as_object_mut() else {
+        return bad("body must be a JSON object".into());
+    };
     let actor = match obj.remove("actor") {
         Some(serde_json::Value::String(a)) => a,
         _ => return bad("\"actor\" (string) is required".into()),
@@ -133,7 +150,8 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
     match st.gateway.create_routed(&actor, None, &rest, &next).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
         Err(e) => {
-            let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code =
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (code, Json(json!({"error": e.to_string()}))).into_response()
         }
     }
@@ -142,14 +160,26 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
 /// `POST /troupe/v1/queues/{actor}`: puts the raw body on the actor's queue, byte for
 /// byte, with no gateway record (replaying an envelope, injecting test input). An Asya
 /// client publishing straight to the broker does the same.
-async fn publish_raw(State(st): State<Arc<ControlState>>, Path(actor): Path<String>, body: axum::body::Bytes) -> Response {
+async fn publish_raw(
+    State(st): State<Arc<ControlState>>,
+    Path(actor): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if troupe_protocol::queue::validate_actor_name(&actor).is_err() {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("invalid actor name '{actor}'")}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("invalid actor name '{actor}'")})),
+        )
+            .into_response();
     }
     let queue = st.transport.queue_name(&actor);
     match st.transport.send(&queue, body).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 

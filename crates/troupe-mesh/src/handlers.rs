@@ -39,7 +39,10 @@ sys.stdout.write("\n" + sys.argv[3] + json.dumps(verdict) + "\n")
 /// parallel. All failures are reported together.
 pub async fn check_handlers(config: &MeshConfig, runtime_file: &Path) -> Result<(), MeshError> {
     let runtime_dir = runtime_file.parent().unwrap_or(Path::new("."));
-    let checks = config.actors.iter().map(|a| check_one(config, a, runtime_dir));
+    let checks = config
+        .actors
+        .iter()
+        .map(|a| check_one(config, a, runtime_dir));
     let results = futures::future::join_all(checks).await;
     let errors: Vec<String> = results.into_iter().flatten().collect();
     if errors.is_empty() {
@@ -54,13 +57,25 @@ fn handler_line(config: &MeshConfig, actor: &ActorConfig) -> usize {
     text.lines()
         .enumerate()
         .skip(actor.line.saturating_sub(1))
-        .find(|(_, l)| l.trim_start().trim_start_matches("- ").starts_with("handler:"))
+        .find(|(_, l)| {
+            l.trim_start()
+                .trim_start_matches("- ")
+                .starts_with("handler:")
+        })
         .map_or(actor.line, |(i, _)| i + 1)
 }
 
 async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path) -> Option<String> {
-    let index = config.actors.iter().position(|a| a.name == actor.name).unwrap_or(0);
-    let at = format!("{}:{}: actors[{index}].handler", config.file.display(), handler_line(config, actor));
+    let index = config
+        .actors
+        .iter()
+        .position(|a| a.name == actor.name)
+        .unwrap_or(0);
+    let at = format!(
+        "{}:{}: actors[{index}].handler",
+        config.file.display(),
+        handler_line(config, actor)
+    );
     let mut cmd = Command::new(&actor.python);
     cmd.arg("-c")
         .arg(CHECK_PY)
@@ -74,8 +89,16 @@ async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path)
         .kill_on_drop(true);
     let output = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
         Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Some(format!("{at}: cannot run the Python interpreter '{}': {e} (set `python:` in the mesh file)", actor.python)),
-        Err(_) => return Some(format!("{at}: importing '{}' took longer than {CHECK_TIMEOUT:?}", actor.handler)),
+        Ok(Err(e)) => return Some(format!(
+            "{at}: cannot run the Python interpreter '{}': {e} (set `python:` in the mesh file)",
+            actor.python
+        )),
+        Err(_) => {
+            return Some(format!(
+                "{at}: importing '{}' took longer than {CHECK_TIMEOUT:?}",
+                actor.handler
+            ))
+        }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let verdict = stdout
@@ -83,7 +106,11 @@ async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path)
         .and_then(|(_, v)| serde_json::from_str::<Value>(v.trim()).ok());
     match verdict {
         Some(Value::Null) => None,
-        Some(Value::String(msg)) => Some(format!("{at}: handler '{}' cannot be loaded:\n{}", actor.handler, indent(&msg))),
+        Some(Value::String(msg)) => Some(format!(
+            "{at}: handler '{}' cannot be loaded:\n{}",
+            actor.handler,
+            indent(&msg)
+        )),
         _ => Some(format!(
             "{at}: handler '{}' cannot be loaded; the interpreter exited with {}:\n{}",
             actor.handler,
@@ -103,5 +130,8 @@ fn python_path(root: &Path) -> std::ffi::OsString {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

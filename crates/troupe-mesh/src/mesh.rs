@@ -67,7 +67,10 @@ impl Ingress for MeshIngress {
 
     async fn publish(&self, actor: &str, body: Bytes) -> Result<(), String> {
         let queue = self.transport.queue_name(actor);
-        self.transport.send(&queue, body).await.map_err(|e| e.to_string())
+        self.transport
+            .send(&queue, body)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -87,7 +90,10 @@ impl EndHandler for TappedSink {
 }
 
 fn state_err(path: &Path, e: impl std::fmt::Display) -> MeshError {
-    MeshError::StateDir { path: path.display().to_string(), message: e.to_string() }
+    MeshError::StateDir {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl Mesh {
@@ -100,10 +106,17 @@ impl Mesh {
         }
         if let Some(prev) = statefile::read(&state) {
             if pid_alive(prev.pid) && prev.pid != std::process::id() {
-                return Err(state_err(&state, format!("a mesh is already running here (pid {}, {}); stop it first", prev.pid, prev.url)));
+                return Err(state_err(
+                    &state,
+                    format!(
+                        "a mesh is already running here (pid {}, {}); stop it first",
+                        prev.pid, prev.url
+                    ),
+                ));
             }
         }
-        let runtime_file = write_runtime_file(&state.join("runtime")).map_err(|e| state_err(&state, e))?;
+        let runtime_file =
+            write_runtime_file(&state.join("runtime")).map_err(|e| state_err(&state, e))?;
         if !options.skip_handler_check {
             crate::handlers::check_handlers(&config, &runtime_file).await?;
         }
@@ -113,15 +126,28 @@ impl Mesh {
         );
         let listener = tokio::net::TcpListener::bind(config.gateway_listen)
             .await
-            .map_err(|e| MeshError::Listen { addr: config.gateway_listen.to_string(), message: e.to_string() })?;
-        let addr = listener.local_addr().map_err(|e| MeshError::Listen { addr: config.gateway_listen.to_string(), message: e.to_string() })?;
+            .map_err(|e| MeshError::Listen {
+                addr: config.gateway_listen.to_string(),
+                message: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| MeshError::Listen {
+            addr: config.gateway_listen.to_string(),
+            message: e.to_string(),
+        })?;
         let url = format!("http://{addr}");
 
         let mut actors: HashSet<String> = config.actors.iter().map(|a| a.name.clone()).collect();
         actors.extend(CREW.iter().map(|c| (*c).to_owned()));
-        let ingress = Arc::new(MeshIngress { transport: transport.clone(), actors });
+        let ingress = Arc::new(MeshIngress {
+            transport: transport.clone(),
+            actors,
+        });
         let gateway = Gateway::new(
-            GatewayConfig { internal_url: url.clone(), namespace: config.namespace.clone(), ..GatewayConfig::default() },
+            GatewayConfig {
+                internal_url: url.clone(),
+                namespace: config.namespace.clone(),
+                ..GatewayConfig::default()
+            },
             Arc::new(MemoryStore::new()),
             ingress,
         );
@@ -143,7 +169,11 @@ impl Mesh {
         let crew_config = CrewConfig {
             mount: Some(state.clone()),
             sink_hooks: config.crew.sink_hooks.clone(),
-            pause_metadata: config.crew.pause_metadata.clone().unwrap_or_else(|| CrewConfig::default().pause_metadata),
+            pause_metadata: config
+                .crew
+                .pause_metadata
+                .clone()
+                .unwrap_or_else(|| CrewConfig::default().pause_metadata),
             resume_merge_mode: config.crew.resume_merge_mode,
             ..CrewConfig::default()
         };
@@ -151,7 +181,10 @@ impl Mesh {
         for name in CREW {
             let handler = match name {
                 "x-sink" => match options.sink_tap.clone() {
-                    Some(tap) => Handler::End(Arc::new(TappedSink { inner: Sink::new(crew_config.clone()), tap })),
+                    Some(tap) => Handler::End(Arc::new(TappedSink {
+                        inner: Sink::new(crew_config.clone()),
+                        tap,
+                    })),
                     None => Handler::End(Arc::new(Sink::new(crew_config.clone()))),
                 },
                 "x-sump" => Handler::End(Arc::new(Sump::new(crew_config.clone()))),
@@ -178,9 +211,16 @@ impl Mesh {
         let mut pools = Vec::new();
         let mut scalers = Vec::new();
         for actor in &config.actors {
-            let mut settings = settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
+            let mut settings =
+                settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
             settings.resiliency = actor.resiliency.clone();
-            let engine = Arc::new(Engine::new(settings, dyn_transport.clone(), reporter.clone(), Arc::new(SystemClock), Arc::new(ActorStats::default())));
+            let engine = Arc::new(Engine::new(
+                settings,
+                dyn_transport.clone(),
+                reporter.clone(),
+                Arc::new(SystemClock),
+                Arc::new(ActorStats::default()),
+            ));
             let template = ReplicaTemplate {
                 engine,
                 spec: runtime_spec(&config, actor, &runtime_file),
@@ -188,17 +228,23 @@ impl Mesh {
                 grace,
             };
             let pool = Arc::new(ActorPool::new(actor.clone(), template));
-            scalers.push(tokio::spawn(scaler::run(pool.clone(), transport.arrivals(), shutdown_rx.clone())));
+            scalers.push(tokio::spawn(scaler::run(
+                pool.clone(),
+                transport.arrivals(),
+                shutdown_rx.clone(),
+            )));
             pools.push(pool);
         }
 
-        let router = gateway.router().merge(control::router(control::ControlState {
-            pools: pools.clone(),
-            crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
-            state_dir: state.clone(),
-            gateway: gateway.clone(),
-            transport: dyn_transport.clone(),
-        }));
+        let router = gateway
+            .router()
+            .merge(control::router(control::ControlState {
+                pools: pools.clone(),
+                crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
+                state_dir: state.clone(),
+                gateway: gateway.clone(),
+                transport: dyn_transport.clone(),
+            }));
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -214,9 +260,26 @@ impl Mesh {
                 let _ = rx.wait_for(|s| *s).await;
             });
         }
-        statefile::write(&state, &statefile::MeshState { url: url.clone(), pid: std::process::id() }).map_err(|e| state_err(&state, e))?;
+        statefile::write(
+            &state,
+            &statefile::MeshState {
+                url: url.clone(),
+                pid: std::process::id(),
+            },
+        )
+        .map_err(|e| state_err(&state, e))?;
         info!(url = %url, actors = config.actors.len(), state_dir = %state.display(), "mesh up");
-        Ok(Mesh { config, transport, pools, crew, scalers, shutdown, server, url, grace })
+        Ok(Mesh {
+            config,
+            transport,
+            pools,
+            crew,
+            scalers,
+            shutdown,
+            server,
+            url,
+            grace,
+        })
     }
 
     /// Base URL of the mesh API.
@@ -236,7 +299,15 @@ impl Mesh {
 
     /// Per-actor view, as `troupe status` shows it.
     pub async fn status(&self) -> Vec<ActorView> {
-        control::collect(&self.pools, &self.crew.iter().map(|(e, _, _)| e.clone()).collect::<Vec<_>>()).await
+        control::collect(
+            &self.pools,
+            &self
+                .crew
+                .iter()
+                .map(|(e, _, _)| e.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await
     }
 
     /// Runs until `signal` resolves, then stops gracefully.
@@ -286,6 +357,8 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }

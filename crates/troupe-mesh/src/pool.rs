@@ -134,7 +134,13 @@ fn socket_dir(run_dir: &std::path::Path, actor: &str, index: usize) -> PathBuf {
 
 /// Runs one replica: starts its runtime, consumes, restarts the runtime when it dies
 /// or times out, until asked to stop.
-async fn supervise(actor: String, index: usize, t: ReplicaTemplate, ready: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) {
+async fn supervise(
+    actor: String,
+    index: usize,
+    t: ReplicaTemplate,
+    ready: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = RESTART_MIN;
     loop {
         if *stop.borrow() {
@@ -174,7 +180,11 @@ async fn supervise(actor: String, index: usize, t: ReplicaTemplate, ready: Arc<A
         ready.fetch_add(1, Ordering::Relaxed);
         let client = Arc::new(RuntimeClient::new(process.socket_path()));
         let (consumer_stop, consumer_stop_rx) = watch::channel(false);
-        let mut consumer = tokio::spawn(run_replica(t.engine.clone(), Handler::Runtime(client), consumer_stop_rx));
+        let mut consumer = tokio::spawn(run_replica(
+            t.engine.clone(),
+            Handler::Runtime(client),
+            consumer_stop_rx,
+        ));
         let outcome = tokio::select! {
             exit = &mut consumer => Outcome::Consumer(exit.unwrap_or(ReplicaExit::Stopped)),
             status = process.wait() => Outcome::Died(match status { Ok(s) => s.to_string(), Err(e) => e.to_string() }),
@@ -193,7 +203,12 @@ async fn supervise(actor: String, index: usize, t: ReplicaTemplate, ready: Arc<A
                 return;
             }
             Outcome::Consumer(ReplicaExit::RuntimeTimedOut) => {
-                warn!(actor, replica = index, pid, "runtime call timed out; replacing the runtime process");
+                warn!(
+                    actor,
+                    replica = index,
+                    pid,
+                    "runtime call timed out; replacing the runtime process"
+                );
                 let _ = process.kill();
                 backoff = RESTART_MIN;
             }
@@ -253,7 +268,9 @@ impl ScalePolicy {
         if backlog > 0 {
             let per = self.queue_length.max(1);
             let want = usize::try_from(backlog.div_ceil(per)).unwrap_or(usize::MAX);
-            return want.clamp(self.min.max(1), self.max.max(1)).max(current.min(self.max.max(1)));
+            return want
+                .clamp(self.min.max(1), self.max.max(1))
+                .max(current.min(self.max.max(1)));
         }
         if idle_for >= self.cooldown {
             self.min
@@ -268,7 +285,12 @@ mod tests {
     use super::*;
 
     fn policy() -> ScalePolicy {
-        ScalePolicy { min: 0, max: 4, queue_length: 5, cooldown: Duration::from_secs(30) }
+        ScalePolicy {
+            min: 0,
+            max: 4,
+            queue_length: 5,
+            cooldown: Duration::from_secs(30),
+        }
     }
 
     #[test]

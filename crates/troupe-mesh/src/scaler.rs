@@ -13,7 +13,11 @@ use crate::pool::{ActorPool, ScalePolicy};
 const TICK: Duration = Duration::from_millis(500);
 
 /// Runs the scaler of one pool until `shutdown` turns true.
-pub async fn run(pool: Arc<ActorPool>, arrivals: Option<broadcast::Receiver<Arc<str>>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    pool: Arc<ActorPool>,
+    arrivals: Option<broadcast::Receiver<Arc<str>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let s = &pool.config.scaling;
     if !s.enabled {
         pool.scale_to(s.replicas as usize).await;
@@ -41,13 +45,22 @@ pub async fn run(pool: Arc<ActorPool>, arrivals: Option<broadcast::Receiver<Arc<
                 Default::default()
             }
         };
-        let busy = depth.backlog() + depth.delayed > 0 || engine.stats().in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        let busy = depth.backlog() + depth.delayed > 0
+            || engine
+                .stats()
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0;
         if busy {
             last_active = Instant::now();
         }
         let desired = policy.desired(depth.backlog(), pool.desired(), last_active.elapsed());
         // Delayed retries keep at least one replica alive through the cooldown.
-        let desired = if depth.delayed > 0 { desired.max(pool.desired()) } else { desired };
+        let desired = if depth.delayed > 0 {
+            desired.max(pool.desired())
+        } else {
+            desired
+        };
         if desired != pool.desired() {
             let p = pool.clone();
             // Scaling waits for stopping replicas to drain; keep reacting meanwhile.
