@@ -27,6 +27,15 @@
 //! A segment file is deleted once every message in it is acked, it is not the segment
 //! being appended to, and no older segment still needs its ack records.
 //!
+//! Kept in memory only, so reset by a restart: delivery counts, in-flight state (in-flight
+//! messages are ready again after a restart) and `nack` delays (a nacked message is ready
+//! after a restart; `send_with_delay` due times are persisted and kept).
+//!
+//! [`Transport::arrivals`] yields a queue name at least once per group commit (or timer
+//! wake-up) in which messages became receivable on that queue, not once per message; the
+//! channel holds 1024 events, so a slow subscriber sees `Lagged` and should then re-read
+//! depths.
+//!
 //! # Durability and the fsync policy
 //!
 //! | policy | `send` returns after | survives process crash / `kill -9` | survives power loss / kernel crash |
@@ -236,6 +245,8 @@ struct Inner {
     arrivals: broadcast::Sender<Arc<str>>,
     closed: AtomicBool,
     bg_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises segment deletion so batches are deleted in the order they were freed.
+    delete_lock: Mutex<()>,
 }
 
 /// The embedded durable queue. Share it as `Arc<EmbeddedTransport>` (or
@@ -342,6 +353,7 @@ impl EmbeddedTransport {
             arrivals,
             closed: AtomicBool::new(false),
             bg_thread: Mutex::new(None),
+            delete_lock: Mutex::new(()),
         });
         let bg_inner = inner.clone();
         let bg_rt = rt.clone();
@@ -386,7 +398,8 @@ impl EmbeddedTransport {
         out
     }
 
-    /// Writes pending ack records now and `fdatasync`s the log, whatever the policy.
+    /// Writes pending ack records now, deletes segments already freed and `fdatasync`s the
+    /// log, whatever the policy.
     pub async fn flush(&self) -> Result<(), TransportError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.flush_blocking())
@@ -781,6 +794,7 @@ impl Inner {
     fn flush_blocking(&self) -> Result<(), TransportError> {
         self.check_open()?;
         self.commit_all_blocking();
+        self.run_deletes();
         self.sync_log().map_err(|e| TransportError::Io {
             queue: String::new(),
             message: format!(
@@ -832,9 +846,8 @@ impl Inner {
         loop {
             let now = std::time::Instant::now();
             if !p.deletes.is_empty() {
-                let ids = std::mem::take(&mut p.deletes);
                 drop(p);
-                self.delete_segments(&ids);
+                self.run_deletes();
                 p = lock(&self.pending);
                 continue;
             }
@@ -888,9 +901,12 @@ impl Inner {
         }
     }
 
-    fn delete_segments(&self, ids: &[u64]) {
-        // In order: an older segment must go before a newer one whose acks protect it.
-        for &id in ids {
+    /// Deletes the segments freed so far, in the order they were freed: an older segment
+    /// must go before a newer one whose acks protect it.
+    fn run_deletes(&self) {
+        let _serial = lock(&self.delete_lock);
+        let ids = std::mem::take(&mut lock(&self.pending).deletes);
+        for id in ids {
             let path = log::segment_path(&self.dir, id);
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::debug!(segment = %path.display(), "deleted fully acked segment"),

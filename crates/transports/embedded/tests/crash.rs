@@ -82,3 +82,40 @@ fn sigkill_loses_no_message_whose_send_returned() {
         assert_eq!(stored(dir.path()), have);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn acks_written_before_sigkill_are_not_redelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = send_and_kill(dir.path(), 3_000, 2);
+    let before = stored(dir.path());
+    assert!(sent.is_subset(&before));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embedded-crash-helper"))
+        .arg(dir.path())
+        .arg("1000")
+        .arg("1")
+        .arg("ack")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acked = HashSet::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "paused" {
+            break;
+        }
+        let i: u64 = line.strip_prefix("acked msg-").unwrap().parse().unwrap();
+        acked.insert(i);
+    }
+    assert_eq!(acked.len(), 1000);
+    // Acks are written lazily (within `ack_flush_delay`, 5 ms): give the log thread time,
+    // then kill without any shutdown.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after = stored(dir.path());
+    assert!(after.is_disjoint(&acked), "acked messages came back");
+    let expected: HashSet<u64> = before.difference(&acked).copied().collect();
+    assert_eq!(after, expected);
+}

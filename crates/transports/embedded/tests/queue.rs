@@ -332,14 +332,18 @@ async fn concurrent_producers_and_consumers_deliver_everything_once() {
             }
         }));
     }
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut consumers = Vec::new();
     for _ in 0..4 {
         let t = t.clone();
+        let received = received.clone();
         consumers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
-            while let Ok(Ok(d)) = timeout(Duration::from_millis(500), t.receive("q")).await {
+            // Ends when the transport is closed below.
+            while let Ok(d) = t.receive("q").await {
                 seen.push(String::from_utf8(d.body.to_vec()).unwrap());
                 t.ack(&d).await.unwrap();
+                received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             seen
         }));
@@ -347,6 +351,12 @@ async fn concurrent_producers_and_consumers_deliver_everything_once() {
     for task in tasks {
         task.await.unwrap();
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while received.load(std::sync::atomic::Ordering::SeqCst) < producers * per {
+        assert!(std::time::Instant::now() < deadline, "consumers stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    t.close().await;
     let mut all = HashSet::new();
     let mut count = 0;
     for c in consumers {
