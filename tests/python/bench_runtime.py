@@ -34,11 +34,12 @@ def gen(payload):
 
 
 def cpu_seconds(pid):
+    """(user, system) CPU seconds of process `pid`."""
     with open("/proc/%d/stat" % pid) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def sidecar_like_envelope(payload_kb):
@@ -145,12 +146,24 @@ def main():
                 sock.close()
                 sock, buf = connect(), b""
         elapsed = time.perf_counter() - t0
-        cpu = cpu_seconds(proc.pid) - cpu0
+        cpu1 = cpu_seconds(proc.pid)
+        user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        cpu = user + system
         assert status in (200, 204), status
         sock.close()
         print(
-            "handler=%s calls=%d body=%dB  %.0f calls/s  wall %.1f us/call  runtime CPU %.1f us/call"
-            % (args.handler, args.n, len(body), args.n / elapsed, elapsed / args.n * 1e6, cpu / args.n * 1e6)
+            "handler=%s calls=%d body=%dB  %.0f calls/s  wall %.1f us/call  "
+            "runtime CPU %.1f us/call (user %.1f, sys %.1f)"
+            % (
+                args.handler,
+                args.n,
+                len(body),
+                args.n / elapsed,
+                elapsed / args.n * 1e6,
+                cpu / args.n * 1e6,
+                user / args.n * 1e6,
+                system / args.n * 1e6,
+            )
         )
     finally:
         proc.terminate()

@@ -4,12 +4,10 @@ import copy
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -79,8 +77,6 @@ def test_function_at_last_actor_ends_route(runtime):
 @pytest.mark.parametrize("headers,status", [(None, None), ({}, {})])
 def test_function_frame_omits_empty_headers_and_status(runtime, headers, status):
     env = envelope(headers=headers, status=status)
-    if headers is not None:
-        env["headers"], env["status"] = {}, {}
     frame = invoke(runtime("rt_handlers.echo"), env).json["frames"][0]
     assert frame == {"payload": {"q": 1}, "route": ADVANCED_ROUTE}
 
@@ -895,6 +891,18 @@ def test_state_proxy_mounts_are_ignored_with_warning(spawn):
     assert "ASYA_STATE_PROXY_MOUNTS" in err
 
 
+@pytest.mark.parametrize(
+    "level,info_logged,warning_logged",
+    [("DEBUG", True, True), ("INFO", True, True), ("WARN", False, True), ("ERROR", False, False)],
+)
+def test_log_level(spawn, level, info_logged, warning_logged):
+    env = {"ASYA_LOG_LEVEL": level, "ASYA_STATE_PROXY_MOUNTS": "m:/s:write=buffered"}
+    proc = spawn("rt_handlers.echo", env).wait_ready()
+    _rc, _out, err = proc.stop()
+    assert ("runtime ready" in err) == info_logged, err
+    assert ("ASYA_STATE_PROXY_MOUNTS" in err) == warning_logged, err
+
+
 def _expect_load_failure(spawn, handler, *needles, env=None):
     proc = spawn(handler, env)
     rc = proc.proc.wait(timeout=20)
@@ -919,7 +927,7 @@ def _expect_load_failure(spawn, handler, *needles, env=None):
         ("rt_handlers.NeedsArg.handle", ["rt_handlers.NeedsArg", "required", "TypeError", "Traceback"]),
         ("rt_handlers.BrokenInit.handle", ["BrokenInit", "init exploded", "Traceback"]),
         ("rt_handlers.Counter.missing", ["has no method 'missing'"]),
-        ("rt_handlers.Counter.not_callable", ["not callable"]),
+        ("rt_handlers.Counter.not_callable", ["Counter.not_callable", "'rt_handlers'", "not callable"]),
         ("rt_handlers.echo.extra", ["is not a class"]),
         ("rt_handlers.a.b.c", ["neither function nor Class.method"]),
     ],

@@ -24,6 +24,14 @@ Design notes:
   remain are permissive only: objects bound to the loop (clients, locks) stay usable
   across calls, and async generators a handler abandons are finalised by the garbage
   collector rather than at the end of the call.
+- Choices where the spec is silent: a yielded namedtuple is data (EMIT), not an
+  instruction; GET/DEL/FLY take exactly 2 items and SET exactly 3, other arities are
+  protocol errors (RuntimeError); an absent `headers` reads as {} in the context; an
+  emit whose route.next/headers/status are malformed (not a list of strings / not an
+  object) fails as a TypeError handler error instead of producing an unparseable frame;
+  a function whose result is a coroutine is awaited and one whose result is a generator
+  is streamed, so wrappers without proper async/generator markings still work.
+- Handlers in the working directory are importable (cwd is appended to sys.path).
 - Importing this file has no side effects; main() runs only as a script.
 """
 
@@ -622,7 +630,9 @@ def load_handler(spec, ignore_decorators=()):
             % (spec, module_name, ".".join(rest), not_found)
         )
     if not callable(func):
-        raise HandlerLoadError("handler %r: %r is not callable" % (spec, func))
+        raise HandlerLoadError(
+            "handler %r: %s in module %r is %r, which is not callable" % (spec, ".".join(rest), module_name, func)
+        )
     func = _unwrap_ignored(func, ignore_decorators)
     return func, handler_kind(func)
 
