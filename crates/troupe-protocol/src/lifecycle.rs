@@ -105,6 +105,9 @@ pub fn mark_sla_timeout(env: &mut Envelope, self_actor: &str, now: OffsetDateTim
     let s = status_mut(env, now);
     s.phase = Phase::Failed;
     s.reason = Some(Reason::Timeout);
+    // The block is replaced (§8 step 5): a stale retry error must not become the
+    // reported cause of a timeout.
+    s.error = None;
     s.actor = self_actor.to_owned();
     s.attempt = 1;
     s.max_attempts = 1;

@@ -20,7 +20,7 @@ pub fn gateway_target(
     }
     if let Some(u) = env.header_str(headers::GATEWAY_URL) {
         if let Some(host) = http_host(u) {
-            if allowed_hosts.is_empty() || allowed_hosts.iter().any(|h| h == host) {
+            if allowed_hosts.is_empty() || allowed_hosts.iter().any(|h| host_allowed(h, host)) {
                 return Some(u.trim_end_matches('/').to_owned());
             }
         }
@@ -28,6 +28,35 @@ pub fn gateway_target(
     default_url
         .filter(|u| !u.is_empty())
         .map(|u| u.trim_end_matches('/').to_owned())
+}
+
+/// Does the allow-list entry `host[:port]` admit `authority`? An entry without a port
+/// admits the host on any port; host names compare case-insensitively.
+fn host_allowed(entry: &str, authority: &str) -> bool {
+    let entry = entry.trim();
+    if entry.is_empty() {
+        return false;
+    }
+    if entry.eq_ignore_ascii_case(authority) {
+        return true;
+    }
+    if has_port(entry) {
+        return false;
+    }
+    let host = if has_port(authority) {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    } else {
+        authority
+    };
+    entry.eq_ignore_ascii_case(host)
+}
+
+/// True when `authority` ends in `:port` (an IPv6 literal's colons are inside `[]`).
+fn has_port(authority: &str) -> bool {
+    match authority.rsplit_once(':') {
+        Some((h, p)) => !p.contains(']') && (!h.contains(':') || h.ends_with(']')),
+        None => false,
+    }
 }
 
 /// `host[:port]` of an absolute http(s) URL, `None` for anything else.
