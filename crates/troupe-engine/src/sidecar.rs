@@ -339,7 +339,10 @@ impl Engine {
                 Ok(Disposition::Acked)
             }
             Err(failure) => {
-                self.handler_error(&env, &failure.code, None, failure.details)
+                // A native failure plays the runtime's error reply, whose `details`
+                // object also goes to the failure payload (§11.1).
+                let details = serde_json::to_value(&failure.details).ok();
+                self.handler_error(&env, &failure.code, details.as_ref(), failure.details)
                     .await?;
                 Ok(Disposition::Acked)
             }
