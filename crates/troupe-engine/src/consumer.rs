@@ -53,7 +53,9 @@ pub async fn run_replica(
                 }
                 let received = tokio::select! {
                     biased;
-                    _ = stop.changed() => continue,
+                    // A dropped sender can never ask to stop; treat it as a stop rather
+                    // than spin on a `changed()` that fails at once forever.
+                    r = stop.changed() => if r.is_err() { return } else { continue },
                     _ = fatal.changed() => continue,
                     r = engine.transport().receive(engine.queue()) => r,
                 };
@@ -67,7 +69,7 @@ pub async fn run_replica(
                         let wait = receive_backoff(errors);
                         warn!(actor = %engine.settings().actor, error = %e, ?wait, "receive failed; backing off");
                         tokio::select! {
-                            _ = stop.changed() => {}
+                            r = stop.changed() => if r.is_err() { return },
                             _ = tokio::time::sleep(wait) => {}
                         }
                         continue;

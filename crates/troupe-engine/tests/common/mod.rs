@@ -550,6 +550,8 @@ pub enum Reply {
     Sse(Vec<(String, Value)>, bool),
     /// Read the request, then never answer (holds the connection open).
     Hang,
+    /// Start an SSE stream with these events, then stall without `done`.
+    SseThenHang(Vec<(String, Value)>),
     /// A reply that is not HTTP.
     Garbage,
 }
@@ -681,6 +683,17 @@ async fn serve(
             if done {
                 stream.write_all(b"event: done\ndata: {}\n\n").await?;
             }
+        }
+        Reply::SseThenHang(events) => {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+                .await?;
+            for (ev, data) in events {
+                stream
+                    .write_all(format!("event: {ev}\ndata: {data}\n\n").as_bytes())
+                    .await?;
+            }
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;

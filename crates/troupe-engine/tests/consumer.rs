@@ -1,0 +1,308 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The replica receive loop (`run_replica`): stop, in-flight completion, receive-error
+//! backoff (protocol.md §12), runtime-timeout exit (§10), and a full pass over the
+//! embedded transport.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+use troupe_engine::consumer::{run_replica, ReplicaExit};
+use troupe_engine::handler::{HandlerFailure, NativeHandler};
+use troupe_engine::metrics::ActorStats;
+use troupe_engine::report::NoReporter;
+use troupe_engine::{Engine, Handler};
+use troupe_protocol::{Envelope, Frame, SystemClock};
+use troupe_runtime::client::RuntimeClient;
+use troupe_transport::Transport;
+use troupe_transport_embedded::{EmbeddedOptions, EmbeddedTransport};
+
+fn acks(b: &Bench) -> usize {
+    b.ops().iter().filter(|o| matches!(o, Op::Ack(_))).count()
+}
+
+async fn wait_for_acks(b: &Bench, n: usize) {
+    while acks(b) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn body() -> Vec<u8> {
+    serde_json::to_vec(&input()).unwrap()
+}
+
+#[tokio::test]
+async fn processes_until_stopped() {
+    let b = Bench::new(settings());
+    let h = b.native(|e| Ok(vec![pass_through(e, json!(1))]));
+    for _ in 0..3 {
+        b.transport.push("q.b", body());
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    wait_for_acks(&b, 3).await;
+    assert_eq!(b.sends().len(), 3);
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert_eq!(ActorStats::get(&b.stats.in_flight), 0);
+}
+
+#[tokio::test]
+async fn stop_before_start_returns_at_once() {
+    let b = Bench::new(settings());
+    let h = b.native(|_| Ok(vec![]));
+    b.transport.push("q.b", body());
+    let (_stop, stop_rx) = watch::channel(true);
+    assert_eq!(
+        run_replica(b.engine.clone(), h, stop_rx).await,
+        ReplicaExit::Stopped
+    );
+    assert!(b.ops().is_empty(), "nothing received");
+}
+
+/// Blocks inside the handler until released.
+struct Gate {
+    entered: Notify,
+    release: Notify,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl NativeHandler for Gate {
+    async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(vec![pass_through(input, json!("late"))])
+    }
+}
+
+#[tokio::test]
+async fn stop_lets_in_flight_messages_finish() {
+    let b = Bench::new(settings());
+    let gate = Arc::new(Gate {
+        entered: Notify::new(),
+        release: Notify::new(),
+        calls: AtomicUsize::new(0),
+    });
+    b.transport.push("q.b", body());
+    b.transport.push("q.b", body());
+    let (stop, stop_rx) = watch::channel(false);
+    let mut replica = tokio::spawn(run_replica(
+        b.engine.clone(),
+        Handler::Native(gate.clone()),
+        stop_rx,
+    ));
+    gate.entered.notified().await;
+    stop.send_replace(true);
+    // Still in the handler: the replica must not return yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut replica)
+            .await
+            .is_err(),
+        "returned while a message was in flight"
+    );
+    assert_eq!(ActorStats::get(&b.stats.in_flight), 1);
+    gate.release.notify_one();
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert_eq!(acks(&b), 1, "the in-flight message was finished and acked");
+    assert_eq!(
+        gate.calls.load(Ordering::SeqCst),
+        1,
+        "no new message after stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stop_sender_stops_the_replica() {
+    let b = Bench::new(settings());
+    let h = b.native(|_| Ok(vec![]));
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(stop);
+    let exit = tokio::time::timeout(Duration::from_secs(5), replica)
+        .await
+        .expect("replica must stop once nobody can stop it any more")
+        .unwrap();
+    assert_eq!(exit, ReplicaExit::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_errors_back_off_exponentially() {
+    let b = Bench::new(settings());
+    let h = b.native(|_| Ok(vec![]));
+    b.transport.fail.lock().unwrap().receive_errors = 4;
+    b.transport.push("q.b", body());
+    let (stop, stop_rx) = watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    wait_for_acks(&b, 1).await;
+    let waited = started.elapsed();
+    // 1 + 2 + 4 + 8 s of backoff, then success.
+    assert!(
+        waited >= Duration::from_secs(15) && waited < Duration::from_millis(15_100),
+        "{waited:?}"
+    );
+    // The counter resets on success: the next error waits 1 s again.
+    b.transport.fail.lock().unwrap().receive_errors = 1;
+    // Wake the idle receive so it sees the injected error.
+    let t0 = tokio::time::Instant::now();
+    b.transport.push("q.other", body());
+    b.transport.push("q.b", body());
+    wait_for_acks(&b, 2).await;
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(1_100),
+        "{waited:?}"
+    );
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_interrupts_a_receive_backoff() {
+    let b = Bench::new(settings());
+    let h = b.native(|_| Ok(vec![]));
+    b.transport.fail.lock().unwrap().receive_errors = 100;
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let t0 = tokio::time::Instant::now();
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert!(t0.elapsed() < Duration::from_millis(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn runtime_timeout_stops_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = FakeRuntime::start(dir.path(), |_| Reply::Hang);
+    let mut s = settings();
+    s.actor_timeout = Duration::from_secs(1);
+    s.concurrency = 3;
+    let b = Bench::new(s);
+    let h = Handler::Runtime(Arc::new(RuntimeClient::new(&runtime.socket)));
+    b.transport.push("q.b", body());
+    let (_stop, stop_rx) = watch::channel(false);
+    let exit = run_replica(b.engine.clone(), h, stop_rx).await;
+    assert_eq!(exit, ReplicaExit::RuntimeTimedOut);
+    let (q, sump) = b.single_send();
+    assert_eq!(q, "q.x-sump");
+    assert_eq!(sump["status"]["reason"], "Timeout");
+    assert_eq!(acks(&b), 1, "acked before the exit");
+}
+
+#[tokio::test]
+async fn concurrency_runs_messages_in_parallel() {
+    let mut s = settings();
+    s.concurrency = 2;
+    let b = Bench::new(s);
+    let gate = Arc::new(Gate {
+        entered: Notify::new(),
+        release: Notify::new(),
+        calls: AtomicUsize::new(0),
+    });
+    b.transport.push("q.b", body());
+    b.transport.push("q.b", body());
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(
+        b.engine.clone(),
+        Handler::Native(gate.clone()),
+        stop_rx,
+    ));
+    // Both messages enter the handler before either is released.
+    while gate.calls.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(ActorStats::get(&b.stats.in_flight), 2);
+    gate.release.notify_waiters();
+    wait_for_acks(&b, 2).await;
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+// ------------------------------------------------------------------ embedded transport
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pass_over_the_embedded_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport =
+        Arc::new(EmbeddedTransport::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let mut s = troupe_engine::ActorSettings::new("b");
+    s.resiliency = troupe_protocol::resiliency::Resiliency::from_values(
+        Some(&json!({"default": {"maxAttempts": 3, "backoff": "constant",
+                                 "initialDelay": "1h"}})),
+        None,
+    )
+    .unwrap();
+    let engine = Arc::new(Engine::new(
+        s,
+        transport.clone(),
+        Arc::new(NoReporter),
+        Arc::new(SystemClock),
+        Arc::new(ActorStats::default()),
+    ));
+    assert_eq!(engine.queue(), "b", "bare queue names on embedded");
+    let handler = Handler::Native(Arc::new(Doubler));
+    let mut v = input();
+    v["status"].as_object_mut().unwrap().remove("deadline_at");
+    transport
+        .send("b", serde_json::to_vec(&v).unwrap().into())
+        .await
+        .unwrap();
+    v["payload"] = json!("fail");
+    transport
+        .send("b", serde_json::to_vec(&v).unwrap().into())
+        .await
+        .unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(engine.clone(), handler, stop_rx));
+    let out = loop {
+        if let Some(d) = transport.try_receive("c").unwrap() {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(body["payload"], json!({"q": 2}));
+    assert_eq!(
+        body["route"],
+        json!({"prev": ["a", "b"], "curr": "c", "next": []})
+    );
+    assert_eq!(body["status"]["phase"], "pending");
+    // The failing message is parked as a delayed retry on b's own queue.
+    let depth = loop {
+        let d = transport.depth("b").await.unwrap();
+        if d.delayed == 1 && d.in_flight == 0 {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(depth.ready, 0, "both inputs acked");
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert_eq!(ActorStats::get(&engine.stats().retried), 1);
+    transport.close().await;
+}
+
+/// Doubles `payload.q`; fails on the payload `"fail"`.
+struct Doubler;
+
+#[async_trait]
+impl NativeHandler for Doubler {
+    async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure> {
+        let p: serde_json::Value = serde_json::from_str(input.payload.get()).unwrap();
+        if p == json!("fail") {
+            return Err(value_error("no"));
+        }
+        let q = p["q"].as_i64().unwrap();
+        Ok(vec![pass_through(input, json!({ "q": q * 2 }))])
+    }
+}
