@@ -30,13 +30,15 @@ impl MeshArg {
         }
         let (config, _) = MeshConfig::load(&self.path)
             .map_err(|e| anyhow!("cannot read the mesh file at {}:\n{e}", self.path.display()))?;
-        let state = statefile::read(&config.state_dir).ok_or_else(|| {
-            anyhow!(
-                "no running mesh found for {} (no {}): start one with `troupe up`",
-                config.file.display(),
-                statefile::path(&config.state_dir).display()
-            )
-        })?;
+        let state = statefile::read(&config.state_dir)
+            .filter(|s| statefile::pid_alive(s.pid))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no running mesh found for {} (no {}): start one with `troupe up`",
+                    config.file.display(),
+                    statefile::path(&config.state_dir).display()
+                )
+            })?;
         Ok(state.url)
     }
 }
@@ -123,7 +125,7 @@ pub async fn send(
         .ok_or_else(|| anyhow!("reply without id: {created}"))?
         .to_owned();
     if !follow {
-        println!("{id}");
+        crate::stdout_line(&id);
         return Ok(0);
     }
     eprintln!("task {id}");
@@ -149,22 +151,22 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     }
     let v: Value = resp.json().await?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::stdout_line(&format!("{}", serde_json::to_string_pretty(&v)?));
         return Ok(0);
     }
     let actors: Vec<ActorView> =
         serde_json::from_value(v.get("actors").cloned().unwrap_or_default())?;
-    println!(
+    crate::stdout_line(&format!(
         "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  LAST ERROR",
         "ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS", "SUCCEEDED", "FAILED", "RETRIED"
-    );
+    ));
     for a in actors {
         let replicas = if a.crew {
             "native".to_owned()
         } else {
             format!("{}/{}", a.replicas_running, a.replicas_desired)
         };
-        println!(
+        crate::stdout_line(&format!(
             "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  {}",
             a.actor,
             a.ready,
@@ -179,7 +181,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
                 .lines()
                 .next()
                 .unwrap_or_default()
-        );
+        ));
     }
     Ok(0)
 }
@@ -199,7 +201,7 @@ pub async fn resume(mesh: &MeshArg, id: &str, payload: Option<&str>, follow: boo
         bail!("resume failed: {}", error_text(resp).await);
     }
     if !follow {
-        println!("{id}");
+        crate::stdout_line(&id);
         return Ok(0);
     }
     wait::follow(&client, &base, id, None).await
@@ -207,6 +209,9 @@ pub async fn resume(mesh: &MeshArg, id: &str, payload: Option<&str>, follow: boo
 
 /// `troupe result`.
 pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
+    if id.is_empty() || id.contains(['/', '\\']) || id == "." || id == ".." {
+        bail!("invalid task id '{id}': ids are the values printed by `troupe send`");
+    }
     let base = mesh.base_url()?;
     let resp = http()?
         .get(format!("{base}/troupe/v1/results/{id}"))
@@ -217,9 +222,9 @@ pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
         bail!("{}", error_text(resp).await);
     }
     let v: Value = resp.json().await?;
-    println!(
+    crate::stdout_line(&format!(
         "{}",
         serde_json::to_string_pretty(v.get("envelope").unwrap_or(&v))?
-    );
+    ));
     Ok(0)
 }

@@ -82,6 +82,16 @@ enum Command {
     },
 }
 
+/// Writes a line to stdout; a closed pipe (`troupe status | head -1`) ends the program
+/// quietly instead of panicking.
+pub fn stdout_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.log_level, cli.log_format) {

@@ -39,7 +39,6 @@ pub async fn run(path: &Path, grace: &str) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(1);
         }
     };
-    eprintln!("troupe: mesh API at {} (Ctrl-C to stop)", mesh.url());
     let (mut int, mut term) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),

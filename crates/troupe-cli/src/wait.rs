@@ -99,7 +99,7 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
             match status {
                 "succeeded" => {
                     let result = v.get("result").cloned().unwrap_or(Value::Null);
-                    println!("{}", serde_json::to_string_pretty(&result)?);
+                    crate::stdout_line(&format!("{}", serde_json::to_string_pretty(&result)?));
                     Ok(Some(0))
                 }
                 "failed" | "canceled" => {
@@ -132,14 +132,20 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                     {
                         let _ = writeln!(err, "fields: {}", Value::Array(fields.clone()));
                     }
-                    println!("{}", serde_json::to_string(&meta)?);
+                    crate::stdout_line(&format!("{}", serde_json::to_string(&meta)?));
                     Ok(Some(super::wait::EXIT_PAUSED))
                 }
                 _ => {
                     let actor = v.get("actor").and_then(Value::as_str).unwrap_or("");
                     let pct = v.get("progress").and_then(Value::as_f64).unwrap_or(0.0);
                     let msg = v.get("message").and_then(Value::as_str).unwrap_or(status);
-                    let _ = writeln!(err, "[{pct:5.1}%] {actor}: {msg}");
+                    // A `completed` event carries the output route, so its actor is
+                    // the next one.
+                    if msg.starts_with("Completed") && !actor.is_empty() {
+                        let _ = writeln!(err, "[{pct:5.1}%] {msg} (next: {actor})");
+                    } else {
+                        let _ = writeln!(err, "[{pct:5.1}%] {actor}: {msg}");
+                    }
                     Ok(None)
                 }
             }

@@ -105,7 +105,7 @@ impl Mesh {
             std::fs::create_dir_all(state.join(sub)).map_err(|e| state_err(&state.join(sub), e))?;
         }
         if let Some(prev) = statefile::read(&state) {
-            if pid_alive(prev.pid) && prev.pid != std::process::id() {
+            if statefile::pid_alive(prev.pid) && prev.pid != std::process::id() {
                 return Err(state_err(
                     &state,
                     format!(
@@ -354,11 +354,4 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
         python_path: vec![config.root.clone()],
         cwd: Some(config.root.clone()),
     }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }

@@ -35,3 +35,12 @@ pub fn read(state_dir: &Path) -> Option<MeshState> {
 pub fn remove(state_dir: &Path) {
     let _ = std::fs::remove_file(path(state_dir));
 }
+
+/// True when a process with this pid exists (a mesh killed with `kill -9` leaves its
+/// state file behind).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}

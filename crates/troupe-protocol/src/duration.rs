@@ -115,7 +115,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         s = &s[unit_len..];
         let unit = unit_nanos(unit_str).ok_or_else(|| {
             fail(&format!(
-                "unknown unit '{unit_str}' (use ns, us, ms, s, m or h)"
+                "unknown unit '{unit_str}'; units are ns, us, ms, s, m, h"
             ))
         })?;
 
