@@ -42,6 +42,22 @@ pub enum Disposition {
     RuntimeTimedOut,
 }
 
+/// Counts one message in [`ActorStats::in_flight`] while alive.
+struct InFlight<'a>(&'a ActorStats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a ActorStats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A failed send; the input must be requeued.
 #[derive(Debug)]
 struct SendFailed;
@@ -120,7 +136,9 @@ impl Engine {
 
     /// Processes one delivery end to end, acking or requeueing it.
     pub async fn process(&self, handler: &Handler, delivery: &Delivery) -> Disposition {
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        // A guard, so a caller that drops this future (shutdown grace expired) does not
+        // leave the in-flight count raised for good.
+        let _in_flight = InFlight::enter(&self.stats);
         metrics::counter!(m::MESSAGES_RECEIVED, "queue" => self.settings.actor.clone())
             .increment(1);
         let outcome = match handler {
@@ -146,7 +164,6 @@ impl Engine {
                 Disposition::Requeued
             }
         };
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         disposition
     }
 

@@ -60,9 +60,12 @@ pub fn stamp(env: &mut Envelope, self_actor: &str, now: OffsetDateTime) {
     }
 }
 
-/// Mutable status block, created with `created_at = now` when missing.
+/// Mutable status block, created with `created_at = now` when missing (attempt and
+/// max_attempts 1: §2 counts attempts from 1, and 1 is the value outside errors).
 fn status_mut(env: &mut Envelope, now: OffsetDateTime) -> &mut Status {
     env.status.get_or_insert_with(|| Status {
+        attempt: 1,
+        max_attempts: 1,
         created_at: format_ts(now),
         ..Status::default()
     })

@@ -197,11 +197,12 @@ fn preflight_creates_missing_status_with_created_at_now() {
     let mut e = pending_for_b();
     e.status = None;
     divert_preflight(&mut e, Phase::Canceled, "b", NOW);
-    let s = e.status.as_ref().unwrap();
-    assert_eq!(s.phase, Phase::Canceled);
-    assert_eq!(s.created_at, NOW_TS);
-    assert_eq!(s.updated_at, NOW_TS);
-    assert_eq!(s.actor, "b");
+    assert_eq!(
+        wire(&e)["status"],
+        json!({"phase": "canceled", "reason": "PreFlightCanceled", "actor": "b",
+               "attempt": 1, "max_attempts": 1, "created_at": NOW_TS, "updated_at": NOW_TS}),
+        "a created block counts attempts from 1"
+    );
 }
 
 // ---------------------------------------------------------------- steps 5 and 10: SLA
