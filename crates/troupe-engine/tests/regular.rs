@@ -1212,3 +1212,25 @@ async fn clock_drives_timestamps() {
         "2026-01-01T00:30:00Z"
     );
 }
+
+#[tokio::test]
+async fn retries_of_an_override_target_go_to_its_own_queue() {
+    let mut s = retry_settings();
+    s.actor = "b-canary".into();
+    let b = Bench::new(s);
+    let h = failing(&b);
+    let mut v = input();
+    v["headers"]["x-asya-route-override"] = json!({"b": "b-canary"});
+    b.run_json(&h, &v).await;
+    let (q, retry, delay) = b.sends().pop().unwrap();
+    assert_eq!(q, "q.b-canary", "own queue = queue of ASYA_ACTOR_NAME");
+    assert!(delay.is_some());
+    assert_eq!(retry["route"]["curr"], "b");
+    assert_eq!(retry["status"]["actor"], "b-canary");
+    // The retry arrives back at b-canary: accepted via the override, and a retry arrival.
+    b.log.clear();
+    b.run_json(&h, &retry).await;
+    let seen = b.handled();
+    assert_eq!(seen[0]["status"]["attempt"], 2);
+    assert_eq!(seen[0]["headers"]["x-asya-first-attempt"], NOW_TS);
+}

@@ -135,7 +135,8 @@ pub fn effective_timeout(
                 return None;
             }
             let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            Some(left.min(actor_timeout))
+            let budget = left.min(actor_timeout);
+            (!budget.is_zero()).then_some(budget)
         }
     }
 }

@@ -291,6 +291,8 @@ fn effective_timeout_is_min_of_actor_timeout_and_sla() {
         effective_timeout(five_min, &e, datetime!(2026-01-01 00:06:00 UTC)),
         None
     );
+    // min(0, SLA) is ≤ 0 as well.
+    assert_eq!(effective_timeout(Duration::ZERO, &e, NOW), None);
     // No deadline: the actor timeout; a zero actor timeout is "≤ 0".
     e.status = None;
     assert_eq!(effective_timeout(five_min, &e, NOW), Some(five_min));
