@@ -223,9 +223,13 @@ impl ErrorInfo {
 }
 
 impl Envelope {
-    /// Parses an envelope from a queue body.
+    /// Parses an envelope from a queue body. Only a JSON object is an envelope (serde
+    /// would also accept a positional array, which Asya rejects).
     pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | None => serde_json::from_slice(body),
+            Some(_) => Err(serde::de::Error::custom("an envelope must be a JSON object")),
+        }
     }
 
     /// Serialises to the wire form.

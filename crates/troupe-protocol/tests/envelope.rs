@@ -279,3 +279,11 @@ fn raw_helpers() {
     assert_eq!(raw_json("{not json").get(), "null");
     assert_eq!(to_raw(&json!({"a": [1]})).get(), r#"{"a":[1]}"#);
 }
+
+#[test]
+fn positional_arrays_are_not_envelopes() {
+    let body = br#"["t1", null, {"prev": [], "curr": "b", "next": []}]"#;
+    let err = troupe_protocol::Envelope::from_slice(body).unwrap_err();
+    assert!(err.to_string().contains("JSON object"), "{err}");
+    assert!(troupe_protocol::Envelope::from_slice(b"  {\"id\": \"x\"}").is_ok());
+}
