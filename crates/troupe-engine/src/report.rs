@@ -11,6 +11,13 @@ use serde_json::Value;
 /// Delivers sidecar reports to a gateway.
 #[async_trait]
 pub trait Reporter: Send + Sync + 'static {
+    /// Whether the gateway has a record of task `id`. Reports for unknown tasks would
+    /// be rejected anyway, so the engine skips building them (envelopes published
+    /// straight to a queue have no record). Default: assume it does.
+    async fn knows(&self, _gateway: &str, _id: &str) -> bool {
+        true
+    }
+
     /// Pre-flight (§8 step 4): the task's gateway status (`"canceled"`, `"paused"`, ...),
     /// or `None` when unknown or on any error. `gateway` is the resolved gateway URL.
     async fn task_status(&self, gateway: &str, id: &str) -> Option<String>;
@@ -29,6 +36,9 @@ pub struct NoReporter;
 
 #[async_trait]
 impl Reporter for NoReporter {
+    async fn knows(&self, _gateway: &str, _id: &str) -> bool {
+        false
+    }
     async fn task_status(&self, _gateway: &str, _id: &str) -> Option<String> {
         None
     }

@@ -210,12 +210,14 @@ impl Engine {
         self.send(&self.sump_queue, env, m::sent::SUMP).await
     }
 
-    fn gateway(&self, env: &Envelope) -> Option<String> {
-        report::gateway_target(
+    /// The gateway to report `env` to, if reporting is on and the gateway knows the task.
+    async fn gateway(&self, env: &Envelope) -> Option<String> {
+        let gw = report::gateway_target(
             env,
             self.settings.gateway_url.as_deref(),
             &self.settings.gateway_allowed_hosts,
-        )
+        )?;
+        self.reporter.knows(&gw, &env.id).await.then_some(gw)
     }
 
     async fn process_regular(
@@ -249,7 +251,7 @@ impl Engine {
                 return Ok(Disposition::Acked);
             }
         };
-        let gateway = self.gateway(&env);
+        let gateway = self.gateway(&env).await;
         // Step 4: pre-flight.
         if let Some(gw) = gateway.as_deref() {
             let phase = match self.reporter.task_status(gw, &env.id).await.as_deref() {
@@ -615,7 +617,7 @@ impl Engine {
 
     /// §14.1 step 4.
     async fn final_report(&self, env: &Envelope) {
-        let Some(gw) = self.gateway(env) else { return };
+        let Some(gw) = self.gateway(env).await else { return };
         let s = &self.settings;
         if env.route.prev.iter().any(|a| a == &s.sink) {
             return;

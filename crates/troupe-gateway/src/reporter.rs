@@ -38,6 +38,10 @@ fn log_failure(what: &str, id: &str, e: &GatewayError) {
 
 #[async_trait]
 impl Reporter for InProcessReporter {
+    async fn knows(&self, _gateway: &str, id: &str) -> bool {
+        matches!(self.gateway.store().status(id).await, Ok(Some(_)))
+    }
+
     async fn task_status(&self, _gateway: &str, id: &str) -> Option<String> {
         match self.gateway.store().status(id).await {
             Ok(s) => s.map(|s| s.as_str().to_owned()),

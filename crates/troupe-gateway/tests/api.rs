@@ -1111,6 +1111,8 @@ async fn in_process_reporter_applies_reports_like_http() {
         Some("pending")
     );
     assert_eq!(rep.task_status("ignored", "unknown").await, None);
+    assert!(rep.knows("ignored", &id).await);
+    assert!(!rep.knows("ignored", "unknown").await);
 
     let mut sse = h.sse(&id).await;
     sse.next_event().await.unwrap();
