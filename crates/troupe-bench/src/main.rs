@@ -1,1 +1,121 @@
-fn main() {}
+//! `troupe-bench`: a 3-actor pipeline of no-op Python handlers through the embedded
+//! mesh (preloaded, one replica per actor, concurrency 1), next to a floor where one
+//! Python client makes the same three `/invoke` round trips directly.
+//!
+//! `cargo run --release -p troupe-bench -- [--pipelines N] [--skip-floor] [--json]`
+
+mod floor;
+mod meshrun;
+mod procstat;
+mod project;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "troupe-bench",
+    about = "3-actor no-op pipeline through the embedded mesh, next to a direct-runtime floor"
+)]
+pub struct Args {
+    /// Pipelines preloaded onto the first actor's queue for the throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    pipelines: usize,
+    /// Pipelines sent one at a time for the unloaded latency line.
+    #[arg(long, default_value_t = 500)]
+    unloaded: usize,
+    /// Pipelines sent one at a time first and not measured (mesh and floor each).
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Skip the direct-runtime floor.
+    #[arg(long)]
+    skip_floor: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Tokio worker threads running the mesh.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Python interpreter for the runtimes and the floor client.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Folder in which to create the throwaway project (default: the system temp folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the project folder (queues, x-sink files) and print its path.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let machine = report::Machine::probe(&args.python);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(run(&args, &machine));
+    // Runtime processes are already stopped; do not wait on stray blocking tasks.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let result = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json(&args, &machine, &result))?
+        );
+    } else {
+        print!("{}", report::text(&result));
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, machine: &report::Machine) -> Result<report::Results> {
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("troupe-bench-")
+        .tempdir_in(&parent)
+        .context("creating the project folder")?;
+    let project =
+        project::write(tmp.path(), &args.python).context("writing the benchmark project")?;
+    if !args.json {
+        // The header goes out first so a stuck run still shows the machine and load.
+        print!("{}", report::header(args, machine));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        eprintln!("running the mesh ...");
+    }
+    let mesh = meshrun::run(
+        &project,
+        meshrun::MeshRun {
+            pipelines: args.pipelines,
+            unloaded: args.unloaded,
+            warmup: args.warmup,
+        },
+    )
+    .await?;
+    let floor = if args.skip_floor {
+        None
+    } else {
+        if !args.json {
+            eprintln!("running the floor ...");
+        }
+        Some(floor::run(&project, &args.python, args.pipelines, args.warmup).await?)
+    };
+    if args.keep {
+        let kept = tmp.keep();
+        eprintln!("project kept at {}", kept.display());
+    }
+    Ok(report::Results { mesh, floor })
+}
