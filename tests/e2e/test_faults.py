@@ -453,10 +453,6 @@ def test_runtime_killed_mid_message_goes_to_sump_and_restarts(fmesh):
     assert counts(fmesh, "w", "failed") == (1,)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: after the runtime dies, the replica's consumer keeps receiving until the supervisor "
-    "notices; every queued message fails at once with 'cannot connect (Connection refused)' and "
-    "is dumped into x-sump (troupe-engine consumer.rs run_replica / troupe-mesh pool.rs supervise)"))
 def test_messages_queued_behind_a_crashed_runtime_wait_for_the_restart(fmesh):
     actors = ["w1", "w2", "w3", "w4"]
     fmesh.write("troupe.yaml", "actors:\n" + "".join(
@@ -570,9 +566,6 @@ def test_kill9_of_troupe_up_loses_no_envelope(fmesh):
     assert fmesh.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: runtime processes outlive a kill -9 of `troupe up` (no parent-death signal, "
-    "troupe-runtime launcher.rs); each crash leaks every runtime, models and GPU memory included"))
 def test_runtimes_do_not_outlive_a_killed_troupe_up(fmesh):
     fmesh.write("troupe.yaml", """
         actors:

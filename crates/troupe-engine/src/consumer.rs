@@ -17,6 +17,8 @@ pub enum ReplicaExit {
     Stopped,
     /// A runtime call timed out: the runtime process must be replaced (§10).
     RuntimeTimedOut,
+    /// The runtime stopped answering (crashed or restarting): replace it.
+    RuntimeLost,
 }
 
 /// Receive-error backoff: 1, 2, 4, 8, 16 s, then 30 s (protocol.md §12).
@@ -36,7 +38,7 @@ pub async fn run_replica(
     stop: watch::Receiver<bool>,
 ) -> ReplicaExit {
     let workers = engine.settings().concurrency.max(1);
-    let (fatal_tx, _) = watch::channel(false);
+    let (fatal_tx, _) = watch::channel(None::<ReplicaExit>);
     let fatal_tx = Arc::new(fatal_tx);
     let mut set = JoinSet::new();
     for _ in 0..workers {
@@ -48,7 +50,7 @@ pub async fn run_replica(
         set.spawn(async move {
             let mut errors = 0u32;
             loop {
-                if *stop.borrow() || *fatal.borrow() {
+                if *stop.borrow() || fatal.borrow().is_some() {
                     return;
                 }
                 let received = tokio::select! {
@@ -75,19 +77,23 @@ pub async fn run_replica(
                         continue;
                     }
                 };
-                if engine.process(&handler, &delivery).await == Disposition::RuntimeTimedOut {
-                    fatal_tx.send_replace(true);
+                let disposition = engine.process(&handler, &delivery).await;
+                if disposition.runtime_lost() {
+                    let exit = if disposition == Disposition::RuntimeTimedOut {
+                        ReplicaExit::RuntimeTimedOut
+                    } else {
+                        ReplicaExit::RuntimeLost
+                    };
+                    // The first failure names the exit; later workers only stop.
+                    fatal_tx.send_if_modified(|f| f.is_none() && f.replace(exit).is_none());
                     return;
                 }
             }
         });
     }
     while set.join_next().await.is_some() {}
-    if *fatal_tx.borrow() {
-        ReplicaExit::RuntimeTimedOut
-    } else {
-        ReplicaExit::Stopped
-    }
+    let exit = *fatal_tx.borrow();
+    exit.unwrap_or(ReplicaExit::Stopped)
 }
 
 #[cfg(test)]

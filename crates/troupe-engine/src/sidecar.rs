@@ -40,6 +40,25 @@ pub enum Disposition {
     Requeued,
     /// Acked after a runtime call timeout: the runtime must be replaced (§10).
     RuntimeTimedOut,
+    /// Acked after the runtime became unreachable mid-call (the message went to
+    /// x-sump, §11): the runtime must be replaced.
+    RuntimeUnreachable,
+    /// Requeued because no connection to the runtime could be made: the message never
+    /// reached a handler, so it waits in the queue for a fresh runtime instead of going
+    /// to x-sump.
+    RuntimeNotReached,
+}
+
+impl Disposition {
+    /// True when the replica must stop and its runtime be replaced.
+    pub fn runtime_lost(&self) -> bool {
+        matches!(
+            self,
+            Disposition::RuntimeTimedOut
+                | Disposition::RuntimeUnreachable
+                | Disposition::RuntimeNotReached
+        )
+    }
 }
 
 /// Counts one message in [`ActorStats::in_flight`] while alive.
@@ -146,6 +165,12 @@ impl Engine {
             _ => self.process_regular(handler, &delivery.body).await,
         };
         let disposition = match outcome {
+            Ok(Disposition::RuntimeNotReached) => {
+                if let Err(e) = self.transport.requeue(delivery).await {
+                    warn!(actor = %self.settings.actor, error = %e, "requeue failed; the message returns after its visibility timeout");
+                }
+                Disposition::RuntimeNotReached
+            }
             Ok(d) => match self.transport.ack(delivery).await {
                 Ok(()) => d,
                 Err(e) => {
@@ -471,7 +496,11 @@ impl Engine {
                     format!("{}: {text}", env.id),
                 )
                 .await?;
-                Ok(Disposition::Acked)
+                Ok(Disposition::RuntimeUnreachable)
+            }
+            Err(DispatchAbort::Call(e @ RuntimeCallError::NotDelivered { .. })) => {
+                debug!(actor = %self.settings.actor, id = %env.id, error = %e, "runtime not reachable; requeueing");
+                Ok(Disposition::RuntimeNotReached)
             }
         }
     }
@@ -617,7 +646,9 @@ impl Engine {
 
     /// §14.1 step 4.
     async fn final_report(&self, env: &Envelope) {
-        let Some(gw) = self.gateway(env).await else { return };
+        let Some(gw) = self.gateway(env).await else {
+            return;
+        };
         let s = &self.settings;
         if env.route.prev.iter().any(|a| a == &s.sink) {
             return;

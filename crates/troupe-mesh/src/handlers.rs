@@ -89,10 +89,12 @@ async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path)
         .kill_on_drop(true);
     let output = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
         Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Some(format!(
+        Ok(Err(e)) => {
+            return Some(format!(
             "{at}: cannot run the Python interpreter '{}': {e} (set `python:` in the mesh file)",
             actor.python
-        )),
+        ))
+        }
         Err(_) => {
             return Some(format!(
                 "{at}: importing '{}' took longer than {CHECK_TIMEOUT:?}",

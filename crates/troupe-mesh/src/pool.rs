@@ -212,6 +212,24 @@ async fn supervise(
                 let _ = process.kill();
                 backoff = RESTART_MIN;
             }
+            Outcome::Consumer(ReplicaExit::RuntimeLost) => {
+                // The runtime stopped answering: it crashed (its exit may not have been
+                // seen yet) or hangs. Replace it; queued messages wait for the new one.
+                let _ = process.kill();
+                let status = process
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                if started.elapsed() >= STABLE_AFTER {
+                    backoff = RESTART_MIN;
+                }
+                warn!(actor, replica = index, pid, status = %status, restart_in = ?backoff, "runtime unreachable; restarting");
+                if wait_or_stop(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(RESTART_MAX);
+            }
             Outcome::Consumer(ReplicaExit::Stopped) => {
                 let _ = process.terminate(t.grace).await;
                 return;

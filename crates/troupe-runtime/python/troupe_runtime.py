@@ -44,6 +44,8 @@ import decimal
 import gc
 import importlib
 import inspect
+import threading
+import time
 import json
 import logging
 import os
@@ -1306,6 +1308,29 @@ def _fatal(message, cause=None):
     return 1
 
 
+def _watch_parent(cleanup):
+    """Exit when the launching process dies (Troupe extension, TROUPE_PARENT_PID).
+
+    `troupe up` may be killed with SIGKILL, which it cannot forward; without this its
+    runtimes (and the models they hold) would outlive it. Polling getppid() needs no
+    privileges and works wherever the runtime runs; in a pod the variable is unset.
+    """
+    text = (os.environ.get("TROUPE_PARENT_PID") or "").strip()
+    if not text.isdigit():
+        return
+    parent = int(text)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                logger.warning("parent process %d is gone; exiting", parent)
+                cleanup()
+                os._exit(0)
+
+    threading.Thread(target=watch, name="troupe-parent-watch", daemon=True).start()
+
+
 def main():
     """Load ASYA_HANDLER, bind the socket, serve until SIGTERM/SIGINT; returns the exit code."""
     _configure_logging()
@@ -1331,6 +1356,7 @@ def main():
     # Installed first so a stop request during a slow handler import still exits 0.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _watch_parent(cleanup)
     # A ready file left by an earlier run must not announce this one while it loads.
     try:
         os.unlink(ready_path)

@@ -45,6 +45,15 @@ pub enum RuntimeCallError {
         /// What happened.
         message: String,
     },
+    /// No connection could be made: the request never reached the runtime (it is not
+    /// running, or is restarting), so the message is safe to requeue.
+    #[error("runtime not reachable at {socket}: {message}")]
+    NotDelivered {
+        /// Socket path.
+        socket: PathBuf,
+        /// What happened.
+        message: String,
+    },
     /// The call exceeded its deadline.
     #[error("runtime call timed out after {0:?}")]
     Timeout(Duration),
@@ -112,6 +121,8 @@ impl fmt::Debug for RuntimeClient {
 enum AttemptError {
     /// The connection died before any response byte: safe to retry on a fresh one.
     Stale(String),
+    /// The request could not even be written: it never reached the runtime.
+    Unsent(String),
     /// Anything else; never retried (the runtime may have run the handler).
     Fatal(String),
 }
@@ -252,11 +263,16 @@ impl RuntimeClient {
         let request_head = &head_buf[..head_len];
 
         let pooled = self.pool().pop();
+        // After a pooled connection died mid-request the runtime may have received the
+        // request (it can crash while handling it), so a failed reconnect is then an
+        // unreachable runtime, not an undelivered request.
+        let mut maybe_delivered = false;
         if let Some(conn) = pooled {
             match attempt(conn, request_head, body).await {
                 Ok(done) => return Ok(done),
                 Err(AttemptError::Fatal(msg)) => return Err(self.unreachable(msg)),
-                Err(AttemptError::Stale(_)) => {
+                Err(e @ (AttemptError::Stale(_) | AttemptError::Unsent(_))) => {
+                    maybe_delivered = matches!(e, AttemptError::Stale(_));
                     // The runtime dropped an idle connection; it most likely restarted or
                     // timed out its idle connections, so the others are suspect too.
                     self.pool().clear();
@@ -264,9 +280,15 @@ impl RuntimeClient {
             }
         }
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            self.unreachable(format!(
-                "cannot connect ({e}); is the runtime process running?"
-            ))
+            let message = format!("cannot connect ({e}); is the runtime process running?");
+            if maybe_delivered {
+                self.unreachable(message)
+            } else {
+                RuntimeCallError::NotDelivered {
+                    socket: self.socket.clone(),
+                    message,
+                }
+            }
         })?;
         let conn = Conn {
             stream,
@@ -275,7 +297,9 @@ impl RuntimeClient {
         attempt(conn, request_head, body)
             .await
             .map_err(|e| match e {
-                AttemptError::Stale(msg) | AttemptError::Fatal(msg) => self.unreachable(msg),
+                AttemptError::Stale(msg) | AttemptError::Unsent(msg) | AttemptError::Fatal(msg) => {
+                    self.unreachable(msg)
+                }
             })
     }
 
@@ -344,7 +368,7 @@ impl RuntimeClient {
 /// Writes the request on `conn` and reads the response head.
 async fn attempt(mut conn: Conn, head: &[u8], body: &[u8]) -> Result<(Conn, Head), AttemptError> {
     if let Err(e) = write_request(&mut conn.stream, head, body).await {
-        return Err(AttemptError::Stale(format!("writing request: {e}")));
+        return Err(AttemptError::Unsent(format!("writing request: {e}")));
     }
     // Leftover bytes would belong to no request; `release` never pools such a connection.
     debug_assert!(conn.buf.is_empty());

@@ -237,6 +237,8 @@ impl RuntimeProcess {
             .env("ASYA_HANDLER", &spec.handler)
             .env("ASYA_SOCKET_DIR", &spec.socket_dir)
             .env("PYTHONUNBUFFERED", "1")
+            // The runtime exits when this process dies, even by SIGKILL.
+            .env("TROUPE_PARENT_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

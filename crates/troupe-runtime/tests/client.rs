@@ -539,11 +539,16 @@ async fn garbage_replies_are_unreachable() {
 }
 
 #[tokio::test]
-async fn missing_socket_is_unreachable() {
+async fn missing_socket_is_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let client = RuntimeClient::new(dir.path().join("nope.sock"));
     let err = collect(&client, b"{}").await.unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
+    // Nothing was sent, so the caller may requeue instead of failing the message.
+    assert!(
+        matches!(err, RuntimeCallError::NotDelivered { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
