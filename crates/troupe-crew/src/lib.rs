@@ -22,31 +22,18 @@ pub use resume::Resume;
 pub use sink::Sink;
 pub use sump::Sump;
 
-use troupe_protocol::Route;
 
 /// Name of the resume actor that x-pause puts first in `route.next`.
 pub const RESUME_ACTOR: &str = "x-resume";
 
 // Header names read or written by the crew (protocol.md §3).
-pub(crate) const HEADER_PAUSE: &str = "x-asya-pause";
-pub(crate) const HEADER_RESUME_TASK: &str = "x-asya-resume-task";
-pub(crate) const HEADER_RESUME_TIMEOUT: &str = "x-asya-resume-timeout";
-pub(crate) const HEADER_FAN_IN: &str = "x-asya-fan-in";
-pub(crate) const HEADER_ORIGIN_ID: &str = "x-asya-origin-id";
-pub(crate) const HEADER_MESH_STATUS: &str = "x-asya-mesh-status";
-
+pub(crate) use troupe_protocol::headers::{
+    FAN_IN as HEADER_FAN_IN, MESH_STATUS as HEADER_MESH_STATUS, ORIGIN_ID as HEADER_ORIGIN_ID,
+    PAUSE as HEADER_PAUSE, RESUME_TASK as HEADER_RESUME_TASK,
+    RESUME_TIMEOUT as HEADER_RESUME_TIMEOUT,
+};
 /// §5.1 advancement, as the Python runtime applies it to every emitted frame.
-pub(crate) fn advance(route: &Route) -> Route {
-    let mut prev = route.prev.clone();
-    prev.push(route.curr.clone());
-    let mut next = route.next.iter();
-    let curr = next.next().cloned().unwrap_or_default();
-    Route {
-        prev,
-        curr,
-        next: next.cloned().collect(),
-    }
-}
+pub(crate) use troupe_protocol::route::advance;
 
 /// Python's type name for a JSON value, used in `ValueError` messages like Asya's.
 pub(crate) fn py_type_name(v: &serde_json::Value) -> &'static str {
@@ -98,23 +85,6 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn r(prev: &[&str], curr: &str, next: &[&str]) -> Route {
-        Route {
-            prev: prev.iter().map(|s| (*s).to_owned()).collect(),
-            curr: curr.to_owned(),
-            next: next.iter().map(|s| (*s).to_owned()).collect(),
-        }
-    }
-
-    #[test]
-    fn advance_moves_curr_to_prev_and_pops_next() {
-        assert_eq!(
-            advance(&r(&["a"], "b", &["c", "d"])),
-            r(&["a", "b"], "c", &["d"])
-        );
-        assert_eq!(advance(&r(&["a"], "b", &[])), r(&["a", "b"], "", &[]));
-    }
 
     #[test]
     fn python_type_names() {
