@@ -1814,17 +1814,7 @@ fn parse_listen(text: &str) -> Option<SocketAddr> {
 
 /// `^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`, at most 63 characters (protocol.md §4).
 fn is_dns_label(s: &str) -> bool {
-    let ok_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => {
-            b.len() <= 63
-                && ok_char(first)
-                && ok_char(last)
-                && b.iter().all(|&c| ok_char(c) || c == b'-')
-        }
-        _ => false,
-    }
+    troupe_protocol::queue::validate_actor_name(s).is_ok()
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$` (protocol.md §6.1).
