@@ -50,6 +50,10 @@ pub struct Args {
     /// Keep the project folder (queues, x-sink files) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Run with `crew: {persist_results: false}`: x-sink does not write one file per
+    /// finished task (isolates the cost of the mesh itself from the filesystem's).
+    #[arg(long)]
+    no_persist: bool,
 }
 
 fn main() -> Result<()> {
@@ -89,7 +93,7 @@ async fn run(args: &Args, machine: &report::Machine) -> Result<report::Results> 
         .tempdir_in(&parent)
         .context("creating the project folder")?;
     let project =
-        project::write(tmp.path(), &args.python).context("writing the benchmark project")?;
+        project::write(tmp.path(), &args.python, !args.no_persist).context("writing the benchmark project")?;
     if !args.json {
         // The header goes out first so a stuck run still shows the machine and load.
         print!("{}", report::header(args, machine));

@@ -18,12 +18,15 @@ pub const FLOOR_CLIENT_FILE: &str = "floor_client.py";
 
 /// The mesh file: one replica per actor (autoscaling off, so no scaler runs), one message
 /// at a time per replica.
-pub fn mesh_yaml(python: &str) -> String {
+pub fn mesh_yaml(python: &str, persist_results: bool) -> String {
     let mut y = String::from("namespace: bench\n");
     y.push_str(&format!(
         "python: {}\n",
         serde_json::Value::String(python.to_owned())
     ));
+    if !persist_results {
+        y.push_str("crew: {persist_results: false}\n");
+    }
     y.push_str("actors:\n");
     for actor in ACTORS {
         y.push_str(&format!(
@@ -45,10 +48,10 @@ pub struct Project {
 }
 
 /// Writes the mesh file, `noop.py` and the floor client into `root`.
-pub fn write(root: &Path, python: &str) -> io::Result<Project> {
+pub fn write(root: &Path, python: &str, persist_results: bool) -> io::Result<Project> {
     std::fs::create_dir_all(root)?;
     let mesh_file = root.join(troupe_mesh::config::MESH_FILE_NAME);
-    std::fs::write(&mesh_file, mesh_yaml(python))?;
+    std::fs::write(&mesh_file, mesh_yaml(python, persist_results))?;
     std::fs::write(root.join("noop.py"), NOOP_PY)?;
     let floor_client = root.join(FLOOR_CLIENT_FILE);
     std::fs::write(&floor_client, FLOOR_CLIENT_PY)?;
@@ -68,7 +71,7 @@ mod tests {
     #[test]
     fn written_project_loads_as_three_fixed_single_replica_actors() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "python3").unwrap();
+        let p = write(dir.path(), "python3", true).unwrap();
         let (mesh, warnings) = MeshConfig::load(&p.mesh_file).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(mesh.namespace, "bench");
@@ -90,7 +93,7 @@ mod tests {
 
     #[test]
     fn interpreter_path_is_quoted() {
-        let y = mesh_yaml("/opt/my python/bin/python3");
+        let y = mesh_yaml("/opt/my python/bin/python3", true);
         assert!(
             y.contains("python: \"/opt/my python/bin/python3\"\n"),
             "{y}"

@@ -119,7 +119,7 @@ impl EndHandler for Sink {
                 Some(path) => {
                     let body = serde_json::to_vec_pretty(env)
                         .map_err(|e| Requeue(format!("cannot serialise envelope {id}: {e}")))?;
-                    store::write_atomic(&path, &body).await.map_err(|e| {
+                    store::write_result(&path, &body).await.map_err(|e| {
                         Requeue(format!(
                             "cannot persist envelope to {}: {e}; check ASYA_PERSISTENCE_MOUNT",
                             path.display()

@@ -19,40 +19,100 @@ pub(crate) fn file_path(mount: &Path, folder: &str, id: &str) -> Option<PathBuf>
 /// Writes `bytes` to `path` so that readers (and a process crash) see either the old
 /// file or the complete new one: write a temp file in the same folder, then rename.
 /// No fsync: like the embedded queue's default policy, this survives a crash of the
-/// process but not a power loss; the whole write runs in one blocking-pool hop.
+/// process but not a power loss. Used for state that is read back (paused tasks).
 pub(crate) async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let path = path.to_path_buf();
-    let bytes = bytes.to_vec();
-    tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes))
-        .await
-        .map_err(io::Error::other)?
+    writer::submit(path, bytes, true).await
 }
 
-fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes a terminal result file in place. A crash mid-write can only tear the file of
+/// a message that was not acked yet, and its redelivery rewrites it; skipping the temp
+/// file and rename halves the metadata work of the hottest crew path (x-sink writes one
+/// file per finished task).
+pub(crate) async fn write_result(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    writer::submit(path, bytes, false).await
+}
+
+fn write_blocking(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
+    let with_dir = |f: &dyn Fn() -> io::Result<()>| match f() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            f()
+        }
+        other => other,
+    };
+    if !atomic {
+        return with_dir(&|| std::fs::write(path, bytes));
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // Dot-prefixed so listings of `*.json` never pick up a half-written file.
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let write = |tmp: &Path| -> io::Result<()> {
-        match std::fs::write(tmp, bytes) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(tmp, bytes)
-            }
-            other => other,
-        }?;
-        std::fs::rename(tmp, path)
-    };
-    let result = write(&tmp);
+    let result = with_dir(&|| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// One long-lived thread does the crew's file writes: cheaper than a blocking-pool
+/// hand-off per file, and writes to one folder do not contend with each other.
+mod writer {
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc;
+    use std::sync::{Mutex, OnceLock};
+
+    use tokio::sync::oneshot;
+
+    struct Job {
+        path: PathBuf,
+        bytes: Vec<u8>,
+        atomic: bool,
+        done: oneshot::Sender<io::Result<()>>,
+    }
+
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+
+    fn queue() -> io::Result<mpsc::Sender<Job>> {
+        let q = QUEUE.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new()
+                .name("troupe-crew-writer".into())
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        let r = super::write_blocking(&job.path, &job.bytes, job.atomic);
+                        let _ = job.done.send(r);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the crew writer thread");
+            }
+            Mutex::new(tx)
+        });
+        q.lock()
+            .map(|tx| tx.clone())
+            .map_err(|_| io::Error::other("crew writer queue poisoned"))
+    }
+
+    pub(super) async fn submit(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
+        let (done, wait) = oneshot::channel();
+        let job = Job {
+            path: path.to_path_buf(),
+            bytes: bytes.to_vec(),
+            atomic,
+            done,
+        };
+        queue()?
+            .send(job)
+            .map_err(|_| io::Error::other("crew writer thread is not running"))?;
+        wait.await
+            .map_err(|_| io::Error::other("crew writer thread stopped"))?
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl EndHandler for Sump {
                         let pretty = serde_json::to_vec_pretty(env).map_err(|e| {
                             Requeue(format!("cannot serialise envelope {}: {e}", env.id))
                         })?;
-                        store::write_atomic(&path, &pretty).await.map_err(|e| {
+                        store::write_result(&path, &pretty).await.map_err(|e| {
                             Requeue(format!(
                                 "cannot persist envelope to {}: {e}; check ASYA_PERSISTENCE_MOUNT",
                                 path.display()

@@ -15,7 +15,8 @@
 //!   - actor: preprocess
 //!     handler: pipeline.preprocess
 //!     concurrency: 1          # Troupe extension (TROUPE_CONCURRENCY)
-//! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow}
+//! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow,
+//!        persist_results: true}
 //! ```
 //!
 //! **Kubernetes manifests**: several documents, each `apiVersion: asya.sh/v1alpha1`,
@@ -168,6 +169,7 @@ const CREW_FIELDS: &[&str] = &[
     "sink_fanout_hooks",
     "pause_metadata",
     "resume_merge_mode",
+    "persist_results",
 ];
 const ASYNC_ACTOR_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
@@ -255,8 +257,11 @@ impl Default for Scaling {
 }
 
 /// Crew settings (`crew:` section).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CrewSettings {
+    /// x-sink / x-sump write `succeeded/`, `failed/` under the state dir (default
+    /// true; `troupe result` reads them). Paused tasks are always persisted.
+    pub persist_results: bool,
     /// `ASYA_SINK_HOOKS`: actors run after x-sink, in order.
     pub sink_hooks: Vec<String>,
     /// `ASYA_SINK_FANOUT_HOOKS`: also run hooks for fan-out children.
@@ -265,6 +270,18 @@ pub struct CrewSettings {
     pub pause_metadata: Option<serde_json::Value>,
     /// `ASYA_RESUME_MERGE_MODE`.
     pub resume_merge_mode: MergeMode,
+}
+
+impl Default for CrewSettings {
+    fn default() -> Self {
+        Self {
+            persist_results: true,
+            sink_hooks: Vec::new(),
+            sink_fanout_hooks: false,
+            pause_metadata: None,
+            resume_merge_mode: MergeMode::default(),
+        }
+    }
 }
 
 /// One problem in a mesh file.
@@ -1311,6 +1328,11 @@ impl Checker<'_> {
                     });
                     crew.sink_hooks.push(name);
                 }
+            }
+        }
+        if let Some(v) = f.get("persist_results") {
+            if let Some(b) = self.boolean(v, &p.key("persist_results")) {
+                crew.persist_results = b;
             }
         }
         if let Some(v) = f.get("sink_fanout_hooks") {

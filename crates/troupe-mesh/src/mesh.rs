@@ -177,17 +177,21 @@ impl Mesh {
             resume_merge_mode: config.crew.resume_merge_mode,
             ..CrewConfig::default()
         };
+        let results_config = CrewConfig {
+            mount: crew_config.mount.clone().filter(|_| config.crew.persist_results),
+            ..crew_config.clone()
+        };
         let mut crew = Vec::new();
         for name in CREW {
             let handler = match name {
                 "x-sink" => match options.sink_tap.clone() {
                     Some(tap) => Handler::End(Arc::new(TappedSink {
-                        inner: Sink::new(crew_config.clone()),
+                        inner: Sink::new(results_config.clone()),
                         tap,
                     })),
-                    None => Handler::End(Arc::new(Sink::new(crew_config.clone()))),
+                    None => Handler::End(Arc::new(Sink::new(results_config.clone()))),
                 },
-                "x-sump" => Handler::End(Arc::new(Sump::new(crew_config.clone()))),
+                "x-sump" => Handler::End(Arc::new(Sump::new(results_config.clone()))),
                 "x-pause" => Handler::Native(Arc::new(Pause::new(crew_config.clone()))),
                 _ => Handler::Native(Arc::new(Resume::new(crew_config.clone()))),
             };
