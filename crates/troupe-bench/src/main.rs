@@ -92,8 +92,8 @@ async fn run(args: &Args, machine: &report::Machine) -> Result<report::Results> 
         .prefix("troupe-bench-")
         .tempdir_in(&parent)
         .context("creating the project folder")?;
-    let project =
-        project::write(tmp.path(), &args.python, !args.no_persist).context("writing the benchmark project")?;
+    let project = project::write(tmp.path(), &args.python, !args.no_persist)
+        .context("writing the benchmark project")?;
     if !args.json {
         // The header goes out first so a stuck run still shows the machine and load.
         print!("{}", report::header(args, machine));

@@ -151,7 +151,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     }
     let v: Value = resp.json().await?;
     if as_json {
-        crate::stdout_line(&format!("{}", serde_json::to_string_pretty(&v)?));
+        crate::stdout_line(&serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     let actors: Vec<ActorView> =
@@ -201,7 +201,7 @@ pub async fn resume(mesh: &MeshArg, id: &str, payload: Option<&str>, follow: boo
         bail!("resume failed: {}", error_text(resp).await);
     }
     if !follow {
-        crate::stdout_line(&id);
+        crate::stdout_line(id);
         return Ok(0);
     }
     wait::follow(&client, &base, id, None).await
@@ -222,9 +222,8 @@ pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
         bail!("{}", error_text(resp).await);
     }
     let v: Value = resp.json().await?;
-    crate::stdout_line(&format!(
-        "{}",
-        serde_json::to_string_pretty(v.get("envelope").unwrap_or(&v))?
-    ));
+    crate::stdout_line(&serde_json::to_string_pretty(
+        v.get("envelope").unwrap_or(&v),
+    )?);
     Ok(0)
 }

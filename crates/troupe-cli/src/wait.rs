@@ -99,7 +99,7 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
             match status {
                 "succeeded" => {
                     let result = v.get("result").cloned().unwrap_or(Value::Null);
-                    crate::stdout_line(&format!("{}", serde_json::to_string_pretty(&result)?));
+                    crate::stdout_line(&serde_json::to_string_pretty(&result)?);
                     Ok(Some(0))
                 }
                 "failed" | "canceled" => {
@@ -132,7 +132,7 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                     {
                         let _ = writeln!(err, "fields: {}", Value::Array(fields.clone()));
                     }
-                    crate::stdout_line(&format!("{}", serde_json::to_string(&meta)?));
+                    crate::stdout_line(&serde_json::to_string(&meta)?);
                     Ok(Some(super::wait::EXIT_PAUSED))
                 }
                 _ => {

@@ -22,7 +22,6 @@ pub use resume::Resume;
 pub use sink::Sink;
 pub use sump::Sump;
 
-
 /// Name of the resume actor that x-pause puts first in `route.next`.
 pub const RESUME_ACTOR: &str = "x-resume";
 

@@ -52,7 +52,8 @@ fn write_blocking(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
         .unwrap_or_default();
     // Dot-prefixed so listings of `*.json` never pick up a half-written file.
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = with_dir(&|| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
+    let result =
+        with_dir(&|| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

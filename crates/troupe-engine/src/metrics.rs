@@ -73,6 +73,33 @@ pub mod sent {
     pub const HOOK: &str = "hook";
 }
 
+/// Handles of the counters every message touches, registered once per actor so the
+/// per-message path builds no label strings.
+#[derive(Debug, Clone)]
+pub struct HotCounters {
+    /// [`MESSAGES_RECEIVED`] for this actor.
+    pub received: metrics::Counter,
+    /// [`MESSAGES_PROCESSED`] with status `success`.
+    pub success: metrics::Counter,
+    /// [`MESSAGES_PROCESSED`] with status `end_consumed`.
+    pub end_consumed: metrics::Counter,
+    /// [`MESSAGES_SENT`] to the sink queue.
+    pub sent_sink: metrics::Counter,
+}
+
+impl HotCounters {
+    /// Registers the counters of `actor` (whose sink queue is `sink_queue`).
+    pub fn register(actor: &str, sink_queue: &str) -> Self {
+        let q = actor.to_owned();
+        Self {
+            received: metrics::counter!(MESSAGES_RECEIVED, "queue" => q.clone()),
+            success: metrics::counter!(MESSAGES_PROCESSED, "queue" => q.clone(), "status" => processed::SUCCESS),
+            end_consumed: metrics::counter!(MESSAGES_PROCESSED, "queue" => q, "status" => processed::END_CONSUMED),
+            sent_sink: metrics::counter!(MESSAGES_SENT, "destination_queue" => sink_queue.to_owned(), "message_type" => sent::SINK),
+        }
+    }
+}
+
 /// Live counters of one actor, shared by all its replicas.
 #[derive(Debug, Default)]
 pub struct ActorStats {

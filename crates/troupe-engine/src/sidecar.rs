@@ -91,6 +91,7 @@ pub struct Engine {
     own_queue: Arc<str>,
     sink_queue: String,
     sump_queue: String,
+    hot: m::HotCounters,
 }
 
 /// The runtime's error body (`{"error", "details"}`).
@@ -121,6 +122,7 @@ impl Engine {
         let own_queue: Arc<str> = transport.queue_name(&settings.actor).into();
         let sink_queue = transport.queue_name(&settings.sink);
         let sump_queue = transport.queue_name(&settings.sump);
+        let hot = m::HotCounters::register(&settings.actor, &sink_queue);
         Self {
             settings,
             transport,
@@ -130,6 +132,7 @@ impl Engine {
             own_queue,
             sink_queue,
             sump_queue,
+            hot,
         }
     }
 
@@ -158,8 +161,7 @@ impl Engine {
         // A guard, so a caller that drops this future (shutdown grace expired) does not
         // leave the in-flight count raised for good.
         let _in_flight = InFlight::enter(&self.stats);
-        metrics::counter!(m::MESSAGES_RECEIVED, "queue" => self.settings.actor.clone())
-            .increment(1);
+        self.hot.received.increment(1);
         let outcome = match handler {
             Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
             _ => self.process_regular(handler, &delivery.body).await,
@@ -197,6 +199,11 @@ impl Engine {
     }
 
     fn processed(&self, status: &'static str) {
+        match status {
+            m::processed::SUCCESS => return self.hot.success.increment(1),
+            m::processed::END_CONSUMED => return self.hot.end_consumed.increment(1),
+            _ => {}
+        }
         metrics::counter!(m::MESSAGES_PROCESSED, "queue" => self.settings.actor.clone(), "status" => status).increment(1);
     }
 
@@ -209,7 +216,11 @@ impl Engine {
         let body = Bytes::from(env.to_vec());
         match self.transport.send(queue, body).await {
             Ok(()) => {
-                metrics::counter!(m::MESSAGES_SENT, "destination_queue" => queue.to_owned(), "message_type" => kind).increment(1);
+                if kind == m::sent::SINK {
+                    self.hot.sent_sink.increment(1);
+                } else {
+                    metrics::counter!(m::MESSAGES_SENT, "destination_queue" => queue.to_owned(), "message_type" => kind).increment(1);
+                }
                 Ok(())
             }
             Err(e) => {

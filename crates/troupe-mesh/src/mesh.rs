@@ -178,7 +178,10 @@ impl Mesh {
             ..CrewConfig::default()
         };
         let results_config = CrewConfig {
-            mount: crew_config.mount.clone().filter(|_| config.crew.persist_results),
+            mount: crew_config
+                .mount
+                .clone()
+                .filter(|_| config.crew.persist_results),
             ..crew_config.clone()
         };
         let mut crew = Vec::new();

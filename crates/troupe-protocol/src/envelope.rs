@@ -228,7 +228,9 @@ impl Envelope {
     pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
         match body.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') | None => serde_json::from_slice(body),
-            Some(_) => Err(serde::de::Error::custom("an envelope must be a JSON object")),
+            Some(_) => Err(serde::de::Error::custom(
+                "an envelope must be a JSON object",
+            )),
         }
     }
 
