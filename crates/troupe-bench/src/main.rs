@@ -65,8 +65,14 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let machine = report::Machine::probe(&args.python);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.max(1))
+    let mut builder = if args.workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.workers);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

@@ -10,6 +10,7 @@
 //! python: python3             # interpreter for runtimes (a path with a folder part, such as
 //!                             # .venv/bin/python, is relative to the mesh file's folder)
 //! transport: embedded         # the only transport troupe up runs
+//! fsync: never                 # embedded queue: never | always | <duration> (power-loss durability)
 //! gateway: {listen: "127.0.0.1:0"}
 //! actors:                     # AsyncActor spec fields (platform.md §2), `image` optional
 //!   - actor: preprocess
@@ -69,6 +70,7 @@ const MESH_FIELDS: &[&str] = &[
     "state_dir",
     "python",
     "transport",
+    "fsync",
     "gateway",
     "actors",
     "crew",
@@ -188,6 +190,9 @@ pub struct MeshConfig {
     pub python: String,
     /// Transport name; always `embedded` for now.
     pub transport: String,
+    /// When the embedded queue flushes to stable storage (`fsync: never | always |
+    /// <duration>`; default never: survives process crashes, not power loss).
+    pub fsync: troupe_transport_embedded::FsyncPolicy,
     /// Address of the control/mesh API listener (port 0 = any free port).
     pub gateway_listen: SocketAddr,
     /// User actors in file order.
@@ -1102,6 +1107,7 @@ impl Checker<'_> {
             state_dir: root.join(".troupe"),
             python: "python3".to_string(),
             transport: "embedded".to_string(),
+            fsync: troupe_transport_embedded::FsyncPolicy::Never,
             gateway_listen: DEFAULT_GATEWAY_LISTEN,
             actors: Vec::new(),
             crew: CrewSettings::default(),
@@ -1277,6 +1283,20 @@ impl Checker<'_> {
             if let Some(t) = self.string(v, &q) {
                 if t != "embedded" {
                     self.error(&q, format!("transport '{t}' is not supported yet: troupe up runs only the embedded transport; set transport: embedded or remove the field"));
+                }
+            }
+        }
+        if let Some(v) = f.get("fsync") {
+            let q = p.key("fsync");
+            if let Some(text) = self.string(v, &q) {
+                use troupe_transport_embedded::FsyncPolicy;
+                match text.as_str() {
+                    "never" => mesh.fsync = FsyncPolicy::Never,
+                    "always" => mesh.fsync = FsyncPolicy::Always,
+                    other => match troupe_protocol::duration::parse_go_duration(other) {
+                        Ok(d) if !d.is_zero() => mesh.fsync = FsyncPolicy::Interval(d),
+                        _ => self.error(&q, format!("invalid fsync '{other}': use never (default: survives process crashes), always (fdatasync before every send returns: survives power loss) or a duration such as 100ms (power loss may lose that much)")),
+                    },
                 }
             }
         }

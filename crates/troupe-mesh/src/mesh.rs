@@ -121,8 +121,14 @@ impl Mesh {
             crate::handlers::check_handlers(&config, &runtime_file).await?;
         }
         let transport = Arc::new(
-            EmbeddedTransport::open(&state.join("queues"), EmbeddedOptions::default())
-                .map_err(|e| MeshError::Transport(e.to_string()))?,
+            EmbeddedTransport::open(
+                &state.join("queues"),
+                EmbeddedOptions {
+                    fsync: config.fsync,
+                    ..EmbeddedOptions::default()
+                },
+            )
+            .map_err(|e| MeshError::Transport(e.to_string()))?,
         );
         let listener = tokio::net::TcpListener::bind(config.gateway_listen)
             .await

@@ -983,3 +983,29 @@ fn display_path_drops_leading_dot_slash() {
         "{e}"
     );
 }
+
+#[test]
+fn fsync_policy_is_parsed_and_validated() {
+    use troupe_transport_embedded::FsyncPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let load = |fsync: &str| {
+        let path = dir.path().join("troupe.yaml");
+        std::fs::write(
+            &path,
+            format!("fsync: {fsync}\nactors: [{{actor: a, handler: m.f}}]\n"),
+        )
+        .unwrap();
+        troupe_mesh::MeshConfig::load(&path).map(|(c, _)| c.fsync)
+    };
+    assert_eq!(load("never").unwrap(), FsyncPolicy::Never);
+    assert_eq!(load("always").unwrap(), FsyncPolicy::Always);
+    assert_eq!(
+        load("100ms").unwrap(),
+        FsyncPolicy::Interval(std::time::Duration::from_millis(100))
+    );
+    let err = load("sometimes").unwrap_err().to_string();
+    assert!(
+        err.contains("troupe.yaml:1:") && err.contains("fsync: invalid fsync 'sometimes'"),
+        "{err}"
+    );
+}
