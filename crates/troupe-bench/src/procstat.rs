@@ -173,7 +173,16 @@ mod tests {
             .env("ASYA_ACTOR_NAME", "zed")
             .spawn()
             .unwrap();
-        let found = children_running(std::process::id(), "sleep").unwrap();
+        // Right after spawn the child may not have exec'd yet (its cmdline is still
+        // ours), so look again for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            let found = children_running(std::process::id(), "sleep").unwrap();
+            if found.iter().any(|c| c.pid == child.id()) || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         let _ = child.kill();
         let _ = child.wait();
         let mine: Vec<_> = found.iter().filter(|c| c.pid == child.id()).collect();
