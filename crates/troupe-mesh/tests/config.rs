@@ -372,7 +372,7 @@ actors:
         "{}",
         render(&e)
     );
-    assert!(e[0].message.starts_with("unknown field 'actor'; did you mean 'actors'? allowed fields: namespace, state_dir, python, transport, gateway, actors, crew"), "{}", e[0]);
+    assert!(e[0].message.starts_with("unknown field 'actor'; did you mean 'actors'? allowed fields: namespace, state_dir, python, transport, fsync, gateway, actors, crew"), "{}", e[0]);
     assert!(
         e[1].message.contains("did you mean 'minReplicaCount'?"),
         "{}",
