@@ -29,5 +29,9 @@ cargo test --workspace --locked
 echo "== build troupe"
 cargo build -p troupe-cli --locked
 
-echo "== python runtime and end-to-end tests"
-python3 -m pytest tests/python tests/e2e -q -p no:cacheprovider
+# Two runs: each suite has its own conftest module.
+echo "== python runtime tests"
+python3 -m pytest tests/python -q -p no:cacheprovider
+
+echo "== end-to-end tests (real binary, real Python)"
+python3 -m pytest tests/e2e -q -p no:cacheprovider
