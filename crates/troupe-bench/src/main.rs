@@ -38,8 +38,9 @@ pub struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Tokio worker threads running the mesh.
-    #[arg(long, default_value_t = 2)]
+    /// Tokio worker threads running the mesh; 0 = one current-thread runtime, as
+    /// `troupe up` runs it.
+    #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Python interpreter for the runtimes and the floor client.
     #[arg(long, default_value = "python3")]

@@ -84,11 +84,14 @@ fn load_text(m: &Machine) -> String {
 pub fn header(args: &Args, m: &Machine) -> String {
     format!(
         "troupe-bench: 3-actor no-op pipeline a -> b -> c, embedded mesh, 1 replica/actor, concurrency 1\n\
-         machine: {} CPUs, load average {} (before start), {}, {} tokio workers\n",
+         machine: {} CPUs, load average {} (before start), {}, tokio: {}\n",
         m.cpus,
         load_text(m),
         m.python,
-        args.workers
+        match args.workers {
+            0 => "current-thread (as troupe up)".to_owned(),
+            n => format!("{n} workers"),
+        }
     )
 }
 

@@ -73,7 +73,10 @@ fn small_run_reports_every_pipeline_with_consistent_figures() {
     assert!(f(&v, "/floor/cpu_s_python") >= 0.0);
     assert!(f(&v, "/floor/p50_ms") > 0.0);
 
-    assert_eq!(v["machine"]["tokio_workers"], 2);
+    assert_eq!(
+        v["machine"]["tokio_workers"], 0,
+        "default: current-thread, as troupe up"
+    );
     assert!(v["machine"]["cpus"].as_u64().unwrap() >= 1);
     assert_eq!(
         v["targets"]["rate_met"],

@@ -98,10 +98,14 @@ fn main() -> ExitCode {
         eprintln!("troupe: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The mesh runs on one thread: a message hop is a chain of short steps whose
+    // cross-thread wake-ups cost more than the work itself (docs/benchmarks.md). Python
+    // runtimes, the queue's log thread and the crew's writer thread use the other cores.
+    let mut builder = match cli.command {
+        Command::Up { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("troupe: cannot start the async runtime: {e}");
