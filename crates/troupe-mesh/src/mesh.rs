@@ -190,27 +190,37 @@ impl Mesh {
                 .filter(|_| config.crew.persist_results),
             ..crew_config.clone()
         };
+        let sink_handler: Arc<dyn EndHandler> = match options.sink_tap.clone() {
+            Some(tap) => Arc::new(TappedSink {
+                inner: Sink::new(results_config.clone()),
+                tap,
+            }),
+            None => Arc::new(Sink::new(results_config.clone())),
+        };
+        // Every other actor hands its finished tasks to this engine directly.
+        let mut local_sink: Option<Arc<Engine>> = None;
         let mut crew = Vec::new();
         for name in CREW {
             let handler = match name {
-                "x-sink" => match options.sink_tap.clone() {
-                    Some(tap) => Handler::End(Arc::new(TappedSink {
-                        inner: Sink::new(results_config.clone()),
-                        tap,
-                    })),
-                    None => Handler::End(Arc::new(Sink::new(results_config.clone()))),
-                },
+                "x-sink" => Handler::End(sink_handler.clone()),
                 "x-sump" => Handler::End(Arc::new(Sump::new(results_config.clone()))),
                 "x-pause" => Handler::Native(Arc::new(Pause::new(crew_config.clone()))),
                 _ => Handler::Native(Arc::new(Resume::new(crew_config.clone()))),
             };
-            let engine = Arc::new(Engine::new(
+            let mut engine = Engine::new(
                 settings_for(name, Duration::from_secs(300), 2),
                 dyn_transport.clone(),
                 reporter.clone(),
                 Arc::new(SystemClock),
                 Arc::new(ActorStats::default()),
-            ));
+            );
+            if let (Some(sink), Handler::Native(_)) = (&local_sink, &handler) {
+                engine = engine.with_local_sink(sink.clone(), sink_handler.clone());
+            }
+            let engine = Arc::new(engine);
+            if name == "x-sink" {
+                local_sink = Some(engine.clone());
+            }
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn({
                 let engine = engine.clone();
@@ -227,13 +237,17 @@ impl Mesh {
             let mut settings =
                 settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
             settings.resiliency = actor.resiliency.clone();
-            let engine = Arc::new(Engine::new(
+            let mut engine = Engine::new(
                 settings,
                 dyn_transport.clone(),
                 reporter.clone(),
                 Arc::new(SystemClock),
                 Arc::new(ActorStats::default()),
-            ));
+            );
+            if let Some(sink) = &local_sink {
+                engine = engine.with_local_sink(sink.clone(), sink_handler.clone());
+            }
+            let engine = Arc::new(engine);
             let template = ReplicaTemplate {
                 engine,
                 spec: runtime_spec(&config, actor, &runtime_file),

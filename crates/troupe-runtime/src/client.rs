@@ -199,6 +199,13 @@ impl RuntimeClient {
     /// Returns `conn` to the pool if the response allows reuse and was fully consumed.
     fn release(&self, conn: Conn, head: &Head) {
         if head.reusable && conn.buf.is_empty() {
+            // The runtime sends nothing between responses, so the connection is known to
+            // be drained: forget its read readiness now, and the next call's first read
+            // waits for the reply instead of costing a syscall that returns EAGAIN.
+            // A close by the runtime still raises readiness again.
+            let _ = conn.stream.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
             let mut pool = self.pool();
             if pool.len() < MAX_IDLE {
                 pool.push(conn);

@@ -210,6 +210,10 @@ struct Pending {
     spare: Option<Scratch>,
     /// When the log thread must write pending acks on its own.
     ack_deadline: Option<std::time::Instant>,
+    /// When the sleeping log thread wakes up on its own (`None`: it is busy or sleeps
+    /// until notified). An ack whose deadline is no earlier needs no wake-up call, which
+    /// keeps a steady stream of acks from costing a futex round trip each.
+    bg_wake_at: Option<std::time::Instant>,
     /// When the log thread must `fdatasync` ([`FsyncPolicy::Interval`]).
     sync_due: Option<std::time::Instant>,
     /// The log thread must run the commit loop (`committing` is already set for it).
@@ -733,8 +737,11 @@ impl Inner {
         let mut p = lock(&self.pending);
         p.acks.push((seq, seg));
         if !p.committing && p.ack_deadline.is_none() {
-            p.ack_deadline = Some(std::time::Instant::now() + self.opts.ack_flush_delay);
-            self.bg_cv.notify_one();
+            let deadline = std::time::Instant::now() + self.opts.ack_flush_delay;
+            p.ack_deadline = Some(deadline);
+            if p.bg_wake_at.is_none_or(|wake| wake > deadline) {
+                self.bg_cv.notify_one();
+            }
         }
         Ok(())
     }
@@ -889,6 +896,7 @@ impl Inner {
             if p.shutdown {
                 return;
             }
+            p.bg_wake_at = timeout.map(|t| now + t);
             p = match timeout {
                 Some(t) => {
                     self.bg_cv
@@ -898,6 +906,7 @@ impl Inner {
                 }
                 None => self.bg_cv.wait(p).unwrap_or_else(PoisonError::into_inner),
             };
+            p.bg_wake_at = None;
         }
     }
 
