@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the per-message path allocates and frees small buffers at a high rate,
+/// which glibc's allocator answers with heap trims and page faults (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Troupe: an actor mesh for AI/ML inference and agentic workloads.
 #[derive(Debug, Parser)]
 #[command(name = "troupe", version, about)]
