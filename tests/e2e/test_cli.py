@@ -359,3 +359,24 @@ def test_closed_stdout_pipe_does_not_panic(mesh):
     os.close(w)
     assert "panicked" not in proc.stderr, proc.stderr
     assert proc.returncode != 101
+
+
+def test_terminal_ctrl_c_lets_in_flight_messages_finish(mesh):
+    """A terminal's Ctrl-C goes to the whole foreground process group; the runtimes must
+    not die with it while troupe up drains in-flight messages."""
+    two_actor_mesh(mesh)
+    mesh.proc.send_signal(signal.SIGTERM)
+    mesh.proc.wait(30)
+    # Restart in a session of its own, so the group signal below cannot reach pytest.
+    log = open(mesh.log_path, "ab")
+    mesh.proc = subprocess.Popen([str(mesh.binary), "up", str(mesh.root)], cwd=mesh.root,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    mesh.wait_up()
+    slow = mesh.send("ok", {"sleep": 2.0})
+    mesh.wait_for(lambda: mesh.status()["ok"]["in_flight"] == 1, what="slow message in flight")
+    os.killpg(mesh.proc.pid, signal.SIGINT)
+    assert mesh.proc.wait(60) == 0
+    done = mesh.results("succeeded")
+    assert slow in done, f"in-flight message did not finish:\n{mesh.log()[-3000:]}"
+    assert not mesh.results("failed")

@@ -26,8 +26,11 @@ pub fn init(level: &str, format: Format) -> Result<(), String> {
     let deps = if level == "trace" { "trace" } else { "warn" };
     let filter = EnvFilter::try_new(format!("{deps},troupe={level},troupe_mesh={level},troupe_engine={level},troupe_runtime={level},troupe_gateway={level},troupe_crew={level},troupe_transport_embedded={level},troupe_cli={level}"))
         .map_err(|e| e.to_string())?;
+    // Colours only on a terminal: logs redirected to a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match format {
         Format::Text => builder.try_init(),

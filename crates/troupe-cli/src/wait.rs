@@ -104,12 +104,12 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                 }
                 "failed" | "canceled" => {
                     let details = v.get("error_details");
-                    let kind = details
-                        .and_then(|d| d.get("type"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(status);
+                    let kind = details.and_then(|d| d.get("type")).and_then(Value::as_str);
                     let message = v.get("error").and_then(Value::as_str).unwrap_or("");
-                    let _ = writeln!(err, "task {status}: {kind}: {message}");
+                    let _ = match kind {
+                        Some(kind) => writeln!(err, "task {status}: {kind}: {message}"),
+                        None => writeln!(err, "task {status}: {message}"),
+                    };
                     if let Some(tb) = details
                         .and_then(|d| d.get("traceback"))
                         .and_then(Value::as_str)
@@ -141,7 +141,7 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                     let msg = v.get("message").and_then(Value::as_str).unwrap_or(status);
                     // A `completed` event carries the output route, so its actor is
                     // the next one.
-                    if msg.starts_with("Completed") && !actor.is_empty() {
+                    if msg.starts_with("Completed") && !actor.is_empty() && pct < 100.0 {
                         let _ = writeln!(err, "[{pct:5.1}%] {msg} (next: {actor})");
                     } else {
                         let _ = writeln!(err, "[{pct:5.1}%] {actor}: {msg}");

@@ -679,9 +679,11 @@ impl Engine {
         }
         let phase = env.status.as_ref().map(|s| s.phase);
         if self.settings.actor == self.settings.sink {
+            // Paused and canceled tasks (pre-flight diversions) count as neither.
             match phase {
                 Some(Phase::Failed) => ActorStats::bump(&self.stats.failed),
-                _ => ActorStats::bump(&self.stats.succeeded),
+                Some(Phase::Succeeded) | None => ActorStats::bump(&self.stats.succeeded),
+                Some(_) => {}
             }
         } else {
             ActorStats::bump(&self.stats.failed);

@@ -125,6 +125,7 @@ impl Mesh {
                 &state.join("queues"),
                 EmbeddedOptions {
                     fsync: config.fsync,
+                    visibility_timeout: visibility_timeout(&config),
                     ..EmbeddedOptions::default()
                 },
             )
@@ -381,4 +382,19 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
         python_path: vec![config.root.clone()],
         cwd: Some(config.root.clone()),
     }
+}
+
+/// How long a received message stays invisible before redelivery: twice the longest
+/// actor timeout (as the SQS default, platform.md §1.2), at least the queue's default,
+/// so a slow handler's message is never handed to a second worker mid-call.
+fn visibility_timeout(config: &MeshConfig) -> Duration {
+    let longest = config
+        .actors
+        .iter()
+        .map(|a| a.actor_timeout)
+        .max()
+        .unwrap_or_default();
+    EmbeddedOptions::default()
+        .visibility_timeout
+        .max(longest.saturating_mul(2))
 }

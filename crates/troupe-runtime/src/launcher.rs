@@ -239,6 +239,9 @@ impl RuntimeProcess {
             .env("PYTHONUNBUFFERED", "1")
             // The runtime exits when this process dies, even by SIGKILL.
             .env("TROUPE_PARENT_PID", std::process::id().to_string())
+            // Its own process group: a terminal's Ctrl-C reaches only `troupe up`, which
+            // lets in-flight messages finish before it stops the runtimes itself.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
