@@ -380,3 +380,30 @@ def test_terminal_ctrl_c_lets_in_flight_messages_finish(mesh):
     done = mesh.results("succeeded")
     assert slow in done, f"in-flight message did not finish:\n{mesh.log()[-3000:]}"
     assert not mesh.results("failed")
+
+
+def test_unknown_actors_in_a_route_are_reported_not_lost(mesh):
+    mesh.write("troupe.yaml", """
+        actors:
+          - actor: hop
+            handler: r.hop
+    """)
+    mesh.write("r.py", """
+        def hop(p):
+            yield "SET", ".route.next", [p["to"]]
+            yield p
+    """)
+    mesh.start()
+    # --route is checked when the task is created.
+    res = mesh.cli("send", "hop", '{"to": "x-sink"}', "--route", "nowhere")
+    assert res.returncode == 1
+    assert "actor 'nowhere' in route_next not found" in res.stderr
+    # A handler that routes to a missing actor: the frame ends in x-sump with the reason,
+    # instead of waiting forever on a queue nobody reads.
+    task = mesh.send("hop", {"to": "nowhere"})
+    dumped = mesh.wait_result(task, "failed")
+    assert dumped["status"]["reason"] == "RuntimeError"
+    assert "Unknown actor 'nowhere' in route" in dumped["payload"]["error"]
+    assert dumped["route"]["curr"] == "nowhere"
+    res = mesh.cli("send", "hop", '{"to": "nowhere"}', "--wait", "--timeout", "20s")
+    assert res.returncode == 1 and "Unknown actor 'nowhere'" in res.stderr

@@ -51,6 +51,8 @@ pub mod failed {
     pub const RUNTIME_ERROR: &str = "runtime_error";
     /// A send failed; input requeued.
     pub const TRANSPORT_ERROR: &str = "transport_error";
+    /// A frame was routed to an actor that does not exist.
+    pub const ROUTING_ERROR: &str = "routing_error";
     /// Policy exhausted.
     pub const POLICY_EXHAUSTED: &str = "policy_exhausted";
     /// Runtime call or SLA timeout.

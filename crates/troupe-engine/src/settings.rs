@@ -25,6 +25,9 @@ pub struct ActorSettings {
     pub gateway_allowed_hosts: Vec<String>,
     /// Grace period for in-flight messages on shutdown.
     pub shutdown_grace: Duration,
+    /// Every actor that consumes a queue, when known (`troupe up` knows its mesh): a frame
+    /// routed to any other actor goes to x-sump instead of a queue nobody reads.
+    pub known_actors: Option<std::sync::Arc<std::collections::HashSet<String>>>,
 }
 
 impl ActorSettings {
@@ -40,6 +43,7 @@ impl ActorSettings {
             gateway_url: None,
             gateway_allowed_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            known_actors: None,
         }
     }
 

@@ -854,6 +854,28 @@ impl<'a> Dispatch<'a> {
             }
             lifecycle::Target::Sink => e.to_sink(&out).await,
             lifecycle::Target::Actor(actor) => {
+                if let Some(known) = &s.known_actors {
+                    if !known.contains(&actor) {
+                        let text = format!(
+                            "Unknown actor '{actor}' in route: no actor of that name runs in this mesh (check the route or the handler's SET .route.next)"
+                        );
+                        let err = errors::error_envelope(
+                            &out,
+                            Reason::RuntimeError,
+                            &text,
+                            None,
+                            &s.actor,
+                            e.now(),
+                        );
+                        return e
+                            .to_sump(
+                                &err,
+                                m::failed::ROUTING_ERROR,
+                                format!("{}: {text}", out.id),
+                            )
+                            .await;
+                    }
+                }
                 let queue = e.transport.queue_name(&actor);
                 e.send(&queue, &out, m::sent::ROUTING).await
             }

@@ -146,6 +146,17 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
             Err(_) => return bad("\"route_next\" must be an array of actor names".into()),
         },
     };
+    let known = |a: &String| {
+        st.pools.iter().any(|p| &p.config.name == a)
+            || st.crew.iter().any(|e| &e.settings().actor == a)
+    };
+    if let Some(unknown) = next.iter().find(|a| !known(a)) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("actor '{unknown}' in route_next not found")})),
+        )
+            .into_response();
+    }
     let rest = serde_json::to_vec(&v).unwrap_or_default();
     match st.gateway.create_routed(&actor, None, &rest, &next).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),

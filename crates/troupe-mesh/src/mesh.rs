@@ -163,8 +163,17 @@ impl Mesh {
         let grace = options.grace.unwrap_or(Duration::from_secs(30));
         let dyn_transport: Arc<dyn Transport> = transport.clone();
 
+        let known_actors: Arc<HashSet<String>> = Arc::new(
+            config
+                .actors
+                .iter()
+                .map(|a| a.name.clone())
+                .chain(CREW.iter().map(|c| (*c).to_owned()))
+                .collect(),
+        );
         let settings_for = |name: &str, timeout: Duration, concurrency: usize| {
             let mut s = ActorSettings::new(name);
+            s.known_actors = Some(known_actors.clone());
             s.actor_timeout = timeout;
             s.concurrency = concurrency;
             s.gateway_url = Some(url.clone());
