@@ -274,6 +274,24 @@ def test_pause_then_reject_with_resume_wait(mesh):
     assert mesh.stop() == 0
 
 
+def test_paused_task_survives_a_restart(mesh):
+    mesh.copy_example("pause-resume")
+    mesh.start()
+    res, task = send_wait(mesh, "draft", {"ticket": 9, "question": "Can I get a refund?"},
+                          route=["x-pause", "finalize"])
+    assert res.returncode == 3, res.stderr
+    assert mesh.stop() == 0
+    mesh.start()
+    # The task store lives in memory; the paused task is re-registered from paused/.
+    code, body = mesh.task(task)
+    assert code == 200 and body["status"] == "paused", body
+    r = mesh.cli("resume", task, '{"approved": true, "note": "Done."}', "--wait")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"] == "sent"
+    assert not (mesh.state_dir / "paused" / f"{task}.json").exists()
+    assert mesh.stop() == 0
+
+
 # -- (f) streaming -------------------------------------------------------------------------
 
 HAIKU = "Messages wait in line / a replica wakes to serve / the queue drains to calm."

@@ -16,7 +16,9 @@ use troupe_engine::consumer::run_replica;
 use troupe_engine::handler::{EndHandler, EndOutcome, Requeue};
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::{ActorSettings, Engine, Handler};
-use troupe_gateway::{Gateway, GatewayConfig, Ingress, MemoryStore};
+use troupe_gateway::{
+    Gateway, GatewayConfig, Ingress, MemoryStore, Task, TaskData, TaskStatus, TaskStore,
+};
 use troupe_protocol::{Envelope, SystemClock};
 use troupe_runtime::launcher::{write_runtime_file, RuntimeSpec};
 use troupe_transport::Transport;
@@ -149,13 +151,15 @@ impl Mesh {
             transport: transport.clone(),
             actors,
         });
+        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new());
+        restore_paused(store.as_ref(), &state).await;
         let gateway = Gateway::new(
             GatewayConfig {
                 internal_url: url.clone(),
                 namespace: config.namespace.clone(),
                 ..GatewayConfig::default()
             },
-            Arc::new(MemoryStore::new()),
+            store.clone(),
             ingress,
         );
         let reporter = gateway.reporter();
@@ -406,4 +410,61 @@ fn visibility_timeout(config: &MeshConfig) -> Duration {
     EmbeddedOptions::default()
         .visibility_timeout
         .max(longest.saturating_mul(2))
+}
+
+/// Re-registers the tasks x-pause persisted (`{state_dir}/paused/{id}.json`), so a task
+/// paused before a restart can still be resumed by id (the task store lives in memory).
+async fn restore_paused(store: &dyn TaskStore, state: &Path) {
+    let Ok(entries) = std::fs::read_dir(state.join("paused")) else {
+        return;
+    };
+    let now = troupe_protocol::Clock::now(&SystemClock);
+    let mut restored = 0usize;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let Some(saved) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            warn!(file = %path.display(), "unreadable paused task; it cannot be resumed by id");
+            continue;
+        };
+        let Some(id) = saved.get("id").and_then(|v| v.as_str()).map(str::to_owned) else {
+            continue;
+        };
+        let str_list = |v: Option<&serde_json::Value>| -> Vec<String> {
+            v.and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        let route = saved.get("route");
+        let data = TaskData {
+            actor: "x-pause".to_owned(),
+            message: "Paused: waiting for external input".to_owned(),
+            route_next: str_list(route.and_then(|r| r.get("next"))),
+            payload: saved.get("payload").cloned(),
+            headers: saved.get("headers").and_then(|h| h.as_object().cloned()),
+            parent_id: saved
+                .get("parent_id")
+                .and_then(|p| p.as_str())
+                .map(str::to_owned),
+            pause_metadata: Some(
+                saved
+                    .get("_pause_metadata")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            ),
+            ..TaskData::default()
+        };
+        let mut task = Task::new(id, data, now);
+        task.status = TaskStatus::Paused;
+        if matches!(store.insert(task).await, Ok(true)) {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        info!(tasks = restored, "paused tasks restored; resume them by id");
+    }
 }
