@@ -1004,3 +1004,32 @@ def test_runtime_file_is_stdlib_only():
     if stdlib is None:
         pytest.skip("needs Python 3.10+ for sys.stdlib_module_names")
     assert modules <= set(stdlib), modules - set(stdlib)
+
+
+def test_check_handler_resolves_without_instantiating(tmp_path, monkeypatch):
+    import troupe_runtime as rt
+
+    (tmp_path / "chk_mod.py").write_text(
+        "LOADS = []\n"
+        "class Model:\n"
+        "    def __init__(self, size=1):\n"
+        "        LOADS.append(size)\n"
+        "    def run(self, p):\n"
+        "        return p\n"
+        "class Needs:\n"
+        "    def __init__(self, path):\n"
+        "        pass\n"
+        "    def run(self, p):\n"
+        "        return p\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rt.check_handler("chk_mod.Model.run")
+    import chk_mod
+
+    assert chk_mod.LOADS == [], "the check must not load the model"
+    with pytest.raises(rt.HandlerLoadError, match="no method 'nope'"):
+        rt.check_handler("chk_mod.Model.nope")
+    with pytest.raises(rt.HandlerLoadError, match="parameter\\(s\\) path have no default"):
+        rt.check_handler("chk_mod.Needs.run")
+    with pytest.raises(rt.HandlerLoadError, match="cannot import module"):
+        rt.check_handler("no_such_module_xyz.f")

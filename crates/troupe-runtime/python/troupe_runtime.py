@@ -543,8 +543,17 @@ def handler_kind(func):
     return KIND_FUNC
 
 
-def load_handler(spec, ignore_decorators=()):
-    """Import and resolve `spec`; returns (callable, kind). Raises HandlerLoadError."""
+def check_handler(spec):
+    """Import and resolve `spec` without instantiating a class handler (no model load);
+    raises HandlerLoadError like load_handler. Used by `troupe up` before it starts."""
+    load_handler(spec, instantiate=False)
+
+
+def load_handler(spec, ignore_decorators=(), instantiate=True):
+    """Import and resolve `spec`; returns (callable, kind). Raises HandlerLoadError.
+
+    With instantiate=False a Class.method handler is checked (method exists, every
+    __init__ parameter has a default) but the class is not instantiated."""
     if not spec:
         raise HandlerLoadError("ASYA_HANDLER is not set; set it to module.function or module.Class.method")
     if not _HANDLER_RE.match(spec):
@@ -610,6 +619,13 @@ def load_handler(spec, ignore_decorators=()):
                 "handler %r: %s.%s is not a class; expected module.function or module.Class.method"
                 % (spec, module_name, rest[0])
             )
+        if not instantiate:
+            _check_constructible(spec, module_name, rest[0], cls)
+            if not callable(getattr(cls, rest[1], None)):
+                raise HandlerLoadError(
+                    "handler %r: class %s.%s has no method %r" % (spec, module_name, rest[0], rest[1])
+                )
+            return None, None
         try:
             instance = cls()
         except Exception as exc:  # noqa: BLE001 - any constructor failure is fatal
@@ -637,6 +653,26 @@ def load_handler(spec, ignore_decorators=()):
         )
     func = _unwrap_ignored(func, ignore_decorators)
     return func, handler_kind(func)
+
+
+def _check_constructible(spec, module_name, cls_name, cls):
+    """Every __init__ parameter (after self) must have a default (protocol.md 6.1)."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if required:
+        raise HandlerLoadError(
+            "handler %r: %s.%s() cannot be instantiated with no arguments: parameter(s) %s "
+            "have no default (every __init__ parameter needs a default)"
+            % (spec, module_name, cls_name, ", ".join(required))
+        )
 
 
 # ---------------------------------------------------------------------------
