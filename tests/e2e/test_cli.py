@@ -407,3 +407,21 @@ def test_unknown_actors_in_a_route_are_reported_not_lost(mesh):
     assert dumped["route"]["curr"] == "nowhere"
     res = mesh.cli("send", "hop", '{"to": "nowhere"}', "--wait", "--timeout", "20s")
     assert res.returncode == 1 and "Unknown actor 'nowhere'" in res.stderr
+
+
+@pytest.mark.parametrize("level,per_message", [("info", False), ("debug", True)])
+def test_per_message_logs_only_at_debug(mesh, level, per_message):
+    mesh.write("troupe.yaml", TWO_ACTORS)
+    mesh.write("h.py", HANDLERS)
+    mesh.start(log_level=level)
+    task = mesh.send("ok", {})
+    mesh.wait_result(task)
+    assert mesh.stop() == 0
+    lines = [l for l in mesh.log().splitlines() if task in l]
+    if per_message:
+        assert any("frame dispatched" in l for l in lines), mesh.log()[-3000:]
+        assert any("task reached the end actor" in l for l in lines), mesh.log()[-3000:]
+    else:
+        assert lines == [], lines
+    # Lifecycle events are logged at both levels.
+    assert "actor scaled" in mesh.log() and "mesh up" in mesh.log()

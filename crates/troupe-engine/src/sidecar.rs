@@ -678,6 +678,7 @@ impl Engine {
             self.send(&queue, hook, m::sent::HOOK).await?;
         }
         let phase = env.status.as_ref().map(|s| s.phase);
+        debug!(actor = %self.settings.actor, id = %env.id, phase = ?phase, "task reached the end actor");
         if self.settings.actor == self.settings.sink {
             // Paused and canceled tasks (pre-flight diversions) count as neither.
             match phase {
@@ -837,6 +838,7 @@ impl<'a> Dispatch<'a> {
                     .await;
             }
         }
+        debug!(actor = %s.actor, id = %out.id, index, target = ?target, "frame dispatched");
         match target {
             lifecycle::Target::Paused => {
                 if let Some(gw) = self.gateway {
