@@ -425,3 +425,13 @@ def test_per_message_logs_only_at_debug(mesh, level, per_message):
         assert lines == [], lines
     # Lifecycle events are logged at both levels.
     assert "actor scaled" in mesh.log() and "mesh up" in mesh.log()
+
+
+def test_result_of_a_running_task_says_it_is_not_finished(mesh):
+    two_actor_mesh(mesh)
+    task = mesh.send("ok", {"sleep": 2.0})
+    res = mesh.cli("result", task)
+    assert res.returncode == 1
+    assert "has no stored result yet (status: " in res.stderr, res.stderr
+    mesh.wait_result(task)
+    assert mesh.cli("result", task).returncode == 0

@@ -213,11 +213,21 @@ pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
         bail!("invalid task id '{id}': ids are the values printed by `troupe send`");
     }
     let base = mesh.base_url()?;
-    let resp = http()?
+    let client = http()?;
+    let resp = client
         .get(format!("{base}/troupe/v1/results/{id}"))
         .send()
         .await
         .with_context(|| format!("cannot reach the mesh at {base}"))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        // No stored envelope yet: say whether the task is still on its way.
+        let task = client.get(format!("{base}/api/v1/mesh/{id}")).send().await;
+        if let Some(task) = task.ok().filter(|t| t.status().is_success()) {
+            let v: Value = task.json().await.unwrap_or_default();
+            let status = v.get("status").and_then(Value::as_str).unwrap_or("unknown");
+            bail!("task {id} has no stored result yet (status: {status}); wait for it with `troupe send --wait`, or try again");
+        }
+    }
     if !resp.status().is_success() {
         bail!("{}", error_text(resp).await);
     }
