@@ -17,7 +17,7 @@ use troupe_engine::handler::{EndHandler, EndOutcome, Requeue};
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::{ActorSettings, Engine, Handler};
 use troupe_gateway::{
-    Gateway, GatewayConfig, Ingress, MemoryStore, Task, TaskData, TaskStatus, TaskStore,
+    Gateway, GatewayConfig, Ingress, SqliteStore, Task, TaskData, TaskStatus, TaskStore,
 };
 use troupe_protocol::{Envelope, SystemClock};
 use troupe_runtime::launcher::{write_runtime_file, RuntimeSpec};
@@ -151,7 +151,9 @@ impl Mesh {
             transport: transport.clone(),
             actors,
         });
-        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new());
+        let db = state.join("gateway.db");
+        let store: Arc<dyn TaskStore> =
+            Arc::new(SqliteStore::open(&db).map_err(|e| state_err(&db, e))?);
         restore_paused(store.as_ref(), &state).await;
         let gateway = Gateway::new(
             GatewayConfig {
