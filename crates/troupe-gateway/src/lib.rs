@@ -4,7 +4,7 @@
 //!   SLA backstop), HTTP-free; [`Gateway::router`] serves them over axum and
 //!   [`Gateway::reporter`] applies sidecar reports in-process.
 //! - [`TaskStore`]: storage seam (compare-and-set on status, overdue query);
-//!   [`MemoryStore`] is the in-process backend.
+//!   [`MemoryStore`] keeps tasks in memory; [`SqliteStore`] in a file (what `troupe up` uses).
 //! - [`Ingress`]: how the gateway publishes envelopes to actor queues.
 //! - [`status`] and [`progress`]: the pure status model and progress math.
 

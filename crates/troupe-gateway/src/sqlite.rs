@@ -6,11 +6,12 @@
 //! writers anyway, and a single connection makes each compare-and-set atomic without
 //! explicit transactions.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use time::OffsetDateTime;
 
 use crate::status::TaskStatus;
@@ -46,6 +47,11 @@ const COLUMNS: &str = "id, status, created_at, updated_at, sla_remaining_s, data
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Status of every stored task, kept in memory and updated under the connection
+    /// lock: sidecars ask for the status of every message they see (pre-flight, and
+    /// whether to report at all), mostly for ids the gateway never stored, and a
+    /// database round trip per message would cost more than the rest of the hop.
+    statuses: Arc<Mutex<HashMap<String, TaskStatus>>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -166,6 +172,13 @@ fn query_tasks(
     rows.into_iter().map(decode).collect()
 }
 
+/// The status index; a panic while holding it cannot leave the map inconsistent.
+fn lock_index(
+    m: &Mutex<HashMap<String, TaskStatus>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, TaskStatus>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and its schema.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -204,8 +217,24 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(fail)?;
+        let mut statuses = HashMap::new();
+        {
+            let mut st = conn.prepare("SELECT id, status FROM tasks").map_err(fail)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(fail)?;
+            for row in rows {
+                let (id, status) = row.map_err(fail)?;
+                let status = TaskStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                    id: id.clone(),
+                    reason: format!("unknown status '{status}'"),
+                })?;
+                statuses.insert(id, status);
+            }
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            statuses: Arc::new(Mutex::new(statuses)),
         })
     }
 
@@ -231,7 +260,9 @@ impl SqliteStore {
 impl TaskStore for SqliteStore {
     async fn insert(&self, task: Task) -> Result<bool, StoreError> {
         let enc = encode(&task)?;
+        let status = task.status;
         let id = task.id;
+        let statuses = self.statuses.clone();
         self.with_conn(move |c| {
             let n = c
                 .prepare_cached(
@@ -253,6 +284,9 @@ impl TaskStore for SqliteStore {
                     ])
                 })
                 .map_err(unavailable)?;
+            if n == 1 {
+                lock_index(&statuses).insert(id, status);
+            }
             Ok(n == 1)
         })
         .await
@@ -268,21 +302,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, StoreError> {
-        let id = id.to_owned();
-        self.with_conn(move |c| {
-            let s: Option<String> = c
-                .prepare_cached("SELECT status FROM tasks WHERE id = ?1")
-                .and_then(|mut st| st.query_row(params![id], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            s.map(|s| {
-                TaskStatus::parse(&s).ok_or_else(|| StoreError::Corrupt {
-                    id: id.clone(),
-                    reason: format!("unknown status '{s}'"),
-                })
-            })
-            .transpose()
-        })
-        .await
+        Ok(lock_index(&self.statuses).get(id).copied())
     }
 
     async fn compare_and_set(
@@ -291,7 +311,9 @@ impl TaskStore for SqliteStore {
         task: Task,
     ) -> Result<CasOutcome, StoreError> {
         let enc = encode(&task)?;
+        let status = task.status;
         let id = task.id;
+        let statuses = self.statuses.clone();
         self.with_conn(move |c| {
             let n = c
                 .prepare_cached(
@@ -314,6 +336,7 @@ impl TaskStore for SqliteStore {
                 })
                 .map_err(unavailable)?;
             if n == 1 {
+                lock_index(&statuses).insert(id, status);
                 return Ok(CasOutcome::Applied);
             }
             // Still under the connection lock, so the record cannot appear or vanish
@@ -333,11 +356,13 @@ impl TaskStore for SqliteStore {
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
+        let statuses = self.statuses.clone();
         self.with_conn(move |c| {
             let n = c
                 .prepare_cached("DELETE FROM tasks WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![id]))
                 .map_err(unavailable)?;
+            lock_index(&statuses).remove(&id);
             Ok(n == 1)
         })
         .await

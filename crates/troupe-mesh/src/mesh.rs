@@ -414,8 +414,9 @@ fn visibility_timeout(config: &MeshConfig) -> Duration {
         .max(longest.saturating_mul(2))
 }
 
-/// Re-registers the tasks x-pause persisted (`{state_dir}/paused/{id}.json`), so a task
-/// paused before a restart can still be resumed by id (the task store lives in memory).
+/// Re-registers the tasks x-pause persisted (`{state_dir}/paused/{id}.json`) that the
+/// task store does not hold (a store deleted or written by an older build), so a task
+/// paused before a restart can still be resumed by id.
 async fn restore_paused(store: &dyn TaskStore, state: &Path) {
     let Ok(entries) = std::fs::read_dir(state.join("paused")) else {
         return;
