@@ -1437,6 +1437,9 @@ def main():
         lsock.listen(128)
         if mode is not None:
             os.chmod(sock_path, mode)
+        # Logged before the ready file exists, so whoever waits for the file also sees
+        # the line (a stop right after readiness must not race it).
+        logger.info("runtime ready: handler=%s kind=%s socket=%s", spec, kind, sock_path)
         with open(ready_path, "w") as fh:
             fh.write("ready")
     except OSError as exc:
@@ -1444,7 +1447,6 @@ def main():
         cleanup()
         return _fatal("cannot set up the runtime socket %s: %s" % (sock_path, exc), exc)
 
-    logger.info("runtime ready: handler=%s kind=%s socket=%s", spec, kind, sock_path)
     runtime = Runtime(func, kind, validate)
     try:
         runtime.serve_forever(lsock)
