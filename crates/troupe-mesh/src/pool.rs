@@ -141,7 +141,7 @@ async fn supervise(
     ready: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = RESTART_MIN;
+    let mut backoff = RestartBackoff::default();
     loop {
         if *stop.borrow() {
             return;
@@ -156,10 +156,9 @@ async fn supervise(
             Ok(p) => p,
             Err(e) => {
                 error!(actor, replica = index, error = %e, "runtime failed to start");
-                if wait_or_stop(&mut stop, backoff).await {
+                if wait_or_stop(&mut stop, backoff.failed(Duration::ZERO)).await {
                     return;
                 }
-                backoff = (backoff * 2).min(RESTART_MAX);
                 continue;
             }
         };
@@ -170,10 +169,9 @@ async fn supervise(
         } {
             error!(actor, replica = index, error = %e, "runtime did not become ready");
             let _ = process.kill();
-            if wait_or_stop(&mut stop, backoff).await {
+            if wait_or_stop(&mut stop, backoff.failed(Duration::ZERO)).await {
                 return;
             }
-            backoff = (backoff * 2).min(RESTART_MAX);
             continue;
         }
         debug!(actor, replica = index, pid, "runtime ready");
@@ -210,7 +208,7 @@ async fn supervise(
                     "runtime call timed out; replacing the runtime process"
                 );
                 let _ = process.kill();
-                backoff = RESTART_MIN;
+                backoff = RestartBackoff::default();
             }
             Outcome::Consumer(ReplicaExit::RuntimeLost) => {
                 // The runtime stopped answering: it crashed (its exit may not have been
@@ -221,14 +219,11 @@ async fn supervise(
                     .await
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
-                if started.elapsed() >= STABLE_AFTER {
-                    backoff = RESTART_MIN;
-                }
-                warn!(actor, replica = index, pid, status = %status, restart_in = ?backoff, "runtime unreachable; restarting");
-                if wait_or_stop(&mut stop, backoff).await {
+                let wait = backoff.failed(started.elapsed());
+                warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime unreachable; restarting");
+                if wait_or_stop(&mut stop, wait).await {
                     return;
                 }
-                backoff = (backoff * 2).min(RESTART_MAX);
             }
             Outcome::Consumer(ReplicaExit::Stopped) => {
                 let _ = process.terminate(t.grace).await;
@@ -239,16 +234,36 @@ async fn supervise(
                 // (protocol.md §11); stop receiving new ones until the restart.
                 consumer_stop.send_replace(true);
                 let _ = consumer.await;
-                if started.elapsed() >= STABLE_AFTER {
-                    backoff = RESTART_MIN;
-                }
-                warn!(actor, replica = index, pid, status = %status, restart_in = ?backoff, "runtime crashed; restarting");
-                if wait_or_stop(&mut stop, backoff).await {
+                let wait = backoff.failed(started.elapsed());
+                warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime crashed; restarting");
+                if wait_or_stop(&mut stop, wait).await {
                     return;
                 }
-                backoff = (backoff * 2).min(RESTART_MAX);
             }
         }
+    }
+}
+
+/// Restart delays after runtime failures: 200 ms doubling to 10 s, back to 200 ms after
+/// a runtime that ran for [`STABLE_AFTER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RestartBackoff(Duration);
+
+impl Default for RestartBackoff {
+    fn default() -> Self {
+        RestartBackoff(RESTART_MIN)
+    }
+}
+
+impl RestartBackoff {
+    /// The wait before the next start after a runtime that ran for `ran_for` failed.
+    fn failed(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= STABLE_AFTER {
+            self.0 = RESTART_MIN;
+        }
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(RESTART_MAX);
+        wait
     }
 }
 
@@ -309,6 +324,17 @@ mod tests {
             queue_length: 5,
             cooldown: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn restart_backoff_doubles_to_ten_seconds_and_resets_after_a_stable_run() {
+        let mut b = RestartBackoff::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| u64::try_from(b.failed(Duration::from_secs(1)).as_millis()).unwrap_or(0))
+            .collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(b.failed(STABLE_AFTER), RESTART_MIN);
+        assert_eq!(b.failed(Duration::ZERO), RESTART_MIN * 2);
     }
 
     #[test]
