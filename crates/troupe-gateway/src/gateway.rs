@@ -14,6 +14,7 @@ use troupe_protocol::clock::format_ts;
 use troupe_protocol::{Clock, SystemClock};
 
 use crate::config::GatewayConfig;
+use crate::fanout::EventFanout;
 use crate::hub::{EventHub, EventKind, Subscription};
 use crate::ingress::Ingress;
 use crate::status::{normalise, should_apply, TaskStatus};
@@ -29,6 +30,8 @@ const RESUME_ACTOR: &str = "x-resume";
 const TIMED_OUT: &str = "task timed out";
 /// Compare-and-set attempts before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 16;
+/// Largest FLY event data relayed to subscribers.
+pub const MAX_FLY_BYTES: usize = 1 << 20;
 /// Overdue tasks handled per store query.
 const BACKSTOP_BATCH: usize = 1000;
 
@@ -44,6 +47,9 @@ pub enum GatewayError {
     /// The task is in the wrong state for the request (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request body is over a limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Storage failed (500).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -59,6 +65,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => 400,
             GatewayError::NotFound(_) => 404,
             GatewayError::Conflict(_) => 409,
+            GatewayError::TooLarge(_) => 413,
             GatewayError::Store(_) | GatewayError::Publish(_) => 500,
         }
     }
@@ -99,6 +106,26 @@ pub(crate) struct Inner {
     pub(crate) hub: Arc<EventHub>,
     clock: Arc<dyn Clock>,
     closing: watch::Sender<bool>,
+    pub(crate) fanout: std::sync::OnceLock<Arc<dyn EventFanout>>,
+}
+
+/// A task to create ([`Gateway::create_task`]): the typed form of a create request.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    /// Entry actor (`?actor=`).
+    pub actor: String,
+    /// `?namespace=`; another namespace than the gateway's finds no actor.
+    pub namespace: Option<String>,
+    /// The payload (`null` when absent).
+    pub payload: Value,
+    /// Request headers; the gateway adds `x-asya-gateway-url`.
+    pub headers: Map<String, Value>,
+    /// Seconds until the SLA deadline; `None` or 0 for none.
+    pub timeout: Option<u64>,
+    /// Route tail after `actor` (Troupe's `troupe send --route`; empty for compatible creates).
+    pub next: Vec<String>,
+    /// A caller-chosen id (A2A makes the task id known before creation); `None` for a new UUIDv4.
+    pub id: Option<String>,
 }
 
 /// Parsed create / resume body.
@@ -157,8 +184,15 @@ impl Gateway {
                 hub,
                 clock,
                 closing,
+                fanout: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Attaches a cross-replica bus; every later event also goes to it. Only the first
+    /// bus attached counts (`false` when one was already attached).
+    pub fn attach_fanout(&self, bus: Arc<dyn EventFanout>) -> bool {
+        self.inner.fanout.set(bus).is_ok()
     }
 
     /// The configuration.
@@ -214,31 +248,58 @@ impl Gateway {
         body: &[u8],
         next: &[String],
     ) -> Result<String, GatewayError> {
+        let req = parse_body(body, next.is_empty())?;
+        self.create_task(NewTask {
+            actor: actor.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            payload: req.payload,
+            headers: req.headers,
+            timeout: req.timeout,
+            next: next.to_vec(),
+            id: None,
+        })
+        .await
+    }
+
+    /// Creates a task from typed parts (the adapters' entry point; §2.1 steps 1–7).
+    pub async fn create_task(&self, req: NewTask) -> Result<String, GatewayError> {
+        let actor = req.actor.as_str();
         if actor.is_empty() {
             return Err(GatewayError::BadRequest(
                 "actor query parameter is required: POST {prefix}/mesh/?actor=NAME".into(),
             ));
         }
-        let req = parse_body(body, next.is_empty())?;
-
         if actor == RESUME_ACTOR {
             if let Some(target) = req.headers.get(HEADER_RESUME_TASK).and_then(Value::as_str) {
                 if self.inner.store.status(target).await? == Some(TaskStatus::Paused) {
                     let target = target.to_owned();
-                    self.resume_parsed(&target, req).await?;
+                    self.resume_parsed(
+                        &target,
+                        RequestBody {
+                            payload: req.payload,
+                            headers: req.headers,
+                            timeout: req.timeout,
+                        },
+                    )
+                    .await?;
                     return Ok(target);
                 }
             }
         }
 
-        let foreign_ns =
-            namespace.is_some_and(|ns| !ns.is_empty() && ns != self.inner.config.namespace);
+        let foreign_ns = req
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| !ns.is_empty() && ns != self.inner.config.namespace);
         if foreign_ns || !self.inner.ingress.has_actor(actor) {
             return Err(GatewayError::NotFound("actor not found".into()));
         }
 
         let now = self.now();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = match req.id {
+            Some(id) if !id.is_empty() => id,
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
         let mut headers = req.headers;
         self.stamp_gateway_url(&mut headers);
         let deadline_at = deadline(now, req.timeout)?;
@@ -260,7 +321,7 @@ impl Gateway {
         let body = envelope(
             &id,
             actor,
-            next,
+            &req.next,
             &headers,
             &req.payload,
             deadline_at.as_deref(),
@@ -285,6 +346,25 @@ impl Gateway {
             )));
         }
         Ok(id)
+    }
+
+    /// Resumes a paused task from typed parts (§2.6; what A2A follow-up messages use).
+    pub async fn resume_task(
+        &self,
+        id: &str,
+        payload: Value,
+        headers: Map<String, Value>,
+        timeout: Option<u64>,
+    ) -> Result<(), GatewayError> {
+        self.resume_parsed(
+            id,
+            RequestBody {
+                payload,
+                headers,
+                timeout,
+            },
+        )
+        .await
     }
 
     /// `GET {p}/mesh/{id}`.
@@ -324,9 +404,14 @@ impl Gateway {
                 self.apply_status(id, &posted, &data).await
             }
             Some("fly") => {
-                self.inner
-                    .hub
-                    .publish(id, EventKind::Fly, || Value::Object(data).to_string());
+                let text = Value::Object(data).to_string();
+                if text.len() > MAX_FLY_BYTES {
+                    return Err(GatewayError::TooLarge(format!(
+                        "FLY event of {} bytes exceeds the 1 MiB limit; stream smaller chunks",
+                        text.len()
+                    )));
+                }
+                self.emit(id, EventKind::Fly, move || text);
                 Ok(EventOutcome::Fly)
             }
             _ => Err(GatewayError::BadRequest(
@@ -376,7 +461,7 @@ impl Gateway {
         let kind = EventKind::Status {
             terminal: task.status.is_terminal(),
         };
-        self.inner.hub.publish(&task.id, kind, || task.data_json());
+        self.emit(&task.id, kind, || task.data_json());
     }
 
     /// `DELETE {p}/mesh/{id}` (§2.9), children included.
@@ -427,6 +512,49 @@ impl Gateway {
         }
         Err(GatewayError::Conflict(format!(
             "task {id} is changing too fast to cancel; retry"
+        )))
+    }
+
+    /// `POST {p}/mesh/{id}/pause` (§6.1): an external soft pause. The task becomes
+    /// `paused` with no saved state; the next sidecar pre-flight diverts its envelope to
+    /// x-sink, where it stops. Already paused → no change; terminal → 409.
+    pub async fn pause(&self, id: &str) -> Result<(), GatewayError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get(id).await?;
+            match current.status {
+                TaskStatus::Paused => return Ok(()),
+                s if s.is_terminal() => {
+                    return Err(GatewayError::Conflict(format!(
+                        "task {id} is {s}; only pending or running tasks can be paused"
+                    )))
+                }
+                _ => {}
+            }
+            let now = self.now();
+            let mut next = current.clone();
+            next.status = TaskStatus::Paused;
+            next.updated_at = now;
+            "Paused by request".clone_into(&mut next.data.message);
+            next.data.pause_metadata = None;
+            next.sla_remaining_s = next
+                .deadline()
+                .map(|d| crate::task::remaining_secs(d, now));
+            match self
+                .inner
+                .store
+                .compare_and_set(current.status, next.clone())
+                .await?
+            {
+                CasOutcome::Applied => {
+                    self.publish_status(&next);
+                    return Ok(());
+                }
+                CasOutcome::Conflict => continue,
+                CasOutcome::NotFound => return Err(not_found(id)),
+            }
+        }
+        Err(GatewayError::Conflict(format!(
+            "task {id} is changing too fast to pause; retry"
         )))
     }
 
@@ -905,6 +1033,7 @@ mod tests {
         assert_eq!(GatewayError::BadRequest(String::new()).status_code(), 400);
         assert_eq!(GatewayError::NotFound(String::new()).status_code(), 404);
         assert_eq!(GatewayError::Conflict(String::new()).status_code(), 409);
+        assert_eq!(GatewayError::TooLarge(String::new()).status_code(), 413);
         assert_eq!(GatewayError::Publish(String::new()).status_code(), 500);
         assert_eq!(
             GatewayError::Store(StoreError::Unavailable("x".into())).status_code(),

@@ -42,6 +42,7 @@ enum Route {
     Stream,
     Cancel,
     Resume,
+    Pause,
     PostEvent,
     Children,
     Legacy,
@@ -66,6 +67,7 @@ impl Route {
             Route::Stream => mr.get(stream),
             Route::Cancel => mr.delete(cancel),
             Route::Resume => mr.post(resume),
+            Route::Pause => mr.post(pause),
             Route::PostEvent => mr.post(post_event),
             Route::Children => mr.post(children),
             Route::Legacy => mr.post(legacy_child),
@@ -103,6 +105,7 @@ impl Gateway {
             add(format!("{p}/mesh/{{id}}"), Route::Cancel);
             add(format!("{p}/mesh/{{id}}/events"), Route::Stream);
             add(format!("{p}/mesh/{{id}}/resume"), Route::Resume);
+            add(format!("{p}/mesh/{{id}}/pause"), Route::Pause);
         }
         if int {
             let mut prefixes = vec![p.clone()];
@@ -351,6 +354,13 @@ async fn resume(
         Err(r) => return r.into_response(),
     };
     match gw.resume(&id, &body).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pause(State(gw): State<Gateway>, Path(id): Path<String>) -> Response {
+    match gw.pause(&id).await {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
         Err(e) => e.into_response(),
     }

@@ -9,6 +9,8 @@
 //! - [`status`] and [`progress`]: the pure status model and progress math.
 
 mod config;
+mod fanout;
+mod follow;
 mod gateway;
 mod http;
 mod hub;
@@ -23,7 +25,9 @@ mod store;
 mod task;
 
 pub use config::{GatewayConfig, DEFAULT_API_PREFIX};
-pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError};
+pub use fanout::{EventFanout, FanoutEvent};
+pub use follow::{TaskEvent, TaskEvents};
+pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError, NewTask, MAX_FLY_BYTES};
 pub use http::Listener;
 pub use ingress::Ingress;
 pub use reporter::InProcessReporter;
