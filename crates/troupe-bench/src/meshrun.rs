@@ -210,6 +210,7 @@ pub async fn run(project: &Project, opts: MeshRun) -> Result<MeshResult> {
             grace: Some(Duration::from_secs(5)),
             sink_tap: Some(tap),
             skip_handler_check: false,
+            no_gateway: false,
         },
     )
     .await

@@ -1,6 +1,7 @@
 //! `troupe`: run a mesh (`troupe up`) and talk to a running one.
 
 mod client;
+mod gateway;
 mod logging;
 mod up;
 mod wait;
@@ -39,7 +40,13 @@ enum Command {
         /// Grace period for in-flight messages on Ctrl-C / SIGTERM.
         #[arg(long, default_value = "30s")]
         grace: String,
+        /// Run without the gateway: no mesh API, MCP or A2A; sidecars do not report.
+        #[arg(long)]
+        no_gateway: bool,
     },
+    /// Run the gateway alone (mesh API, MCP, A2A), configured by the ASYA_* / TROUPE_*
+    /// environment variables of gateway.md section 7.
+    Gateway,
     /// Send a payload to an actor; prints the task id (or the result with --wait).
     Send {
         /// Entry actor.
@@ -123,7 +130,12 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> u8 {
     let result = match command {
-        Command::Up { path, grace } => return up::run(&path, &grace).await,
+        Command::Up {
+            path,
+            grace,
+            no_gateway,
+        } => return up::run(&path, &grace, no_gateway).await,
+        Command::Gateway => return gateway::run().await,
         Command::Send {
             actor,
             payload,

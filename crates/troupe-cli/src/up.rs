@@ -6,7 +6,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
 
 /// Runs the mesh until Ctrl-C / SIGTERM. Returns the process exit code.
-pub async fn run(path: &Path, grace: &str) -> u8 {
+pub async fn run(path: &Path, grace: &str, no_gateway: bool) -> u8 {
     let grace = match troupe_protocol::duration::parse_go_duration(grace) {
         Ok(d) => d,
         Err(e) => {
@@ -28,6 +28,7 @@ pub async fn run(path: &Path, grace: &str) -> u8 {
         config,
         MeshOptions {
             grace: Some(grace),
+            no_gateway,
             ..MeshOptions::default()
         },
     )

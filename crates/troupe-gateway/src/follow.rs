@@ -33,18 +33,25 @@ impl TaskEvent {
 pub struct TaskEvents {
     catchup: Option<Value>,
     sub: Subscription,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl TaskEvents {
     /// The next event; `None` when the subscription was dropped (the subscriber fell
-    /// too far behind on status events, or the gateway is shutting down): re-follow to
-    /// catch up, or poll [`Gateway::get`].
+    /// too far behind on status events: re-follow to catch up, or poll [`Gateway::get`])
+    /// or the gateway is shutting down ([`Gateway::is_closing`]).
     pub async fn next(&mut self) -> Option<TaskEvent> {
         if let Some(first) = self.catchup.take() {
             return Some(TaskEvent::Status(first));
         }
         loop {
-            let ev = self.sub.rx.recv().await?;
+            if *self.closing.borrow_and_update() {
+                return None;
+            }
+            let ev = tokio::select! {
+                ev = self.sub.rx.recv() => ev?,
+                _ = self.closing.changed() => return None,
+            };
             let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
                 continue;
             };
@@ -66,6 +73,7 @@ impl Gateway {
         Ok(TaskEvents {
             catchup: Some(catchup),
             sub,
+            closing: self.closing(),
         })
     }
 }

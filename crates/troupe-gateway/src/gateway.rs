@@ -214,6 +214,11 @@ impl Gateway {
         self.inner.closing.send_replace(true);
     }
 
+    /// Whether [`Gateway::close_streams`] was called (the process is shutting down).
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
+    }
+
     pub(crate) fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
     }
@@ -536,9 +541,7 @@ impl Gateway {
             next.updated_at = now;
             "Paused by request".clone_into(&mut next.data.message);
             next.data.pause_metadata = None;
-            next.sla_remaining_s = next
-                .deadline()
-                .map(|d| crate::task::remaining_secs(d, now));
+            next.sla_remaining_s = next.deadline().map(|d| crate::task::remaining_secs(d, now));
             match self
                 .inner
                 .store

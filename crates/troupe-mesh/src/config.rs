@@ -165,7 +165,24 @@ const POLICY_FIELDS: &[&str] = &[
 
 const RULE_FIELDS: &[&str] = &["errors", "policy"];
 const ENV_FIELDS: &[&str] = &["name", "value", "valueFrom"];
-const GATEWAY_FIELDS: &[&str] = &["listen"];
+const GATEWAY_FIELDS: &[&str] = &["listen", "store", "backstop_interval", "mcp", "a2a"];
+const MCP_FIELDS: &[&str] = &["listen", "tools_dir", "poll_interval", "api_key", "tools"];
+const A2A_FIELDS: &[&str] = &[
+    "listen",
+    "agents_dir",
+    "poll_interval",
+    "name",
+    "description",
+    "version",
+    "public_url",
+    "provider_org",
+    "provider_url",
+    "api_key",
+    "jwt_jwks_url",
+    "jwt_issuer",
+    "jwt_audience",
+    "agents",
+];
 const CREW_FIELDS: &[&str] = &[
     "sink_hooks",
     "sink_fanout_hooks",
@@ -195,6 +212,8 @@ pub struct MeshConfig {
     pub fsync: troupe_transport_embedded::FsyncPolicy,
     /// Address of the control/mesh API listener (port 0 = any free port).
     pub gateway_listen: SocketAddr,
+    /// The rest of the `gateway:` section: store and adapters.
+    pub gateway: GatewaySettings,
     /// User actors in file order.
     pub actors: Vec<ActorConfig>,
     /// Crew settings.
@@ -259,6 +278,46 @@ impl Default for Scaling {
             replicas: 1,
         }
     }
+}
+
+/// Where the gateway keeps its tasks (`gateway.store`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GatewayStore {
+    /// `{state_dir}/gateway.db` (default).
+    #[default]
+    Sqlite,
+    /// In memory: tasks are lost when the mesh stops.
+    Memory,
+    /// A PostgreSQL URL (`postgres://…`), shared with `troupe gateway` replicas.
+    Postgres(String),
+}
+
+/// `gateway:` settings besides `listen`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewaySettings {
+    /// Task store.
+    pub store: GatewayStore,
+    /// SLA backstop period (`ASYA_BACKSTOP_INTERVAL`); `None` = the gateway default (5 s).
+    pub backstop_interval: Option<Duration>,
+    /// MCP adapter settings (`gateway.mcp`).
+    pub mcp: AdapterSettings,
+    /// A2A adapter settings (`gateway.a2a`).
+    pub a2a: AdapterSettings,
+}
+
+/// One adapter (MCP or A2A) of the gateway.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdapterSettings {
+    /// Own listener; `None` serves the adapter on the mesh API listener.
+    pub listen: Option<SocketAddr>,
+    /// Registry folder (`tools_dir` / `agents_dir`), absolute.
+    pub registry_dir: Option<PathBuf>,
+    /// Registry re-read period.
+    pub poll_interval: Option<Duration>,
+    /// Entries declared inline (`tools:` / `agents:`), as JSON.
+    pub inline: Vec<serde_json::Value>,
+    /// Other string settings (`api_key`, A2A card and JWT fields) by field name.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Crew settings (`crew:` section).
@@ -1109,6 +1168,7 @@ impl Checker<'_> {
             transport: "embedded".to_string(),
             fsync: troupe_transport_embedded::FsyncPolicy::Never,
             gateway_listen: DEFAULT_GATEWAY_LISTEN,
+            gateway: GatewaySettings::default(),
             actors: Vec::new(),
             crew: CrewSettings::default(),
         };
@@ -1305,13 +1365,42 @@ impl Checker<'_> {
             if let Some(g) = self.mapping(v, &q, "gateway settings") {
                 let gf = self.fields(g, &q, GATEWAY_FIELDS);
                 if let Some(l) = gf.get("listen") {
-                    let lq = q.key("listen");
-                    if let Some(text) = self.string(l, &lq) {
-                        match parse_listen(&text) {
-                            Some(addr) => mesh.gateway_listen = addr,
-                            None => self.error(&lq, format!("invalid listen address '{text}': use host:port such as 127.0.0.1:8080 (port 0 picks a free port)")),
-                        }
+                    if let Some(addr) = self.listen(l, &q.key("listen")) {
+                        mesh.gateway_listen = addr;
                     }
+                }
+                if let Some(v) = gf.get("store") {
+                    let sq = q.key("store");
+                    match self.string(v, &sq).as_deref() {
+                        Some("sqlite") => mesh.gateway.store = GatewayStore::Sqlite,
+                        Some("memory") => mesh.gateway.store = GatewayStore::Memory,
+                        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                            mesh.gateway.store = GatewayStore::Postgres(url.to_owned());
+                        }
+                        Some(other) => self.error(&sq, format!("invalid store '{other}': use sqlite (default, a file in the state dir), memory, or a postgres://user@host:port/db URL")),
+                        None => {}
+                    }
+                }
+                if let Some(v) = gf.get("backstop_interval") {
+                    mesh.gateway.backstop_interval = self.duration(v, &q.key("backstop_interval"));
+                }
+                if let Some(v) = gf.get("mcp") {
+                    mesh.gateway.mcp = self.adapter(
+                        v,
+                        &q.key("mcp"),
+                        MCP_FIELDS,
+                        ("tools_dir", "tools"),
+                        &mesh.root,
+                    );
+                }
+                if let Some(v) = gf.get("a2a") {
+                    mesh.gateway.a2a = self.adapter(
+                        v,
+                        &q.key("a2a"),
+                        A2A_FIELDS,
+                        ("agents_dir", "agents"),
+                        &mesh.root,
+                    );
                 }
             }
         }
@@ -1322,6 +1411,60 @@ impl Checker<'_> {
             self.string(v, &p.key("kind"));
         }
         f.get("actors").and_then(|v| self.seq(v, &p.key("actors")))
+    }
+
+    fn listen(&mut self, v: &Value, p: &FieldPath) -> Option<SocketAddr> {
+        let text = self.string(v, p)?;
+        let addr = parse_listen(&text);
+        if addr.is_none() {
+            self.error(p, format!("invalid listen address '{text}': use host:port such as 127.0.0.1:8080 (port 0 picks a free port)"));
+        }
+        addr
+    }
+
+    /// `gateway.mcp` / `gateway.a2a`: `(dir_field, inline_field)` name the registry folder
+    /// and the inline list.
+    fn adapter(
+        &mut self,
+        v: &Value,
+        p: &FieldPath,
+        fields: &[&str],
+        (dir_field, inline_field): (&str, &str),
+        root: &Path,
+    ) -> AdapterSettings {
+        let mut out = AdapterSettings::default();
+        let Some(m) = self.mapping(v, p, "adapter settings") else {
+            return out;
+        };
+        let f = self.fields(m, p, fields);
+        for (key, v) in f.0 {
+            let v = untag(v);
+            if v.is_null() {
+                continue;
+            }
+            let q = p.key(key);
+            match key {
+                "listen" => out.listen = self.listen(v, &q),
+                "poll_interval" => out.poll_interval = self.duration(v, &q),
+                k if k == dir_field => {
+                    out.registry_dir = self.string(v, &q).map(|d| root.join(d));
+                }
+                k if k == inline_field => {
+                    for (i, item) in self.seq(v, &q).unwrap_or_default().iter().enumerate() {
+                        let iq = q.index(i);
+                        if self.mapping(item, &iq, "a registry entry").is_some() {
+                            out.inline.extend(self.json(item, &iq));
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(s) = self.string(v, &q) {
+                        out.options.insert(key.to_owned(), s);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn crew(

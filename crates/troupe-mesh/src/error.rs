@@ -20,6 +20,9 @@ pub enum MeshError {
     /// The embedded queue store failed.
     #[error("embedded queue store: {0}")]
     Transport(String),
+    /// The gateway's store or adapters could not start.
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// The mesh API listener could not be bound.
     #[error("cannot listen on {addr}: {message} (pick another port with gateway.listen in the mesh file)")]
     Listen {

@@ -16,9 +16,7 @@ use troupe_engine::consumer::run_replica;
 use troupe_engine::handler::{EndHandler, EndOutcome, Requeue};
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::{ActorSettings, Engine, Handler};
-use troupe_gateway::{
-    Gateway, GatewayConfig, Ingress, SqliteStore, Task, TaskData, TaskStatus, TaskStore,
-};
+use troupe_gateway::{Gateway, GatewayConfig, Ingress, Task, TaskData, TaskStatus, TaskStore};
 use troupe_protocol::{Envelope, SystemClock};
 use troupe_runtime::launcher::{write_runtime_file, RuntimeSpec};
 use troupe_transport::Transport;
@@ -41,6 +39,9 @@ pub struct MeshOptions {
     pub sink_tap: Option<mpsc::UnboundedSender<Envelope>>,
     /// Skip the handler import check (already done by the caller).
     pub skip_handler_check: bool,
+    /// `troupe up --no-gateway`: no mesh API, MCP or A2A routes; sidecars do not report
+    /// (stealth mode). The control routes (`troupe status`, `troupe result`) stay.
+    pub no_gateway: bool,
 }
 
 /// A running mesh.
@@ -52,6 +53,8 @@ pub struct Mesh {
     scalers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
+    adapter_servers: Vec<JoinHandle<()>>,
+    gateway: Gateway,
     url: String,
     grace: Duration,
 }
@@ -151,20 +154,23 @@ impl Mesh {
             transport: transport.clone(),
             actors,
         });
-        let db = state.join("gateway.db");
-        let store: Arc<dyn TaskStore> =
-            Arc::new(SqliteStore::open(&db).map_err(|e| state_err(&db, e))?);
+        let store = crate::front::open_store(&config).await?;
         restore_paused(store.as_ref(), &state).await;
-        let gateway = Gateway::new(
-            GatewayConfig {
-                internal_url: url.clone(),
-                namespace: config.namespace.clone(),
-                ..GatewayConfig::default()
-            },
-            store.clone(),
-            ingress,
-        );
-        let reporter = gateway.reporter();
+        let mut gateway_config = GatewayConfig {
+            internal_url: url.clone(),
+            namespace: config.namespace.clone(),
+            ..GatewayConfig::default()
+        };
+        if let Some(every) = config.gateway.backstop_interval {
+            gateway_config.backstop_interval = every;
+        }
+        let gateway = Gateway::new(gateway_config, store.clone(), ingress);
+        let reporter: Arc<dyn troupe_engine::report::Reporter> = if options.no_gateway {
+            Arc::new(troupe_engine::report::NoReporter)
+        } else {
+            gateway.reporter()
+        };
+        let gateway_url = (!options.no_gateway).then(|| url.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let grace = options.grace.unwrap_or(Duration::from_secs(30));
         let dyn_transport: Arc<dyn Transport> = transport.clone();
@@ -182,7 +188,7 @@ impl Mesh {
             s.known_actors = Some(known_actors.clone());
             s.actor_timeout = timeout;
             s.concurrency = concurrency;
-            s.gateway_url = Some(url.clone());
+            s.gateway_url = gateway_url.clone();
             s.shutdown_grace = grace;
             s
         };
@@ -279,15 +285,45 @@ impl Mesh {
             pools.push(pool);
         }
 
-        let router = gateway
-            .router()
-            .merge(control::router(control::ControlState {
-                pools: pools.clone(),
-                crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
-                state_dir: state.clone(),
-                gateway: gateway.clone(),
-                transport: dyn_transport.clone(),
-            }));
+        let control = control::router(control::ControlState {
+            pools: pools.clone(),
+            crew: crew.iter().map(|(e, _, _)| e.clone()).collect(),
+            state_dir: state.clone(),
+            gateway: gateway.clone(),
+            transport: dyn_transport.clone(),
+        });
+        let mut adapter_servers = Vec::new();
+        let mut adapter_urls = (None, None);
+        let router = if options.no_gateway {
+            control
+        } else {
+            let adapters = crate::front::adapters(&config, &gateway, &url).await?;
+            for own in adapters.own {
+                let mut stop = shutdown_rx.clone();
+                let what = own.what;
+                adapter_servers.push(tokio::spawn(async move {
+                    let serve =
+                        axum::serve(own.listener, own.router).with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                    if let Err(e) = serve.await {
+                        warn!(error = %e, "{what} listener stopped");
+                    }
+                }));
+            }
+            for reload in [
+                adapters
+                    .mcp
+                    .spawn_reload(wait_shutdown(shutdown_rx.clone())),
+                adapters
+                    .a2a
+                    .spawn_reload(wait_shutdown(shutdown_rx.clone())),
+            ] {
+                adapter_servers.push(reload);
+            }
+            adapter_urls = (Some(adapters.mcp_url), Some(adapters.a2a_url));
+            gateway.router().merge(adapters.on_main).merge(control)
+        };
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -297,17 +333,16 @@ impl Mesh {
                 warn!(error = %e, "mesh API listener stopped");
             }
         });
-        {
-            let mut rx = shutdown_rx.clone();
-            gateway.spawn_backstop(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
+        if !options.no_gateway {
+            gateway.spawn_backstop(wait_shutdown(shutdown_rx.clone()));
         }
         statefile::write(
             &state,
             &statefile::MeshState {
                 url: url.clone(),
                 pid: std::process::id(),
+                mcp_url: adapter_urls.0,
+                a2a_url: adapter_urls.1,
             },
         )
         .map_err(|e| state_err(&state, e))?;
@@ -320,6 +355,8 @@ impl Mesh {
             scalers,
             shutdown,
             server,
+            adapter_servers,
+            gateway,
             url,
             grace,
         })
@@ -377,10 +414,27 @@ impl Mesh {
                 warn!(actor = %engine.settings().actor, "crew actor did not finish within the grace period");
             }
         }
-        let _ = self.server.await;
+        // Open SSE streams and adapter calls would hold the listeners' graceful shutdown.
+        self.gateway.close_streams();
+        for server in std::iter::once(self.server).chain(self.adapter_servers) {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         self.transport.close().await;
         statefile::remove(&self.config.state_dir);
         info!("mesh stopped");
+    }
+}
+
+/// Resolves when the mesh's shutdown flag is set.
+fn wait_shutdown(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
     }
 }
 

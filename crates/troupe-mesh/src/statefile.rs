@@ -11,6 +11,12 @@ pub struct MeshState {
     pub url: String,
     /// Process id of `troupe up`.
     pub pid: u32,
+    /// Base URL of the MCP adapter (endpoint `{mcp_url}/mcp`); absent without a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_url: Option<String>,
+    /// Base URL of the A2A adapter (JSON-RPC at `{a2a_url}/a2a/`); absent without a gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a_url: Option<String>,
 }
 
 /// Path of the state file in `state_dir`.

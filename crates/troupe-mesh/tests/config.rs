@@ -1009,3 +1009,84 @@ fn fsync_policy_is_parsed_and_validated() {
         "{err}"
     );
 }
+
+#[test]
+fn gateway_store_and_adapters() {
+    let (c, _) = ok("\
+gateway:
+  listen: 127.0.0.1:8080
+  store: postgres://troupe@127.0.0.1:5432/troupe
+  backstop_interval: 500ms
+  mcp:
+    listen: 127.0.0.1:8082
+    tools_dir: tools
+    poll_interval: 1s
+    api_key: secret
+    tools: [{name: echo, actor: a, progress: true}]
+  a2a:
+    agents_dir: /etc/agents
+    name: Troupe
+    jwt_issuer: https://idp
+    agents:
+      - {name: research, actor: a, skills: [{id: r, name: R}]}
+actors: [{actor: a, handler: m.f}]
+");
+    use troupe_mesh::config::GatewayStore;
+    let g = &c.gateway;
+    assert_eq!(
+        g.store,
+        GatewayStore::Postgres("postgres://troupe@127.0.0.1:5432/troupe".into())
+    );
+    assert_eq!(g.backstop_interval, Some(Duration::from_millis(500)));
+    assert_eq!(g.mcp.listen, Some("127.0.0.1:8082".parse().unwrap()));
+    assert_eq!(g.mcp.registry_dir, Some(PathBuf::from("/mesh/tools")));
+    assert_eq!(g.mcp.poll_interval, Some(Duration::from_secs(1)));
+    assert_eq!(
+        g.mcp.options.get("api_key").map(String::as_str),
+        Some("secret")
+    );
+    assert_eq!(
+        g.mcp.inline,
+        vec![serde_json::json!({"name": "echo", "actor": "a", "progress": true})]
+    );
+    assert_eq!(g.a2a.listen, None);
+    assert_eq!(g.a2a.registry_dir, Some(PathBuf::from("/etc/agents")));
+    assert_eq!(
+        g.a2a.options.get("name").map(String::as_str),
+        Some("Troupe")
+    );
+    assert_eq!(g.a2a.inline.len(), 1);
+    assert_eq!(g.a2a.inline[0]["skills"][0]["id"], "r");
+
+    let (c, _) = ok("actors: [{actor: a, handler: m.f}]\n");
+    assert_eq!(c.gateway.store, GatewayStore::Sqlite);
+    assert!(c.gateway.mcp.inline.is_empty() && c.gateway.mcp.listen.is_none());
+    let (c, _) = ok("gateway: {store: memory}\nactors: [{actor: a, handler: m.f}]\n");
+    assert_eq!(c.gateway.store, GatewayStore::Memory);
+}
+
+#[test]
+fn bad_gateway_settings_are_located() {
+    let e = errs(
+        "\
+gateway:
+  store: mysql://x
+  mcp: {listen: nowhere, tools: [3], colour: red}
+  a2a: {poll_interval: often}
+actors: [{actor: a, handler: m.f}]
+",
+    );
+    assert_eq!(
+        where_(&e),
+        [
+            (2, 3, "gateway.store".to_string()),
+            (3, 9, "gateway.mcp.listen".to_string()),
+            (3, 34, "gateway.mcp.tools[0]".to_string()),
+            (3, 38, "gateway.mcp.colour".to_string()),
+            (4, 9, "gateway.a2a.poll_interval".to_string()),
+        ],
+        "{}",
+        render(&e)
+    );
+    assert!(e[0].message.contains("postgres://"), "{}", e[0]);
+}

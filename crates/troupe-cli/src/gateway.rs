@@ -1,0 +1,552 @@
+//! `troupe gateway`: the gateway on its own (a Kubernetes Deployment, or a second
+//! replica next to `troupe up`), configured only by the environment of gateway.md §7.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use troupe_a2a::{A2aAdapter, A2aConfig};
+use troupe_gateway::{Gateway, GatewayConfig, Ingress, Listener, MemoryStore, TaskStore};
+use troupe_mcp::{McpAdapter, McpConfig};
+use troupe_protocol::duration::parse_go_duration;
+
+/// How often the embedded-transport ingress refreshes the mesh's actor list.
+const ACTOR_REFRESH: Duration = Duration::from_secs(2);
+
+/// Where tasks are kept (`TROUPE_GATEWAY_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// In memory (default; one replica only).
+    Memory,
+    /// PostgreSQL at this URL (any number of replicas).
+    Postgres(String),
+}
+
+/// How created tasks reach the actors' queues (`ASYA_QUEUE_TRANSPORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportChoice {
+    /// The embedded queues of a running `troupe up`, reached through its control API
+    /// (`TROUPE_MESH_URL`).
+    Embedded {
+        /// Base URL of the `troupe up` listener.
+        mesh_url: String,
+    },
+}
+
+/// Everything `troupe gateway` reads from the environment.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    /// Mesh API settings.
+    pub gateway: GatewayConfig,
+    /// Task store.
+    pub store: StoreChoice,
+    /// Queue transport.
+    pub transport: TransportChoice,
+    /// MCP listener; `None` = disabled (`TROUPE_MCP_PORT=off`).
+    pub mcp_addr: Option<SocketAddr>,
+    /// MCP adapter settings.
+    pub mcp: McpConfig,
+    /// A2A listener; `None` = disabled (`TROUPE_A2A_PORT=off`).
+    pub a2a_addr: Option<SocketAddr>,
+    /// A2A adapter settings.
+    pub a2a: A2aConfig,
+}
+
+fn required(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    hint: &str,
+) -> Result<String, String> {
+    get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| format!("{name} is required: {hint}"))
+}
+
+fn port(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: u16,
+    ip: IpAddr,
+    can_disable: bool,
+) -> Result<Option<SocketAddr>, String> {
+    let Some(text) = get(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(Some(SocketAddr::new(ip, default)));
+    };
+    let text = text.trim();
+    if can_disable && matches!(text, "off" | "false" | "disabled") {
+        return Ok(None);
+    }
+    text.parse::<u16>()
+        .map(|p| Some(SocketAddr::new(ip, p)))
+        .map_err(|_| {
+            let off = if can_disable {
+                ", or off to disable"
+            } else {
+                ""
+            };
+            format!("{name}={text} is not a port: use a number 0-65535 (0 picks a free port){off}")
+        })
+}
+
+fn duration(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, String> {
+    match get(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(text) => parse_go_duration(text.trim())
+            .map_err(|e| format!("{name}={text}: {e} (use a Go duration such as 10s)")),
+    }
+}
+
+fn opt(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Reads the configuration from `get` (the process environment in production).
+pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfig, String> {
+    let ip: IpAddr = match opt(get, "TROUPE_GATEWAY_BIND") {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(t) => t.trim().parse().map_err(|_| {
+            format!("TROUPE_GATEWAY_BIND={t} is not an IP address: use e.g. 127.0.0.1 or 0.0.0.0")
+        })?,
+    };
+    let external = port(get, "ASYA_MESH_EXTERNAL_PORT", 8080, ip, false)?;
+    let internal = port(get, "ASYA_MESH_INTERNAL_PORT", 8081, ip, false)?;
+    let internal_url = required(
+        get,
+        "ASYA_INTERNAL_URL",
+        "the internal listener's base URL that sidecars call back, e.g. http://gateway:8081",
+    )?;
+    let namespace = required(get, "ASYA_NAMESPACE", "the queue namespace, e.g. default")?;
+    let transport_name = required(
+        get,
+        "ASYA_QUEUE_TRANSPORT",
+        "the queue transport (embedded with TROUPE_MESH_URL)",
+    )?;
+    let transport = match transport_name.trim() {
+        "embedded" => TransportChoice::Embedded {
+            mesh_url: required(
+                get,
+                "TROUPE_MESH_URL",
+                "with ASYA_QUEUE_TRANSPORT=embedded the gateway publishes through a running `troupe up`; set its URL (mesh.json `url`)",
+            )?
+            .trim_end_matches('/')
+            .to_owned(),
+        },
+        other @ ("rabbitmq" | "sqs" | "pubsub" | "nats" | "redis") => {
+            return Err(format!(
+                "ASYA_QUEUE_TRANSPORT={other}: this build of troupe has no {other} transport yet; use embedded with TROUPE_MESH_URL"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "ASYA_QUEUE_TRANSPORT={other} is unknown: use embedded (rabbitmq, sqs, pubsub, nats and redis are Asya's names)"
+            ))
+        }
+    };
+    let store = match opt(get, "TROUPE_GATEWAY_STORE").as_deref().map(str::trim) {
+        None | Some("memory") => StoreChoice::Memory,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            StoreChoice::Postgres(url.to_owned())
+        }
+        Some("stateproxy") => {
+            return Err("TROUPE_GATEWAY_STORE=stateproxy: Asya's state-proxy KV is not supported by this build; use memory or a postgres:// URL".into())
+        }
+        Some(other) => {
+            return Err(format!(
+                "TROUPE_GATEWAY_STORE={other} is unknown: use memory or postgres://user@host:port/db"
+            ))
+        }
+    };
+    let gateway = GatewayConfig {
+        api_prefix: opt(get, "ASYA_MESH_API_PREFIX")
+            .unwrap_or_else(|| troupe_gateway::DEFAULT_API_PREFIX.to_owned()),
+        internal_url,
+        namespace,
+        external_addr: external.unwrap_or_else(|| SocketAddr::new(ip, 8080)),
+        internal_addr: internal,
+        backstop_interval: duration(get, "ASYA_BACKSTOP_INTERVAL", Duration::from_secs(5))?,
+        ..GatewayConfig::default()
+    };
+    let mcp = McpConfig {
+        config_dir: opt(get, "ASYA_MCP_CONFIG_DIR").map(PathBuf::from),
+        inline_tools: Vec::new(),
+        poll_interval: duration(get, "ASYA_MCP_POLL_INTERVAL", Duration::from_secs(10))?,
+        api_key: opt(get, "ASYA_MCP_API_KEY"),
+    };
+    let a2a = A2aConfig {
+        config_dir: opt(get, "ASYA_A2A_CONFIG_DIR").map(PathBuf::from),
+        inline_agents: Vec::new(),
+        poll_interval: duration(get, "ASYA_A2A_POLL_INTERVAL", Duration::from_secs(10))?,
+        name: opt(get, "ASYA_A2A_NAME"),
+        description: opt(get, "ASYA_A2A_DESCRIPTION"),
+        version: opt(get, "ASYA_A2A_VERSION"),
+        public_url: opt(get, "ASYA_A2A_PUBLIC_URL"),
+        provider_org: opt(get, "ASYA_A2A_PROVIDER_ORG"),
+        provider_url: opt(get, "ASYA_A2A_PROVIDER_URL"),
+        api_key: opt(get, "ASYA_A2A_API_KEY"),
+        jwt_jwks_url: opt(get, "ASYA_A2A_JWT_JWKS_URL"),
+        jwt_issuer: opt(get, "ASYA_A2A_JWT_ISSUER"),
+        jwt_audience: opt(get, "ASYA_A2A_JWT_AUDIENCE"),
+    };
+    Ok(StandaloneConfig {
+        gateway,
+        store,
+        transport,
+        mcp_addr: port(get, "TROUPE_MCP_PORT", 8082, ip, true)?,
+        mcp,
+        a2a_addr: port(get, "TROUPE_A2A_PORT", 8083, ip, true)?,
+        a2a,
+    })
+}
+
+/// Publishes through the control API of a running `troupe up`
+/// (`POST /troupe/v1/queues/{actor}`), knowing its actors from `/troupe/v1/status`.
+struct MeshHttpIngress {
+    client: reqwest::Client,
+    mesh_url: String,
+    actors: RwLock<HashSet<String>>,
+}
+
+impl MeshHttpIngress {
+    async fn refresh(&self) -> Result<(), String> {
+        let url = format!("{}/troupe/v1/status", self.mesh_url);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the mesh at {}: {e}", self.mesh_url))?;
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("unexpected reply from {url}: {e}"))?;
+        let names: HashSet<String> = body
+            .get("actors")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.get("actor").and_then(serde_json::Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self
+            .actors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ingress for MeshHttpIngress {
+    fn has_actor(&self, actor: &str) -> bool {
+        self.actors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(actor)
+    }
+
+    async fn publish(&self, actor: &str, body: Bytes) -> Result<(), String> {
+        let url = format!("{}/troupe/v1/queues/{actor}", self.mesh_url);
+        let resp = self
+            .client
+            .post(&url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the mesh at {}: {e}", self.mesh_url))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{url} answered {}", resp.status()))
+        }
+    }
+}
+
+async fn open_store(choice: &StoreChoice) -> Result<Arc<dyn TaskStore>, String> {
+    match choice {
+        StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreChoice::Postgres(url) => {
+            let _ = url;
+            Err("TROUPE_GATEWAY_STORE=postgres: not available in this build".into())
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+fn health_router(router: axum::Router) -> axum::Router {
+    router.route("/health", axum::routing::get(|| async { "ok" }))
+}
+
+/// Runs the gateway until Ctrl-C / SIGTERM. Returns the exit code.
+pub async fn run() -> u8 {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match parse_env(&|k| env.get(k).cloned()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("troupe gateway: {e}");
+            return 2;
+        }
+    };
+    match serve(config).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("troupe gateway: {e}");
+            1
+        }
+    }
+}
+
+async fn serve(config: StandaloneConfig) -> Result<(), String> {
+    let store = open_store(&config.store).await?;
+    let ingress = match &config.transport {
+        TransportChoice::Embedded { mesh_url } => {
+            let ingress = Arc::new(MeshHttpIngress {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| format!("cannot build an HTTP client: {e}"))?,
+                mesh_url: mesh_url.clone(),
+                actors: RwLock::new(HashSet::new()),
+            });
+            ingress.refresh().await?;
+            let weak = Arc::downgrade(&ingress);
+            tokio::spawn(async move {
+                let mut failing = false;
+                loop {
+                    tokio::time::sleep(ACTOR_REFRESH).await;
+                    let Some(ingress) = weak.upgrade() else {
+                        return;
+                    };
+                    match ingress.refresh().await {
+                        Ok(()) => failing = false,
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::warn!(error = %e, "cannot refresh the mesh's actor list");
+                        }
+                        Err(_) => {}
+                    }
+                }
+            });
+            ingress as Arc<dyn Ingress>
+        }
+    };
+    let gateway = Gateway::new(config.gateway.clone(), store, ingress);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut servers = Vec::new();
+    let mut spawn = |listener: TcpListener, router: axum::Router, what: &'static str| {
+        let shutdown = stopped();
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::warn!(error = %e, "{what} listener stopped");
+            }
+        }));
+    };
+    let cfg = &config.gateway;
+    let external = bind(cfg.external_addr, "mesh API, external").await?;
+    let mut urls = vec![format!("external=http://{}", local(&external))];
+    match cfg.internal_addr {
+        Some(addr) if addr != cfg.external_addr => {
+            let internal = bind(addr, "mesh API, internal").await?;
+            urls.push(format!("internal=http://{}", local(&internal)));
+            spawn(external, gateway.router_for(Listener::External), "external");
+            spawn(internal, gateway.router_for(Listener::Internal), "internal");
+        }
+        _ => spawn(external, gateway.router(), "mesh API"),
+    }
+    let mut reloads = Vec::new();
+    if let Some(addr) = config.mcp_addr {
+        let mcp =
+            McpAdapter::new(gateway.clone(), config.mcp.clone()).map_err(|e| e.to_string())?;
+        let l = bind(addr, "MCP").await?;
+        urls.push(format!("mcp=http://{}/mcp", local(&l)));
+        spawn(l, health_router(mcp.router()), "MCP");
+        reloads.push(mcp.spawn_reload(stopped()));
+    }
+    if let Some(addr) = config.a2a_addr {
+        let a2a =
+            A2aAdapter::new(gateway.clone(), config.a2a.clone()).map_err(|e| e.to_string())?;
+        let l = bind(addr, "A2A").await?;
+        urls.push(format!("a2a=http://{}/a2a/", local(&l)));
+        spawn(l, health_router(a2a.router()), "A2A");
+        reloads.push(a2a.spawn_reload(stopped()));
+    }
+    gateway.spawn_backstop(stopped());
+    tracing::info!(listeners = %urls.join(" "), store = ?store_name(&config.store), "gateway up");
+
+    wait_for_signal().await?;
+    tracing::info!("gateway stopping");
+    stop_tx.send_replace(true);
+    gateway.close_streams();
+    for s in servers.into_iter().chain(reloads) {
+        let abort = s.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), s)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    Ok(())
+}
+
+fn store_name(s: &StoreChoice) -> &'static str {
+    match s {
+        StoreChoice::Memory => "memory",
+        StoreChoice::Postgres(_) => "postgres",
+    }
+}
+
+fn local(l: &TcpListener) -> String {
+    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("ASYA_INTERNAL_URL", "http://gw:8081"),
+        ("ASYA_NAMESPACE", "prod"),
+        ("ASYA_QUEUE_TRANSPORT", "embedded"),
+        ("TROUPE_MESH_URL", "http://127.0.0.1:9000/"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_spec_table() {
+        let c = parse_env(&env(BASE)).unwrap();
+        assert_eq!(c.gateway.external_addr.port(), 8080);
+        assert_eq!(c.gateway.internal_addr.map(|a| a.port()), Some(8081));
+        assert_eq!(c.mcp_addr.map(|a| a.port()), Some(8082));
+        assert_eq!(c.a2a_addr.map(|a| a.port()), Some(8083));
+        assert_eq!(c.gateway.api_prefix, "/api/v1");
+        assert_eq!(c.gateway.namespace, "prod");
+        assert_eq!(c.gateway.backstop_interval, Duration::from_secs(5));
+        assert_eq!(c.store, StoreChoice::Memory);
+        assert_eq!(
+            c.transport,
+            TransportChoice::Embedded {
+                mesh_url: "http://127.0.0.1:9000".into()
+            }
+        );
+        assert_eq!(c.mcp.poll_interval, Duration::from_secs(10));
+        assert!(c.mcp.api_key.is_none() && c.a2a.api_key.is_none());
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("TROUPE_GATEWAY_BIND", "127.0.0.1"),
+            ("ASYA_MESH_EXTERNAL_PORT", "0"),
+            ("ASYA_MESH_INTERNAL_PORT", "9001"),
+            ("ASYA_MESH_API_PREFIX", "/mesh-api"),
+            ("ASYA_BACKSTOP_INTERVAL", "250ms"),
+            ("TROUPE_GATEWAY_STORE", "postgres://u@127.0.0.1:5432/db"),
+            ("ASYA_MCP_CONFIG_DIR", "/etc/mcp"),
+            ("ASYA_MCP_POLL_INTERVAL", "1s"),
+            ("ASYA_MCP_API_KEY", "k"),
+            ("TROUPE_MCP_PORT", "off"),
+            ("ASYA_A2A_NAME", "Troupe"),
+            ("ASYA_A2A_JWT_JWKS_URL", "http://idp/jwks"),
+            ("ASYA_A2A_JWT_ISSUER", "iss"),
+            ("ASYA_A2A_JWT_AUDIENCE", "aud"),
+            ("TROUPE_A2A_PORT", "0"),
+        ]);
+        let c = parse_env(&env(&pairs)).unwrap();
+        assert_eq!(c.gateway.external_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            c.gateway.internal_addr,
+            Some("127.0.0.1:9001".parse().unwrap())
+        );
+        assert_eq!(c.gateway.api_prefix, "/mesh-api");
+        assert_eq!(c.gateway.backstop_interval, Duration::from_millis(250));
+        assert_eq!(
+            c.store,
+            StoreChoice::Postgres("postgres://u@127.0.0.1:5432/db".into())
+        );
+        assert_eq!(c.mcp.config_dir, Some(PathBuf::from("/etc/mcp")));
+        assert_eq!(c.mcp.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.mcp.api_key.as_deref(), Some("k"));
+        assert_eq!(c.mcp_addr, None);
+        assert_eq!(c.a2a_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.a2a.name.as_deref(), Some("Troupe"));
+        assert_eq!(c.a2a.jwt_issuer.as_deref(), Some("iss"));
+        assert_eq!(c.a2a.jwt_audience.as_deref(), Some("aud"));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        for (drop, needle) in [
+            ("ASYA_INTERNAL_URL", "ASYA_INTERNAL_URL is required"),
+            ("ASYA_NAMESPACE", "ASYA_NAMESPACE is required"),
+            ("ASYA_QUEUE_TRANSPORT", "ASYA_QUEUE_TRANSPORT is required"),
+            ("TROUPE_MESH_URL", "TROUPE_MESH_URL is required"),
+        ] {
+            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != drop).collect();
+            let e = parse_env(&env(&pairs)).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        for (k, v, needle) in [
+            ("ASYA_MESH_EXTERNAL_PORT", "http", "is not a port"),
+            ("ASYA_MESH_INTERNAL_PORT", "off", "is not a port"),
+            ("ASYA_BACKSTOP_INTERVAL", "5", "Go duration"),
+            ("TROUPE_GATEWAY_STORE", "redis://x", "is unknown"),
+            ("TROUPE_GATEWAY_STORE", "stateproxy", "not supported"),
+            ("ASYA_QUEUE_TRANSPORT", "kafka", "is unknown"),
+            ("TROUPE_GATEWAY_BIND", "localhost", "not an IP"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.retain(|(key, _)| *key != k);
+            pairs.push((k, v));
+            let e = parse_env(&env(&pairs)).unwrap_err();
+            assert!(e.contains(needle), "{k}={v}: {e}");
+            assert!(e.contains(k), "{e}");
+        }
+    }
+}
