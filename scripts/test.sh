@@ -23,6 +23,19 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The PostgreSQL task store and replica tests need a real server; TROUPE_REQUIRE_POSTGRES
+# makes them fail rather than skip if it is missing.
+echo "== postgres (for the gateway store and replica tests)"
+pg_dir="$(mktemp -d)"
+stop_postgres() {
+    scripts/services/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
+TROUPE_TEST_POSTGRES_URL="$(scripts/services/postgres.sh start "$pg_dir")"
+export TROUPE_TEST_POSTGRES_URL TROUPE_REQUIRE_POSTGRES=1
+echo "postgres at $TROUPE_TEST_POSTGRES_URL"
+
 echo "== cargo test"
 cargo test --workspace --locked
 

@@ -16,6 +16,8 @@ mod http;
 mod hub;
 mod ingress;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod progress;
 mod reporter;
 mod sqlite;
@@ -30,6 +32,8 @@ pub use follow::{TaskEvent, TaskEvents};
 pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError, NewTask, MAX_FLY_BYTES};
 pub use http::Listener;
 pub use ingress::Ingress;
+#[cfg(feature = "postgres")]
+pub use postgres::{attach_postgres_fanout, PostgresStore};
 pub use reporter::InProcessReporter;
 pub use sqlite::SqliteStore;
 pub use status::TaskStatus;

@@ -1,5 +1,9 @@
-//! One behaviour suite for every [`TaskStore`] backend, so the durable SQLite store is
-//! held to exactly the in-memory store's semantics.
+//! One behaviour suite for every [`TaskStore`] backend, so the durable SQLite and
+//! PostgreSQL stores are held to exactly the in-memory store's semantics.
+//!
+//! The PostgreSQL cases need a server: `TROUPE_TEST_POSTGRES_URL` (see
+//! `scripts/services/postgres.sh`). Without it they are skipped, or fail when
+//! `TROUPE_REQUIRE_POSTGRES=1` (CI). Each case gets a schema of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -300,6 +304,20 @@ macro_rules! suite {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(schema) = pg::Scratch::create().await else {
+                        return;
+                    };
+                    super::$name(Arc::new(schema.store().await)).await;
+                    schema.drop().await;
+                }
+            )*
+        }
     };
 }
 
@@ -353,4 +371,293 @@ async fn sqlite_open_reports_unusable_path() {
     let dir = tempfile::tempdir().unwrap();
     let err = SqliteStore::open(&dir.path().join("missing").join("gateway.db")).unwrap_err();
     assert!(err.to_string().contains("gateway.db"), "{err}");
+}
+
+// ---------- PostgreSQL ----------
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::io::Write;
+    use std::sync::Once;
+
+    use troupe_gateway::PostgresStore;
+
+    /// The test server's URL; `None` (after one printed note) when the cases should skip.
+    pub fn url() -> Option<String> {
+        match std::env::var("TROUPE_TEST_POSTGRES_URL") {
+            Ok(u) if !u.trim().is_empty() => Some(u.trim().to_owned()),
+            _ => {
+                assert!(
+                    std::env::var("TROUPE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                    "TROUPE_REQUIRE_POSTGRES=1 but TROUPE_TEST_POSTGRES_URL is not set: start a \
+                     server with `scripts/services/postgres.sh start DIR` and export the URL it prints"
+                );
+                static NOTE: Once = Once::new();
+                NOTE.call_once(|| {
+                    // Straight to stderr: the harness captures `eprintln!` of passing tests.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "note: PostgreSQL store cases skipped (TROUPE_TEST_POSTGRES_URL is not set)"
+                    );
+                });
+                None
+            }
+        }
+    }
+
+    /// `url` with `search_path` set to `schema` (libpq's `options` parameter).
+    pub fn with_search_path(url: &str, schema: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-csearch_path%3D{schema}")
+    }
+
+    /// A plain connection for setup and inspection.
+    pub async fn admin(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to TROUPE_TEST_POSTGRES_URL: {e:?}"));
+        tokio::spawn(conn);
+        client
+    }
+
+    /// A schema of its own for one test case (cases run in parallel on one database).
+    pub struct Scratch {
+        pub admin: tokio_postgres::Client,
+        pub name: String,
+        pub url: String,
+    }
+
+    impl Scratch {
+        pub async fn create() -> Option<Scratch> {
+            let base = url()?;
+            let admin = admin(&base).await;
+            let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
+            admin
+                .batch_execute(&format!("CREATE SCHEMA {name}"))
+                .await
+                .unwrap();
+            Some(Scratch {
+                url: with_search_path(&base, &name),
+                admin,
+                name,
+            })
+        }
+
+        pub async fn store(&self) -> PostgresStore {
+            PostgresStore::connect(&self.url).await.unwrap()
+        }
+
+        /// Only reached when the case passed; a failed case leaves its schema to look at.
+        pub async fn drop(self) {
+            self.admin
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_data_survives_reconnecting() {
+    let Some(schema) = pg::Scratch::create().await else {
+        return;
+    };
+    let first = schema.store().await;
+    first.insert(task("old", None, None)).await.unwrap();
+    first.insert(task("kid", None, Some("old"))).await.unwrap();
+    let mut t = first.get("old").await.unwrap().unwrap();
+    t.status = TaskStatus::Paused;
+    t.sla_remaining_s = Some(60);
+    t.data.pause_metadata = Some(json!({"prompt": "ok?"}));
+    assert_eq!(
+        first
+            .compare_and_set(TaskStatus::Pending, t.clone())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    drop(first);
+    let s = schema.store().await;
+    assert_eq!(s.get("old").await.unwrap(), Some(t));
+    assert_eq!(ids(s.children("old").await.unwrap()), ["kid"]);
+    s.insert(task("new", None, None)).await.unwrap();
+    assert_eq!(
+        ids(s.list(&ListFilter::default()).await.unwrap().tasks),
+        ["new", "kid", "old"]
+    );
+    assert!(!s.insert(task("old", None, None)).await.unwrap());
+    drop(s);
+    schema.drop().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_unreadable_records_are_corrupt() {
+    let Some(schema) = pg::Scratch::create().await else {
+        return;
+    };
+    let s = schema.store().await;
+    schema
+        .admin
+        .batch_execute(&format!(
+            "INSERT INTO {0}.troupe_gateway_tasks (id, status, created_at, updated_at, data)
+             VALUES ('bad-json', 'pending', 0, 0, '{{'), ('bad-status', 'zombie', 0, 0, '{{}}')",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    for id in ["bad-json", "bad-status"] {
+        match s.get(id).await {
+            Err(troupe_gateway::StoreError::Corrupt { id: got, .. }) => assert_eq!(got, id),
+            other => panic!("{id}: expected Corrupt, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        s.status("bad-status").await,
+        Err(troupe_gateway::StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        s.status("bad-json").await.unwrap(),
+        Some(TaskStatus::Pending)
+    );
+    assert!(matches!(
+        s.list(&ListFilter::default()).await,
+        Err(troupe_gateway::StoreError::Corrupt { .. })
+    ));
+    drop(s);
+    schema.drop().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_starting_together_share_one_schema() {
+    let Some(schema) = pg::Scratch::create().await else {
+        return;
+    };
+    let stores = futures::future::join_all((0..6).map(|_| {
+        let url = schema.url.clone();
+        tokio::spawn(async move { troupe_gateway::PostgresStore::connect(&url).await })
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().unwrap())
+    .collect::<Vec<_>>();
+    assert!(stores[0].insert(task("a", None, None)).await.unwrap());
+    assert!(!stores[5].insert(task("a", None, None)).await.unwrap());
+    assert_eq!(
+        stores[3].status("a").await.unwrap(),
+        Some(TaskStatus::Pending)
+    );
+    drop(stores);
+    schema.drop().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_compare_and_set_race_has_one_winner() {
+    let Some(schema) = pg::Scratch::create().await else {
+        return;
+    };
+    let s = Arc::new(schema.store().await);
+    for round in 0..5 {
+        let id = format!("t{round}");
+        s.insert(task(&id, None, None)).await.unwrap();
+        let base = s.get(&id).await.unwrap().unwrap();
+        let outcomes = futures::future::join_all((0..8).map(|i| {
+            let s = s.clone();
+            let mut t = base.clone();
+            t.status = if i % 2 == 0 {
+                TaskStatus::Running
+            } else {
+                TaskStatus::Canceled
+            };
+            t.data.message = format!("writer {i}");
+            tokio::spawn(async move { s.compare_and_set(TaskStatus::Pending, t).await })
+        }))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect::<Vec<_>>();
+        let applied = outcomes
+            .iter()
+            .filter(|o| **o == CasOutcome::Applied)
+            .count();
+        assert_eq!(applied, 1, "{outcomes:?}");
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, CasOutcome::Applied | CasOutcome::Conflict)));
+        let winner = s.get(&id).await.unwrap().unwrap();
+        assert_ne!(winner.status, TaskStatus::Pending);
+    }
+    drop(s);
+    schema.drop().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_indexes_serve_overdue_and_list_order() {
+    let Some(schema) = pg::Scratch::create().await else {
+        return;
+    };
+    let s = schema.store().await;
+    let plan = |sql: String| {
+        let admin = &schema.admin;
+        let name = schema.name.clone();
+        async move {
+            // Disabling sequential scans shows which index the planner can use at all.
+            admin
+                .batch_execute(&format!(
+                    "SET search_path TO {name}; SET enable_seqscan = off"
+                ))
+                .await
+                .unwrap();
+            let rows = admin.simple_query(&format!("EXPLAIN {sql}")).await.unwrap();
+            admin
+                .batch_execute("RESET search_path; RESET enable_seqscan")
+                .await
+                .unwrap();
+            rows.iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let overdue = plan(
+        "SELECT id FROM troupe_gateway_tasks WHERE status IN ('pending', 'running') \
+         AND deadline_at < 5 ORDER BY deadline_at, id LIMIT 10"
+            .into(),
+    )
+    .await;
+    assert!(
+        overdue.contains("troupe_gateway_tasks_overdue"),
+        "{overdue}"
+    );
+    let list = plan("SELECT id FROM troupe_gateway_tasks ORDER BY seq DESC LIMIT 10".into()).await;
+    assert!(list.contains("troupe_gateway_tasks_seq_key"), "{list}");
+    drop(s);
+    schema.drop().await;
+}
+
+/// Needs no server: nothing listens on port 1.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_unreachable_server_is_unavailable_without_the_password() {
+    let err = troupe_gateway::PostgresStore::connect("postgres://troupe:s3cret@127.0.0.1:1/tasks")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, troupe_gateway::StoreError::Unavailable(_)),
+        "{text}"
+    );
+    assert!(
+        text.contains("postgres://troupe@127.0.0.1:1/tasks"),
+        "{text}"
+    );
+    assert!(text.contains("check that the server is running"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }
