@@ -185,6 +185,7 @@ pub(crate) async fn run(
             ev = next => match ev {
                 Some(TaskEvent::Status(data)) => relay.on_status(&data),
                 Some(TaskEvent::Fly(obj)) => (relay.on_fly(&obj), false),
+                None if gw.is_closing() => return,
                 None => {
                     tracing::debug!(task = %id, "A2A relay: subscription dropped; polling");
                     events = None;
