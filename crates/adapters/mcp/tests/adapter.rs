@@ -700,11 +700,21 @@ async fn lost_subscription_falls_back_to_polling() {
     let (resp, _) = tokio::join!(h.rpc(&sid, "tools/call", json!({"name": "quiet"})), async {
         let (id, _) = h.published(0).await;
         h.followed(&id).await;
-        // No await point yields to the follower between these on this runtime.
+        // No await point yields to the follower between these on this runtime, so a
+        // status event finds its queue full and the hub drops the follower.
         h.event(&id, status_event("processing", &[], "summarize", &["b"]))
             .await;
         h.event(&id, status_event("processing", &["summarize"], "b", &[]))
             .await;
+        h.event(&id, status_event("processing", &["summarize"], "b", &[]))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            h.gw.subscriber_count(&id),
+            0,
+            "the follower was not dropped"
+        );
+        // The call still waits: it now polls the store.
         h.event(
             &id,
             json!({"type": "status", "status": "succeeded", "data": {"result": 42}}),
