@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod handler;
+pub mod http_report;
 pub mod metrics;
 pub mod report;
 pub mod settings;

@@ -9,6 +9,7 @@ mod front;
 pub mod handlers;
 pub mod mesh;
 pub mod pool;
+mod reporting;
 pub mod scaler;
 pub mod statefile;
 

@@ -168,7 +168,12 @@ impl Mesh {
         let reporter: Arc<dyn troupe_engine::report::Reporter> = if options.no_gateway {
             Arc::new(troupe_engine::report::NoReporter)
         } else {
-            gateway.reporter()
+            Arc::new(crate::reporting::RoutedReporter {
+                local_url: url.clone(),
+                local: gateway.reporter(),
+                remote: troupe_engine::http_report::HttpReporter::new()
+                    .map_err(MeshError::Gateway)?,
+            })
         };
         let gateway_url = (!options.no_gateway).then(|| url.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
