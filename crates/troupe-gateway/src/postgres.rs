@@ -178,6 +178,7 @@ pub(crate) fn unreachable(target: &str, reason: &str) -> StoreError {
     ))
 }
 
+/// A pool of up to `size` connections that fails requests after [`POOL_TIMEOUT`].
 pub(crate) fn build_pool(config: Config, size: usize) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
@@ -212,9 +213,12 @@ pub(crate) async fn ensure_schema(pool: &Pool, target: &str) -> Result<(), Store
         .await
         .map_err(|e| unreachable(target, &describe_pool(&e)))?;
     let tx = client.transaction().await.map_err(|e| fail(&e))?;
-    // Serialises concurrent schema creation per schema; released at commit.
+    // The lock serialises concurrent schema creation per schema (released at commit);
+    // the quieter level spares every start one "already exists, skipping" NOTICE per
+    // object in the log.
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(hashtext('troupe_gateway_schema'), hashtext(current_schema()))",
+        "SET LOCAL client_min_messages = warning;
+         SELECT pg_advisory_xact_lock(hashtext('troupe_gateway_schema'), hashtext(current_schema()))",
     )
     .await
     .map_err(|e| fail(&e))?;
@@ -333,7 +337,8 @@ fn decode(row: &Row) -> Result<Task, StoreError> {
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user[:password]@host:port/db`, plain TCP, no TLS)
-    /// and creates the tables and indexes if missing.
+    /// and creates the tables and indexes if missing, in the first schema of the
+    /// connection's search path (`?options=-csearch_path%3DNAME` picks another).
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let config = parse_config(url, "troupe-gateway")?;
         let target = target_of(&config);

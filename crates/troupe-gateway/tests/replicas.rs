@@ -321,6 +321,11 @@ async fn sse_on_one_replica_follows_events_posted_to_the_other() {
     let a = Replica::start(&db.url).await;
     let b = Replica::start(&db.url).await;
 
+    assert!(
+        attach_postgres_fanout(&a.gw, &db.url).await.is_err(),
+        "a second fan-out on one gateway must be refused"
+    );
+
     let id = a.create(json!({"payload": {"q": "hi"}})).await;
     assert_eq!(a.ingress.published().len(), 1);
     assert!(b.ingress.published().is_empty());
@@ -544,5 +549,48 @@ async fn fanout_listener_reconnects_after_losing_its_connection() {
     drop(check);
     a.stop();
     b.stop();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_task_ends_with_its_gateway() {
+    let Some(db) = Db::create().await else {
+        return;
+    };
+    let gw = Gateway::new(
+        GatewayConfig::with_internal_url("http://gateway.internal:8081"),
+        Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+        Arc::new(RecordingIngress::default()),
+    );
+    let fanout = attach_postgres_fanout(&gw, &db.url).await.unwrap();
+    drop(gw);
+    tokio::time::timeout(Duration::from_secs(5), fanout)
+        .await
+        .expect("the fan-out task outlived its gateway")
+        .unwrap();
+
+    // Its listen connection is closed with it.
+    let check = connect(&db.url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = check
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'troupe-gateway-listen'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listen connection still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(check);
     db.drop().await;
 }

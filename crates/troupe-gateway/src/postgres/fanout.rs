@@ -173,7 +173,13 @@ pub async fn attach_postgres_fanout(
         target,
     };
     Ok(tokio::spawn(async move {
-        tokio::join!(publisher.run(rx), listener.run(first));
+        // The publisher ends (after draining its queue) once the gateway, which owns the
+        // queue's sender, is dropped; that also ends the listener without waiting for
+        // its next notification or ping.
+        tokio::select! {
+            () = publisher.run(rx) => {}
+            () = listener.run(first) => {}
+        }
     }))
 }
 
@@ -388,7 +394,7 @@ impl Listener {
                         Ok(l) => {
                             tracing::info!(
                                 target = %self.target,
-                                after = ?down_since.take().map(|t| t.elapsed()),
+                                after = ?down_since.take().map(|t| t.elapsed()).unwrap_or_default(),
                                 "fan-out listen connection re-established; events other \
                                  replicas published meanwhile were missed"
                             );
