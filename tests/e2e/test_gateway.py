@@ -401,3 +401,58 @@ def test_no_gateway_runs_the_mesh_without_the_mesh_api(mesh):
     info = json.loads((mesh.state_dir / "mesh.json").read_text())
     assert "mcp_url" not in info and "a2a_url" not in info
     assert mesh.stop() == 0
+
+
+# -- two replicas on one PostgreSQL ------------------------------------------------------------
+
+@pytest.fixture
+def postgres_url():
+    url = os.environ.get("TROUPE_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("TROUPE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("TROUPE_TEST_POSTGRES_URL is not set (scripts/test.sh starts PostgreSQL)")
+        pytest.skip("no PostgreSQL: set TROUPE_TEST_POSTGRES_URL (scripts/services/postgres.sh start DIR)")
+    return url
+
+
+def test_two_gateway_replicas_on_one_postgres_share_tasks_and_streams(mesh, troupe_bin, tmp_path, postgres_url):
+    mesh.write("troupe.yaml", MESH.replace("gateway: {backstop_interval: 200ms}",
+                                           f"gateway: {{store: '{postgres_url}'}}"))
+    mesh.write("gw.py", HANDLERS)
+    mesh.start()
+    other = Standalone(troupe_bin, mesh.url, tmp_path / "gateway.log",
+                       TROUPE_GATEWAY_STORE=postgres_url)
+    try:
+        # created on troupe up's gateway, streamed from the other replica
+        a = create(mesh, "slow", {"payload": {"sleep": 1.0, "from": "up"}})
+        events = list(sse(other.url, f"/api/v1/mesh/{a}/events"))
+        assert events[0][1]["status"] == 200
+        statuses = [d["status"] for _, d in events[1:]]
+        assert statuses[-1] == "succeeded", statuses
+        assert len(statuses) >= 2, statuses  # live events crossed replicas, not only catch-up
+        assert events[-1][1]["result"] == {"sleep": 1.0, "from": "up", "slept": True}
+
+        # created on the other replica, streamed from troupe up's gateway
+        code, reply = other.http("POST", "/api/v1/mesh/?actor=slow", {"payload": {"sleep": 1.0}})
+        assert code == 201, reply
+        b = reply["id"]
+        events = list(sse(mesh.url, f"/api/v1/mesh/{b}/events"))[1:]
+        assert events[-1][1]["status"] == "succeeded", events
+        # both replicas read the same record
+        assert mesh.task(b)[1]["status"] == "succeeded"
+        assert other.http("GET", f"/api/v1/mesh/{a}")[1]["status"] == "succeeded"
+        # a cancel on one replica is seen by the other's stream
+        code, reply = other.http("POST", "/api/v1/mesh/?actor=slow", {"payload": {"sleep": 3}})
+        c = reply["id"]
+        stream = sse(mesh.url, f"/api/v1/mesh/{c}/events")
+        next(stream)
+        first = next(stream)[1]
+        assert first["status"] in ("pending", "running")
+        assert other.http("DELETE", f"/api/v1/mesh/{c}")[0] == 204
+        rest = [d["status"] for _, d in stream]
+        assert rest[-1] == "canceled", rest
+        assert other.stop() == 0
+    finally:
+        if other.proc.poll() is None:
+            other.proc.kill()
+    assert mesh.stop() == 0

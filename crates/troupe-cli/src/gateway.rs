@@ -276,10 +276,10 @@ impl Ingress for MeshHttpIngress {
 async fn open_store(choice: &StoreChoice) -> Result<Arc<dyn TaskStore>, String> {
     match choice {
         StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreChoice::Postgres(url) => {
-            let _ = url;
-            Err("TROUPE_GATEWAY_STORE=postgres: not available in this build".into())
-        }
+        StoreChoice::Postgres(url) => troupe_gateway::PostgresStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn TaskStore>)
+            .map_err(|e| format!("TROUPE_GATEWAY_STORE: {e}")),
     }
 }
 
@@ -347,6 +347,11 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
         }
     };
     let gateway = Gateway::new(config.gateway.clone(), store, ingress);
+    if let StoreChoice::Postgres(url) = &config.store {
+        troupe_gateway::attach_postgres_fanout(&gateway, url)
+            .await
+            .map_err(|e| format!("TROUPE_GATEWAY_STORE fan-out: {e}"))?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

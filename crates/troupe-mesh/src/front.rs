@@ -34,10 +34,21 @@ pub(crate) async fn open_store(config: &MeshConfig) -> Result<Arc<dyn TaskStore>
 }
 
 async fn open_postgres(url: &str) -> Result<Arc<dyn TaskStore>, MeshError> {
-    let _ = url;
-    Err(MeshError::Gateway(
-        "gateway.store: PostgreSQL is not available in this build".into(),
-    ))
+    let store = troupe_gateway::PostgresStore::connect(url)
+        .await
+        .map_err(|e| MeshError::Gateway(format!("gateway.store: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+/// With a shared store, joins the other gateway replicas' event bus so any replica can
+/// serve any task's SSE stream.
+pub(crate) async fn attach_fanout(config: &MeshConfig, gateway: &Gateway) -> Result<(), MeshError> {
+    if let GatewayStore::Postgres(url) = &config.gateway.store {
+        troupe_gateway::attach_postgres_fanout(gateway, url)
+            .await
+            .map_err(|e| MeshError::Gateway(format!("gateway.store fan-out: {e}")))?;
+    }
+    Ok(())
 }
 
 /// An adapter served on a listener of its own.

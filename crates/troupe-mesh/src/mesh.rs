@@ -165,6 +165,9 @@ impl Mesh {
             gateway_config.backstop_interval = every;
         }
         let gateway = Gateway::new(gateway_config, store.clone(), ingress);
+        if !options.no_gateway {
+            crate::front::attach_fanout(&config, &gateway).await?;
+        }
         let reporter: Arc<dyn troupe_engine::report::Reporter> = if options.no_gateway {
             Arc::new(troupe_engine::report::NoReporter)
         } else {
@@ -437,10 +440,8 @@ impl Mesh {
 }
 
 /// Resolves when the mesh's shutdown flag is set.
-fn wait_shutdown(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -> RuntimeSpec {
