@@ -156,7 +156,13 @@ fn load(dir: Option<&Path>, inline: &[Value]) -> Result<Vec<Agent>, String> {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.is_file()
+                // Hidden entries are ConfigMap bookkeeping (`..data`), not registries.
+                let hidden = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+                !hidden
+                    && p.is_file()
                     && p.extension()
                         .and_then(|x| x.to_str())
                         .is_some_and(|x| x == "yaml" || x == "yml")
@@ -410,6 +416,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("tools.yml"), "tools: []\n").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "agents: [").unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "agents: [").unwrap();
         let inline = vec![json!({"name": "two", "actor": "a2"})];
         let agents = load(Some(dir.path()), &inline).unwrap();
         assert_eq!(
