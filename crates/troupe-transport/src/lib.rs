@@ -40,6 +40,108 @@ pub enum TransportError {
     /// The transport was closed.
     #[error("transport closed")]
     Closed,
+    /// The broker cannot be reached (connection refused, DNS, timeout). `url` never
+    /// carries a password.
+    #[error("cannot reach the {kind} broker at {url}: {message}; check that it is running and the URL is right")]
+    Unavailable {
+        /// Transport kind (`rabbitmq`, `sqs`, ...).
+        kind: &'static str,
+        /// Broker URL with any password removed.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The broker refused the credentials.
+    #[error("the {kind} broker at {url} refused the credentials: {message}; check the user name and password")]
+    Auth {
+        /// Transport kind.
+        kind: &'static str,
+        /// Broker URL with any password removed.
+        url: String,
+        /// What the broker said.
+        message: String,
+    },
+    /// The transport settings (URL, environment) are invalid.
+    #[error("invalid {kind} transport settings: {message}")]
+    Config {
+        /// Transport kind.
+        kind: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Settings every broker transport needs besides its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Queue namespace: actor queues are `asya-{namespace}-{actor}` (protocol.md §4).
+    pub namespace: String,
+    /// This consumer's name (Redis consumer, logs): the pod name, or host + pid.
+    pub consumer_name: String,
+    /// How long a received, unacked message stays invisible before redelivery (SQS
+    /// visibility, NATS AckWait, Redis reclaim idle time): 2 × the actor timeout.
+    pub visibility_timeout: Duration,
+    /// Messages a consumer may hold unacked (AMQP prefetch); at least the concurrency.
+    pub prefetch: u16,
+    /// Deliveries after which a message goes to the dead-letter queue instead (3).
+    pub max_deliveries: u32,
+}
+
+impl ConnectOptions {
+    /// Defaults for `namespace`: visibility 10 min (2 × the default 5 min actor
+    /// timeout), prefetch 1, 3 deliveries, consumer `{hostname}-{pid}`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".to_owned());
+        ConnectOptions {
+            namespace: namespace.into(),
+            consumer_name: format!("{host}-{}", std::process::id()),
+            visibility_timeout: Duration::from_secs(600),
+            prefetch: 1,
+            max_deliveries: 3,
+        }
+    }
+}
+
+/// `scheme://user:***@host/...`: a URL safe to print (the password is masked).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_print() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact_url("nats://user@h:4222"), "nats://user@h:4222");
+        assert_eq!(redact_url("sqs://us-east-1"), "sqs://us-east-1");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("amqp://u:p@ss@h/v"),
+            "amqp://u:***@h/v",
+            "the last @ ends the user info"
+        );
+    }
 }
 
 /// Transport-specific handle that identifies one delivery for ack/nack.
