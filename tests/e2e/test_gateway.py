@@ -389,6 +389,25 @@ def test_gateway_url_header_must_be_http(mesh):
     assert mesh.stop() == 0
 
 
+def test_gateway_allow_list_limits_reported_hosts(mesh, monkeypatch):
+    monkeypatch.setenv("TROUPE_GATEWAY_ALLOWED_HOSTS", "gateway.example.internal:8081")
+    start(mesh)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Recorder.seen.clear()
+    try:
+        env = {"id": "not-listed", "route": {"prev": [], "curr": "fast", "next": []},
+               "headers": {"x-asya-gateway-url": f"http://127.0.0.1:{server.server_address[1]}"},
+               "payload": {}}
+        mesh.publish_raw("fast", json.dumps(env).encode())
+        mesh.wait_result("not-listed")
+        time.sleep(0.5)
+        assert Recorder.seen == []
+    finally:
+        server.shutdown()
+    assert mesh.stop() == 0
+
+
 def test_no_gateway_runs_the_mesh_without_the_mesh_api(mesh):
     start(mesh, "--no-gateway")
     code, _ = mesh.http("GET", "/api/v1/mesh/")

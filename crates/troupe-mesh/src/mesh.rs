@@ -191,8 +191,17 @@ impl Mesh {
                 .chain(CREW.iter().map(|c| (*c).to_owned()))
                 .collect(),
         );
+        // The SSRF allow-list of x-asya-gateway-url (protocol.md §13), as a sidecar reads it.
+        let allowed_hosts: Vec<String> = std::env::var("TROUPE_GATEWAY_ALLOWED_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
         let settings_for = |name: &str, timeout: Duration, concurrency: usize| {
             let mut s = ActorSettings::new(name);
+            s.gateway_allowed_hosts = allowed_hosts.clone();
             s.known_actors = Some(known_actors.clone());
             s.actor_timeout = timeout;
             s.concurrency = concurrency;
