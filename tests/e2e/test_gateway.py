@@ -419,6 +419,8 @@ def test_no_gateway_runs_the_mesh_without_the_mesh_api(mesh):
     assert result["payload"] == {"a": 1, "stepped": True}
     info = json.loads((mesh.state_dir / "mesh.json").read_text())
     assert "mcp_url" not in info and "a2a_url" not in info
+    res = mesh.cli("send", "fast", "{}")
+    assert res.returncode == 1 and "--no-gateway" in res.stderr, res.stderr
     assert mesh.stop() == 0
 
 

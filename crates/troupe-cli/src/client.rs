@@ -72,6 +72,12 @@ async fn error_text(resp: reqwest::Response) -> String {
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or(body);
+    if status == reqwest::StatusCode::NOT_FOUND && msg.is_empty() {
+        // No JSON error: the route itself is missing, i.e. the mesh has no gateway.
+        return format!(
+            "{status}: this mesh runs without its gateway (troupe up --no-gateway); restart it without that flag to create tasks"
+        );
+    }
     format!("{status}: {msg}")
 }
 
