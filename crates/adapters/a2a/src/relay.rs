@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
-use troupe_gateway::{Gateway, GatewayError, TaskEvent};
+use troupe_gateway::{Gateway, GatewayError, TaskEvent, TaskEvents};
 
 use crate::mapping::{
     a2a_state, artifact_event, classify_fly, ends_relay, fly_chunk, fly_close, fly_object,
@@ -136,22 +136,27 @@ impl Relay {
     }
 }
 
-/// Follows `task_id` and sends the relay's events to `tx` until a final event, the
+/// Follows `task_id` (from `followed` when the caller subscribed already, so no FLY
+/// event falls between the create and the subscription) and sends the relay's events to `tx` until a final event, the
 /// deadline, shutdown (`closing`), or the receiver going away.
 pub(crate) async fn run(
     gw: Gateway,
     mut relay: Relay,
+    followed: Option<TaskEvents>,
     deadline: Option<Instant>,
     tx: mpsc::Sender<Value>,
     mut closing: watch::Receiver<bool>,
 ) {
     let id = relay.task_id.clone();
-    let mut events = match gw.follow(&id).await {
-        Ok(ev) => Some(ev),
-        Err(e) => {
-            tracing::debug!(task = %id, error = %e, "A2A relay: follow failed; polling");
-            None
-        }
+    let mut events = match followed {
+        Some(ev) => Some(ev),
+        None => match gw.follow(&id).await {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                tracing::debug!(task = %id, error = %e, "A2A relay: follow failed; polling");
+                None
+            }
+        },
     };
     let mut polling = events.is_none();
     let mut poll = tokio::time::interval(POLL_PERIOD);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
-use troupe_gateway::{GatewayError, ListFilter, NewTask, Task, TaskStatus};
+use troupe_gateway::{GatewayError, ListFilter, NewTask, Task, TaskEvents, TaskStatus};
 
 use crate::auth::Caller;
 use crate::mapping::{
@@ -100,6 +100,8 @@ enum Started {
         initial: Value,
         lead: Vec<Value>,
         relay: Relay,
+        /// Subscribed right after the create/resume.
+        events: Option<TaskEvents>,
         deadline: Option<Instant>,
     },
 }
@@ -242,6 +244,7 @@ impl Inner {
                 initial,
                 lead,
                 relay,
+                events,
                 deadline,
             } => {
                 let mut fold = TaskFold::new(initial);
@@ -251,7 +254,7 @@ impl Inner {
                 if !blocking {
                     return Ok(fold.into_value());
                 }
-                let mut rx = self.spawn_relay(relay, deadline);
+                let mut rx = self.spawn_relay(relay, events, deadline);
                 while let Some(ev) = rx.recv().await {
                     if fold.apply(&ev) {
                         break;
@@ -262,11 +265,17 @@ impl Inner {
         }
     }
 
-    fn spawn_relay(&self, relay: Relay, deadline: Option<Instant>) -> mpsc::Receiver<Value> {
+    fn spawn_relay(
+        &self,
+        relay: Relay,
+        events: Option<TaskEvents>,
+        deadline: Option<Instant>,
+    ) -> mpsc::Receiver<Value> {
         let (tx, rx) = mpsc::channel(RELAY_BUFFER);
         tokio::spawn(relay::run(
             self.gateway.clone(),
             relay,
+            events,
             deadline,
             tx,
             self.closing.subscribe(),
@@ -347,6 +356,7 @@ impl Inner {
                 )),
                 other => gateway_error(other),
             })?;
+        let events = self.gateway.follow(&task_id).await.ok();
         let deadline = match self.gateway.get(&task_id).await {
             Ok(t) => self.relay_deadline(&t),
             Err(_) => Some(Instant::now() + Duration::from_secs(agent.timeout_s())),
@@ -359,6 +369,7 @@ impl Inner {
             }),
             lead: Vec::new(),
             relay: Relay::new(&task_id, &context_id, false),
+            events,
             deadline,
         })
     }
@@ -406,6 +417,7 @@ impl Inner {
             Err(GatewayError::Conflict(m)) => return Err(RpcError::invalid_params(m)),
             Err(e) => return Err(gateway_error(e)),
         }
+        let events = self.gateway.follow(task_id).await.ok();
         let after = self.gateway.get(task_id).await.ok();
         let deadline = after.as_ref().and_then(|t| self.relay_deadline(t));
         let mut initial = after.as_ref().map_or_else(
@@ -426,6 +438,7 @@ impl Inner {
             initial,
             lead: vec![status_event(task_id, &context_id, "working", None, false)],
             relay: Relay::new(task_id, &context_id, true),
+            events,
             deadline,
         })
     }
@@ -439,6 +452,7 @@ impl Inner {
             initial: task_object(&task),
             lead: Vec::new(),
             relay: Relay::new(&id, &context_id, working),
+            events: None,
             deadline: self.relay_deadline(&task),
         })
     }
@@ -579,11 +593,12 @@ impl Inner {
                 initial,
                 lead,
                 relay,
+                events,
                 deadline,
             } => {
                 let mut first = vec![initial];
                 first.extend(lead);
-                (first, Some(self.spawn_relay(relay, deadline)))
+                (first, Some(self.spawn_relay(relay, events, deadline)))
             }
         };
         sse_response(id, first, rx, self.keepalive())
