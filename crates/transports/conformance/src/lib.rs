@@ -1,12 +1,73 @@
 //! The transport conformance suite: the semantics of [`troupe_transport::Transport`]
-//! checked against a real broker. Each transport crate runs every case from its own
-//! `tests/conformance.rs` with a [`Harness`] that owns a broker process.
+//! (platform.md §1.1, protocol.md §12) checked against a real broker. Each transport
+//! crate runs every case from its own `tests/conformance.rs`:
+//!
+//! ```ignore
+//! troupe_transport_conformance::conformance_tests!(my_harness().await);
+//! ```
+//!
+//! which expands to one `#[tokio::test]` per case (the crate needs `tokio` with the
+//! `macros` and `rt-multi-thread` features as a dev-dependency). The harness expression
+//! is evaluated once per test; it may share one broker between tests: every case uses
+//! its own random queue names, and [`broker_restart`] runs alone (the other cases of the
+//! same test binary wait for it, and it waits for them), so a restart never disturbs
+//! another case.
+//!
+//! Every wait is bounded; a case that fails panics with what it expected.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test library: failures panic
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use troupe_transport::Transport;
+use bytes::Bytes;
+use tokio::sync::RwLock;
+use tokio::time::{sleep, timeout, Instant};
+use troupe_transport::{Delivery, Transport, TransportError};
+
+/// What a transport can do or tell, so the suite checks exactly what it promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Deliveries after which a message that keeps being requeued lands in
+    /// [`Harness::dead_letter_queue`]; `None` when the transport has no dead-letter queue
+    /// (the DLQ case is then skipped and says so). Default `Some(3)`.
+    pub dead_letter_after: Option<u32>,
+    /// [`Delivery::delivery_count`] is always `Some` and grows with each redelivery.
+    /// Default `true`.
+    pub delivery_count: bool,
+    /// [`troupe_transport::QueueDepth::in_flight`] counts messages received and not yet
+    /// acked (by the transport instance asked, at least). Default `true`.
+    pub depth_in_flight: bool,
+    /// [`troupe_transport::QueueDepth::delayed`] counts messages sent with a delay that
+    /// has not elapsed (by the transport instance that sent them, at least). Default `true`.
+    pub depth_delayed: bool,
+    /// Longest time after a consumer died holding an unacked delivery until that message
+    /// is receivable again (visibility timeout, AckWait, reclaim idle time, plus the
+    /// broker's own lag). Default 10 s.
+    pub redelivery_after: Duration,
+    /// How much later than its delay a delayed message may become receivable (mover
+    /// intervals, broker timers). Default 3 s.
+    pub delay_slack: Duration,
+    /// How long depth counts may lag behind sends and receives (approximate counters).
+    /// Default 5 s.
+    pub depth_settle: Duration,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            dead_letter_after: Some(3),
+            delivery_count: true,
+            depth_in_flight: true,
+            depth_delayed: true,
+            redelivery_after: Duration::from_secs(10),
+            delay_slack: Duration::from_secs(3),
+            depth_settle: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What the suite needs from a transport's test setup.
 #[async_trait]
@@ -22,4 +83,595 @@ pub trait Harness: Send + Sync {
     /// The queue that dead-lettered messages of `queue` land in, readable with
     /// [`Transport::receive`] on a transport from [`Harness::connect`].
     fn dead_letter_queue(&self, queue: &str) -> String;
+
+    /// What the transport under test can do; default [`Capabilities::default`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Makes `transport` die as a crashed consumer would: whatever it received and did
+    /// not ack must come back to other consumers. Default: [`Transport::close`].
+    async fn kill(&self, transport: Arc<dyn Transport>) {
+        transport.close().await;
+    }
+}
+
+#[async_trait]
+impl<H: Harness + ?Sized> Harness for Arc<H> {
+    async fn connect(&self) -> Arc<dyn Transport> {
+        (**self).connect().await
+    }
+    async fn restart_broker(&self) {
+        (**self).restart_broker().await
+    }
+    fn dead_letter_queue(&self, queue: &str) -> String {
+        (**self).dead_letter_queue(queue)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn kill(&self, transport: Arc<dyn Transport>) {
+        (**self).kill(transport).await
+    }
+}
+
+#[async_trait]
+impl<H: Harness + ?Sized> Harness for Box<H> {
+    async fn connect(&self) -> Arc<dyn Transport> {
+        (**self).connect().await
+    }
+    async fn restart_broker(&self) {
+        (**self).restart_broker().await
+    }
+    fn dead_letter_queue(&self, queue: &str) -> String {
+        (**self).dead_letter_queue(queue)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn kill(&self, transport: Arc<dyn Transport>) {
+        (**self).kill(transport).await
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each running the case against
+/// the harness `$harness` (an expression, evaluated once per test, that may use
+/// `.await`; its type implements [`Harness`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            send_receive_ack,
+            requeue_redelivers,
+            dead_consumer_redelivers,
+            delayed_delivery,
+            dead_letter_after_max_deliveries,
+            depth_counts,
+            broker_restart
+        );
+    };
+    (@cases $harness:expr; $($case:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::$case(&harness).await;
+            }
+        )*
+    };
+}
+
+/// Every case but [`broker_restart`] holds this for reading; the restart case holds it
+/// for writing, so a broker restart never runs during another case of the same binary.
+static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh actor name (a DNS label, protocol.md §4) unique to this process and run.
+pub fn unique_actor(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{:x}{nanos:x}-{n}", std::process::id())
+}
+
+/// How long a receive that must succeed may take on a healthy broker.
+const RECEIVE_WAIT: Duration = Duration::from_secs(15);
+/// How long the suite listens to make sure a message does not come (again).
+const QUIET_WAIT: Duration = Duration::from_millis(1500);
+
+/// Receives from `queue` within `wait`; `None` if nothing came. Errors fail the case.
+pub async fn receive_within(t: &dyn Transport, queue: &str, wait: Duration) -> Option<Delivery> {
+    match timeout(wait, t.receive(queue)).await {
+        Ok(Ok(d)) => Some(d),
+        Ok(Err(e)) => panic!("receive on {queue} failed: {e}"),
+        Err(_) => None,
+    }
+}
+
+async fn must_receive(t: &dyn Transport, queue: &str, wait: Duration, what: &str) -> Delivery {
+    receive_within(t, queue, wait)
+        .await
+        .unwrap_or_else(|| panic!("{what}: nothing received on {queue} within {wait:?}"))
+}
+
+async fn must_stay_empty(t: &dyn Transport, queue: &str, wait: Duration, what: &str) {
+    if let Some(d) = receive_within(t, queue, wait).await {
+        panic!(
+            "{what}: unexpected message on {queue}: {:?} (delivery {:?})",
+            String::from_utf8_lossy(&d.body),
+            d.delivery_count
+        );
+    }
+}
+
+fn body(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn envelope(id: &str, payload: &str) -> Bytes {
+    body(&format!(
+        "{{\"id\":\"{id}\",\"route\":{{\"prev\":[],\"curr\":\"a\",\"next\":[\"b\"]}},\"headers\":{{}},\"payload\":{payload}}}"
+    ))
+}
+
+/// Case 1: bodies arrive byte-identical (non-ASCII JSON, a 100 KiB body, `{}`), on the
+/// queue they were sent to, and an acked message is gone for good.
+pub async fn send_receive_ack(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let t = h.connect().await;
+    let caps = h.capabilities();
+    let queue = t.queue_name(&unique_actor("conf-basic"));
+    let big = "x".repeat(100 * 1024);
+    let bodies = vec![
+        envelope(
+            "b1",
+            "{\"text\":\"héllo wörld — 日本語 🎭 \\u00e9\",\"n\":[1,2.5,-3e10,null,true]}",
+        ),
+        envelope("b2", &format!("{{\"big\":\"{big}\"}}")),
+        body("{}"),
+    ];
+    for b in &bodies {
+        t.send(&queue, b.clone()).await.unwrap();
+    }
+    let mut got: HashSet<Bytes> = HashSet::new();
+    for _ in 0..bodies.len() {
+        let d = must_receive(&*t, &queue, RECEIVE_WAIT, "send/receive").await;
+        assert_eq!(&*d.queue, queue.as_str(), "delivery names its queue");
+        assert!(
+            bodies.contains(&d.body),
+            "body changed in transit: {:?}",
+            String::from_utf8_lossy(&d.body[..d.body.len().min(200)])
+        );
+        if caps.delivery_count {
+            assert_eq!(d.delivery_count, Some(1), "first delivery counts 1");
+        }
+        assert!(got.insert(d.body.clone()), "one message delivered twice");
+        t.ack(&d).await.unwrap();
+    }
+    // Longer than a visibility timeout: an ack that did not stick shows up here.
+    must_stay_empty(
+        &*t,
+        &queue,
+        QUIET_WAIT.max(caps.redelivery_after / 2),
+        "after ack",
+    )
+    .await;
+    t.close().await;
+}
+
+/// Case 2: a requeued delivery comes back with the same body and a higher count.
+pub async fn requeue_redelivers(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let t = h.connect().await;
+    let caps = h.capabilities();
+    let queue = t.queue_name(&unique_actor("conf-requeue"));
+    let b = envelope("rq", "{\"text\":\"réessayer\"}");
+    t.send(&queue, b.clone()).await.unwrap();
+    let d1 = must_receive(&*t, &queue, RECEIVE_WAIT, "first delivery").await;
+    assert_eq!(d1.body, b);
+    t.requeue(&d1).await.unwrap();
+    let d2 = must_receive(&*t, &queue, RECEIVE_WAIT, "after requeue").await;
+    assert_eq!(d2.body, b, "requeue keeps the body");
+    if caps.delivery_count {
+        let (c1, c2) = (d1.delivery_count.unwrap(), d2.delivery_count.unwrap());
+        assert!(c2 > c1, "delivery count grows: {c1} then {c2}");
+    } else if let (Some(c1), Some(c2)) = (d1.delivery_count, d2.delivery_count) {
+        assert!(c2 > c1, "delivery count grows: {c1} then {c2}");
+    }
+    t.ack(&d2).await.unwrap();
+    must_stay_empty(&*t, &queue, QUIET_WAIT, "after ack of the redelivery").await;
+    t.close().await;
+}
+
+/// Case 3: a message received by a consumer that dies without acking is delivered to
+/// another consumer.
+pub async fn dead_consumer_redelivers(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let caps = h.capabilities();
+    let doomed = h.connect().await;
+    let survivor = h.connect().await;
+    let queue = doomed.queue_name(&unique_actor("conf-death"));
+    let b = envelope("dead", "{\"text\":\"orphelin\"}");
+    survivor.send(&queue, b.clone()).await.unwrap();
+    let d = must_receive(&*doomed, &queue, RECEIVE_WAIT, "delivery to the doomed").await;
+    assert_eq!(d.body, b);
+    h.kill(doomed).await;
+    let wait = caps.redelivery_after + Duration::from_secs(5);
+    let again = must_receive(&*survivor, &queue, wait, "redelivery after consumer death").await;
+    assert_eq!(again.body, b, "redelivery keeps the body");
+    if let (Some(c1), Some(c2)) = (d.delivery_count, again.delivery_count) {
+        assert!(c2 >= c1, "delivery count does not go back: {c1} then {c2}");
+    }
+    survivor.ack(&again).await.unwrap();
+    must_stay_empty(&*survivor, &queue, QUIET_WAIT, "after ack").await;
+    survivor.close().await;
+}
+
+/// Case 4: `send_with_delay(2 s)` and `nack(delivery, 2 s)` are not receivable at 1.5 s
+/// and are by 2 s plus the transport's slack.
+pub async fn delayed_delivery(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let t = h.connect().await;
+    let caps = h.capabilities();
+    let delay = Duration::from_secs(2);
+    let early = Duration::from_millis(1500);
+    let queue = t.queue_name(&unique_actor("conf-delay"));
+
+    let b = envelope("later", "{\"text\":\"plus tard\"}");
+    let start = Instant::now();
+    t.send_with_delay(&queue, b.clone(), delay).await.unwrap();
+    let sent_in = start.elapsed();
+    assert!(sent_in < early, "send_with_delay took {sent_in:?}");
+    must_stay_empty(&*t, &queue, early - sent_in, "before the delay").await;
+    let d = must_receive(
+        &*t,
+        &queue,
+        delay - early + caps.delay_slack + sent_in,
+        "after the delay",
+    )
+    .await;
+    let arrived = start.elapsed();
+    assert_eq!(d.body, b, "delay keeps the body");
+    assert!(
+        arrived + Duration::from_millis(50) >= delay,
+        "arrived after {arrived:?}, before its {delay:?} delay"
+    );
+    t.ack(&d).await.unwrap();
+
+    let b2 = envelope("retry", "{\"text\":\"encore\"}");
+    t.send(&queue, b2.clone()).await.unwrap();
+    let d = must_receive(&*t, &queue, RECEIVE_WAIT, "before nack").await;
+    let start = Instant::now();
+    t.nack(&d, delay).await.unwrap();
+    let nacked_in = start.elapsed();
+    assert!(nacked_in < early, "nack took {nacked_in:?}");
+    must_stay_empty(&*t, &queue, early - nacked_in, "before the nack delay").await;
+    let again = must_receive(
+        &*t,
+        &queue,
+        delay - early + caps.delay_slack + nacked_in,
+        "after the nack delay",
+    )
+    .await;
+    let arrived = start.elapsed();
+    assert_eq!(again.body, b2, "nack keeps the body");
+    assert!(
+        arrived + Duration::from_millis(50) >= delay,
+        "nacked message back after {arrived:?}, before its {delay:?} delay"
+    );
+    t.ack(&again).await.unwrap();
+    must_stay_empty(&*t, &queue, QUIET_WAIT, "after ack").await;
+    t.close().await;
+}
+
+/// Case 5: a message requeued on every delivery is delivered at most the transport's
+/// limit of times, then appears byte-identical in the dead-letter queue.
+pub async fn dead_letter_after_max_deliveries(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let caps = h.capabilities();
+    let Some(limit) = caps.dead_letter_after else {
+        eprintln!("dead_letter_after_max_deliveries: not applicable, the transport has no DLQ");
+        return;
+    };
+    let t = h.connect().await;
+    let queue = t.queue_name(&unique_actor("conf-dlq"));
+    let b = envelope("poison", "{\"text\":\"toxique ☠\"}");
+    t.send(&queue, b.clone()).await.unwrap();
+    let mut deliveries = 0u32;
+    // A requeued message is back at once; silence this long means it left the queue.
+    let gone_after = Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(d) = receive_within(&*t, &queue, gone_after).await {
+        assert!(Instant::now() < deadline, "message never dead-lettered");
+        assert_eq!(d.body, b, "redelivery keeps the body");
+        deliveries += 1;
+        assert!(
+            deliveries <= limit,
+            "delivered {deliveries} times; the limit is {limit}"
+        );
+        if caps.delivery_count {
+            assert_eq!(
+                d.delivery_count,
+                Some(deliveries),
+                "delivery count of delivery {deliveries}"
+            );
+        }
+        t.requeue(&d).await.unwrap();
+    }
+    assert_eq!(
+        deliveries, limit,
+        "a failing message is delivered exactly {limit} times before the DLQ"
+    );
+    let dlq = h.dead_letter_queue(&queue);
+    let reader = h.connect().await;
+    let deadline = Instant::now() + RECEIVE_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let d = must_receive(&*reader, &dlq, left, "dead-lettered message").await;
+        if d.body == b {
+            reader.ack(&d).await.unwrap();
+            break;
+        }
+        // Another test's dead letter in a shared DLQ: leave it there.
+        reader.requeue(&d).await.unwrap();
+    }
+    must_stay_empty(&*t, &queue, QUIET_WAIT, "after dead-lettering").await;
+    reader.close().await;
+    t.close().await;
+}
+
+/// Polls `check` until it holds or `settle` passes; then asserts it once more.
+async fn eventually<F, Fut>(settle: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + settle;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => panic!("{what}: {e} (after {settle:?})"),
+            Err(_) => sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Case 6: depth reports ready messages, in-flight ones and delayed ones (the latter two
+/// where the transport can tell), and drops back to zero once all are acked.
+pub async fn depth_counts(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let t = h.connect().await;
+    let caps = h.capabilities();
+    let queue = t.queue_name(&unique_actor("conf-depth"));
+    let n = 5u64;
+    for i in 0..n {
+        t.send(&queue, envelope(&format!("d{i}"), "{}"))
+            .await
+            .unwrap();
+    }
+    let tq = t.clone();
+    let q = queue.clone();
+    eventually(caps.depth_settle, "ready after sends", move || {
+        let (t, q) = (tq.clone(), q.clone());
+        async move {
+            let d = t.depth(&q).await.map_err(|e| e.to_string())?;
+            if d.ready == n && d.in_flight == 0 && d.delayed == 0 {
+                Ok(())
+            } else {
+                Err(format!("expected {n} ready, got {d:?}"))
+            }
+        }
+    })
+    .await;
+
+    let got = must_receive(&*t, &queue, RECEIVE_WAIT, "depth receive").await;
+    let tq = t.clone();
+    let q = queue.clone();
+    let in_flight = caps.depth_in_flight;
+    eventually(caps.depth_settle, "after one receive", move || {
+        let (t, q) = (tq.clone(), q.clone());
+        async move {
+            let d = t.depth(&q).await.map_err(|e| e.to_string())?;
+            // A consumer may have prefetched more than the one handed out; together
+            // they still make up the n messages.
+            let ok = if in_flight {
+                d.ready + d.in_flight == n && d.in_flight >= 1
+            } else {
+                d.ready < n
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{n} sent, 1 received: got {d:?}"))
+            }
+        }
+    })
+    .await;
+
+    t.send_with_delay(&queue, envelope("dd", "{}"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    if caps.depth_delayed {
+        let tq = t.clone();
+        let q = queue.clone();
+        eventually(caps.depth_settle, "delayed", move || {
+            let (t, q) = (tq.clone(), q.clone());
+            async move {
+                let d = t.depth(&q).await.map_err(|e| e.to_string())?;
+                if d.delayed == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("expected 1 delayed, got {d:?}"))
+                }
+            }
+        })
+        .await;
+    }
+
+    t.ack(&got).await.unwrap();
+    for _ in 1..n {
+        let d = must_receive(&*t, &queue, RECEIVE_WAIT, "draining").await;
+        t.ack(&d).await.unwrap();
+    }
+    let tq = t.clone();
+    let q = queue.clone();
+    let delayed = caps.depth_delayed;
+    eventually(caps.depth_settle, "after acking everything", move || {
+        let (t, q) = (tq.clone(), q.clone());
+        async move {
+            let d = t.depth(&q).await.map_err(|e| e.to_string())?;
+            let expect_delayed = u64::from(delayed);
+            if d.ready == 0 && d.in_flight == 0 && d.delayed == expect_delayed {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected nothing but {expect_delayed} delayed, got {d:?}"
+                ))
+            }
+        }
+    })
+    .await;
+    t.close().await;
+}
+
+/// Sends `body` until it is accepted or `deadline` passes; errors are allowed (the
+/// broker may be down), a send that returns `Ok` must be durable.
+async fn send_retrying(t: &dyn Transport, queue: &str, body: Bytes, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match timeout(left, t.send(queue, body.clone())).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => sleep(Duration::from_millis(200)).await,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Receives and acks until every body of `expected` has been seen or `deadline` passes;
+/// receive and ack errors (broker down) are retried. Returns the bodies seen.
+async fn drain(
+    t: &dyn Transport,
+    queue: &str,
+    expected: &HashSet<Bytes>,
+    seen: &mut HashMap<Bytes, u32>,
+    deadline: Instant,
+) {
+    while !expected.iter().all(|b| seen.contains_key(b)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match timeout(left.min(Duration::from_secs(5)), t.receive(queue)).await {
+            Ok(Ok(d)) => {
+                *seen.entry(d.body.clone()).or_default() += 1;
+                // A failed ack (connection lost) means a duplicate later: allowed.
+                let _ = t.ack(&d).await;
+            }
+            Ok(Err(e)) => {
+                if matches!(e, TransportError::Closed) {
+                    panic!("transport closed itself during the outage: {e}");
+                }
+                sleep(Duration::from_millis(200)).await;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Case 7: the broker stops and starts mid-test. Nothing whose send returned `Ok` is
+/// lost, sends during the outage fail or are durable, and the same transport instances
+/// recover by themselves.
+pub async fn broker_restart(h: &dyn Harness) {
+    let _alone = EXCLUSIVE.write().await;
+    let producer = h.connect().await;
+    let consumer = h.connect().await;
+    let queue = producer.queue_name(&unique_actor("conf-restart"));
+    let n = 200usize;
+    let b = |i: usize| {
+        envelope(
+            &format!("r{i}"),
+            &format!("{{\"i\":{i},\"s\":\"redémarrage\"}}"),
+        )
+    };
+    let mut accepted: HashSet<Bytes> = HashSet::new();
+    let mut seen: HashMap<Bytes, u32> = HashMap::new();
+
+    // Before the restart: half sent, a quarter received and acked.
+    for i in 0..n / 2 {
+        producer.send(&queue, b(i)).await.unwrap();
+        accepted.insert(b(i));
+    }
+    let mut early_seen: HashMap<Bytes, u32> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while early_seen.len() < n / 4 && Instant::now() < deadline {
+        let d = must_receive(&*consumer, &queue, RECEIVE_WAIT, "before restart").await;
+        *early_seen.entry(d.body.clone()).or_default() += 1;
+        consumer.ack(&d).await.unwrap();
+    }
+    assert_eq!(early_seen.len(), n / 4, "received before the restart");
+    for (k, v) in early_seen {
+        *seen.entry(k).or_default() += v;
+    }
+
+    // During the restart: keep sending; each send either fails or is durable.
+    let restart = async {
+        h.restart_broker().await;
+    };
+    let sending = async {
+        let mut ok = Vec::new();
+        let mut failed = 0usize;
+        for i in n / 2..n / 2 + 20 {
+            match timeout(Duration::from_secs(60), producer.send(&queue, b(i))).await {
+                Ok(Ok(())) => ok.push(b(i)),
+                Ok(Err(_)) | Err(_) => failed += 1,
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        (ok, failed)
+    };
+    let ((), (ok, failed)) = tokio::join!(restart, sending);
+    eprintln!(
+        "broker_restart: {} sends during the restart accepted, {failed} failed",
+        ok.len()
+    );
+    accepted.extend(ok);
+
+    // After the restart: the same producer instance sends the rest.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for i in n / 2 + 20..n {
+        assert!(
+            send_retrying(&*producer, &queue, b(i), deadline).await,
+            "the producer did not recover after the broker restart (send {i})"
+        );
+        accepted.insert(b(i));
+    }
+
+    // The same consumer instance receives every accepted body at least once.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    drain(&*consumer, &queue, &accepted, &mut seen, deadline).await;
+    let missing: Vec<String> = accepted
+        .iter()
+        .filter(|b| !seen.contains_key(*b))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted messages lost across the restart, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        missing.first()
+    );
+    let dups = seen.values().filter(|&&c| c > 1).count();
+    eprintln!(
+        "broker_restart: {} accepted, all received; {dups} received more than once",
+        accepted.len()
+    );
+    producer.close().await;
+    consumer.close().await;
 }
