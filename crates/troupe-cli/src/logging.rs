@@ -11,6 +11,27 @@ pub enum Format {
     Json,
 }
 
+/// Log targets of this project (crate names); everything else logs at warn.
+const OUR_CRATES: &[&str] = &[
+    "troupe",
+    "troupe_cli",
+    "troupe_mesh",
+    "troupe_engine",
+    "troupe_runtime",
+    "troupe_gateway",
+    "troupe_mcp",
+    "troupe_a2a",
+    "troupe_crew",
+    "troupe_sidecar",
+    "troupe_transports",
+    "troupe_transport_embedded",
+    "troupe_transport_rabbitmq",
+    "troupe_transport_sqs",
+    "troupe_transport_pubsub",
+    "troupe_transport_nats",
+    "troupe_transport_redis",
+];
+
 /// Installs the global subscriber.
 pub fn init(level: &str, format: Format) -> Result<(), String> {
     let level = level.to_ascii_lowercase();
@@ -24,8 +45,8 @@ pub fn init(level: &str, format: Format) -> Result<(), String> {
     }
     // Dependencies stay at warn unless the user asks for trace.
     let deps = if level == "trace" { "trace" } else { "warn" };
-    let filter = EnvFilter::try_new(format!("{deps},troupe={level},troupe_mesh={level},troupe_engine={level},troupe_runtime={level},troupe_gateway={level},troupe_crew={level},troupe_transport_embedded={level},troupe_cli={level}"))
-        .map_err(|e| e.to_string())?;
+    let ours: String = OUR_CRATES.iter().map(|c| format!(",{c}={level}")).collect();
+    let filter = EnvFilter::try_new(format!("{deps}{ours}")).map_err(|e| e.to_string())?;
     // Colours only on a terminal: logs redirected to a file stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

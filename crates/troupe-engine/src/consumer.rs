@@ -53,6 +53,7 @@ pub async fn run_replica(
                 if *stop.borrow() || fatal.borrow().is_some() {
                     return;
                 }
+                let waiting = tokio::time::Instant::now();
                 let received = tokio::select! {
                     biased;
                     // A dropped sender can never ask to stop; treat it as a stop rather
@@ -64,6 +65,7 @@ pub async fn run_replica(
                 let delivery = match received {
                     Ok(d) => {
                         errors = 0;
+                        engine.record_receive_wait(waiting.elapsed());
                         d
                     }
                     Err(e) => {

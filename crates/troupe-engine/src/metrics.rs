@@ -16,6 +16,25 @@ pub const MESSAGES_FAILED: &str = "asya_actor_messages_failed_total";
 pub const RUNTIME_ERRORS: &str = "asya_actor_runtime_errors_total";
 /// In-flight messages.
 pub const ACTIVE_MESSAGES: &str = "asya_actor_active_messages";
+/// Receive → ack (`queue`), seconds.
+pub const PROCESSING_DURATION: &str = "asya_actor_processing_duration_seconds";
+/// One runtime call (`queue`), seconds.
+pub const RUNTIME_EXECUTION_DURATION: &str = "asya_actor_runtime_execution_duration_seconds";
+/// Waiting in `receive` (`queue`, `transport`), seconds.
+pub const QUEUE_RECEIVE_DURATION: &str = "asya_actor_queue_receive_duration_seconds";
+/// One send (`destination_queue`, `transport`), seconds.
+pub const QUEUE_SEND_DURATION: &str = "asya_actor_queue_send_duration_seconds";
+/// Envelope sizes (`direction` = `received` | `sent`), bytes.
+pub const MESSAGE_SIZE: &str = "asya_actor_message_size_bytes";
+
+/// Bucket bounds of the duration histograms: 5 ms to 10 min (platform.md §6.1).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Bucket bounds of [`MESSAGE_SIZE`]: 256 B to 64 MiB.
+pub const SIZE_BUCKETS: &[f64] = &[
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
+];
 
 /// `status` label values of [`MESSAGES_PROCESSED`].
 pub mod processed {
@@ -87,18 +106,61 @@ pub struct HotCounters {
     pub end_consumed: metrics::Counter,
     /// [`MESSAGES_SENT`] to the sink queue.
     pub sent_sink: metrics::Counter,
+    /// [`PROCESSING_DURATION`] of this actor.
+    pub processing: metrics::Histogram,
+    /// [`RUNTIME_EXECUTION_DURATION`] of this actor.
+    pub runtime_execution: metrics::Histogram,
+    /// [`MESSAGE_SIZE`] of received envelopes.
+    pub size_received: metrics::Histogram,
+    /// [`MESSAGE_SIZE`] of sent envelopes.
+    pub size_sent: metrics::Histogram,
+    /// [`ACTIVE_MESSAGES`].
+    pub active: metrics::Gauge,
+    /// [`QUEUE_RECEIVE_DURATION`] of this actor's queue.
+    pub receive_wait: metrics::Histogram,
 }
 
 impl HotCounters {
-    /// Registers the counters of `actor` (whose sink queue is `sink_queue`).
-    pub fn register(actor: &str, sink_queue: &str) -> Self {
+    /// Registers the counters of `actor` (whose sink queue is `sink_queue`) on a
+    /// transport of kind `transport`.
+    pub fn register(actor: &str, sink_queue: &str, transport: &'static str) -> Self {
         let q = actor.to_owned();
         Self {
             received: metrics::counter!(MESSAGES_RECEIVED, "queue" => q.clone()),
             success: metrics::counter!(MESSAGES_PROCESSED, "queue" => q.clone(), "status" => processed::SUCCESS),
-            end_consumed: metrics::counter!(MESSAGES_PROCESSED, "queue" => q, "status" => processed::END_CONSUMED),
+            end_consumed: metrics::counter!(MESSAGES_PROCESSED, "queue" => q.clone(), "status" => processed::END_CONSUMED),
             sent_sink: metrics::counter!(MESSAGES_SENT, "destination_queue" => sink_queue.to_owned(), "message_type" => sent::SINK),
+            processing: metrics::histogram!(PROCESSING_DURATION, "queue" => q.clone()),
+            runtime_execution: metrics::histogram!(RUNTIME_EXECUTION_DURATION, "queue" => q.clone()),
+            size_received: metrics::histogram!(MESSAGE_SIZE, "direction" => "received"),
+            size_sent: metrics::histogram!(MESSAGE_SIZE, "direction" => "sent"),
+            active: metrics::gauge!(ACTIVE_MESSAGES, "queue" => q.clone()),
+            receive_wait: metrics::histogram!(QUEUE_RECEIVE_DURATION, "queue" => q, "transport" => transport),
         }
+    }
+}
+
+/// [`QUEUE_SEND_DURATION`] handles by destination queue, registered on first use: an
+/// actor sends to a handful of queues, so the map stays small and the label strings
+/// are built once per queue rather than per message.
+#[derive(Debug, Default)]
+pub struct SendDurations {
+    by_queue: Mutex<std::collections::HashMap<String, metrics::Histogram>>,
+}
+
+impl SendDurations {
+    /// Records one send to `queue` over `transport`.
+    pub fn record(&self, queue: &str, transport: &'static str, took: std::time::Duration) {
+        let Ok(mut map) = self.by_queue.lock() else {
+            return;
+        };
+        if let Some(h) = map.get(queue) {
+            h.record(took.as_secs_f64());
+            return;
+        }
+        let h = metrics::histogram!(QUEUE_SEND_DURATION, "destination_queue" => queue.to_owned(), "transport" => transport);
+        h.record(took.as_secs_f64());
+        map.insert(queue.to_owned(), h);
     }
 }
 

@@ -92,6 +92,7 @@ pub struct Engine {
     sink_queue: String,
     sump_queue: String,
     hot: m::HotCounters,
+    send_durations: m::SendDurations,
     local_sink: Option<LocalEnd>,
 }
 
@@ -129,7 +130,7 @@ impl Engine {
         let own_queue: Arc<str> = transport.queue_name(&settings.actor).into();
         let sink_queue = transport.queue_name(&settings.sink);
         let sump_queue = transport.queue_name(&settings.sump);
-        let hot = m::HotCounters::register(&settings.actor, &sink_queue);
+        let hot = m::HotCounters::register(&settings.actor, &sink_queue, transport.kind());
         Self {
             settings,
             transport,
@@ -140,6 +141,7 @@ impl Engine {
             sink_queue,
             sump_queue,
             hot,
+            send_durations: m::SendDurations::default(),
             local_sink: None,
         }
     }
@@ -171,6 +173,11 @@ impl Engine {
         &self.transport
     }
 
+    /// Records how long a `receive` waited (platform.md §6.1 receive duration).
+    pub fn record_receive_wait(&self, waited: Duration) {
+        self.hot.receive_wait.record(waited.as_secs_f64());
+    }
+
     /// The actor's live counters.
     pub fn stats(&self) -> &Arc<ActorStats> {
         &self.stats
@@ -181,7 +188,10 @@ impl Engine {
         // A guard, so a caller that drops this future (shutdown grace expired) does not
         // leave the in-flight count raised for good.
         let _in_flight = InFlight::enter(&self.stats);
+        let started = Instant::now();
         self.hot.received.increment(1);
+        self.hot.active.increment(1.0);
+        self.hot.size_received.record(delivery.body.len() as f64);
         let outcome = match handler {
             Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
             _ => self.process_regular(handler, &delivery.body).await,
@@ -211,6 +221,8 @@ impl Engine {
                 Disposition::Requeued
             }
         };
+        self.hot.active.decrement(1.0);
+        self.hot.processing.record(started.elapsed().as_secs_f64());
         disposition
     }
 
@@ -234,8 +246,13 @@ impl Engine {
         kind: &'static str,
     ) -> Result<(), SendFailed> {
         let body = Bytes::from(env.to_vec());
+        let size = body.len();
+        let started = Instant::now();
         match self.transport.send(queue, body).await {
             Ok(()) => {
+                self.hot.size_sent.record(size as f64);
+                self.send_durations
+                    .record(queue, self.transport.kind(), started.elapsed());
                 if kind == m::sent::SINK {
                     self.hot.sent_sink.increment(1);
                 } else {
@@ -480,6 +497,9 @@ impl Engine {
             Ok(())
         }
         .await;
+        self.hot
+            .runtime_execution
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 if let Some(err) = dispatch.failed.take() {

@@ -1,0 +1,358 @@
+//! The sidecar's environment (protocol.md §15), parsed and validated without I/O.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use troupe_crew::CrewConfig;
+use troupe_engine::ActorSettings;
+use troupe_protocol::duration::parse_go_duration;
+use troupe_protocol::resiliency::Resiliency;
+
+use crate::SidecarError;
+
+/// Default `ASYA_METRICS_ADDR`.
+pub const DEFAULT_METRICS_ADDR: &str = ":8080";
+/// Runtime socket file name inside `ASYA_SOCKET_DIR`.
+const SOCKET_NAME: &str = "asya-runtime.sock";
+/// Crew actors a sidecar can run natively (`TROUPE_CREW`).
+const CREW: [&str; 4] = ["x-sink", "x-sump", "x-pause", "x-resume"];
+
+/// Everything `troupe sidecar` reads from the environment, except the transport's own
+/// variables (the transport facade reads those).
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// Engine settings (actor, sink/sump, timeout, resiliency, gateway, concurrency).
+    pub settings: ActorSettings,
+    /// `ASYA_NAMESPACE`.
+    pub namespace: String,
+    /// `ASYA_TRANSPORT` (default `rabbitmq`).
+    pub transport: String,
+    /// The runtime's socket: `{ASYA_SOCKET_DIR}/asya-runtime.sock`.
+    pub socket: PathBuf,
+    /// `ASYA_IS_END_ACTOR`: a Python end actor behind the runtime (§14.1).
+    pub is_end_actor: bool,
+    /// `TROUPE_CREW`: run this crew actor natively, with no runtime.
+    pub crew: Option<String>,
+    /// Crew settings (`ASYA_PERSISTENCE_MOUNT`, hooks, pause metadata, ...).
+    pub crew_config: CrewConfig,
+    /// `ASYA_RUNTIME_READY_TIMEOUT`.
+    pub runtime_ready_timeout: Duration,
+    /// `ASYA_METRICS_ENABLED`: serve `/metrics` (the probes are always served).
+    pub metrics_enabled: bool,
+    /// `ASYA_METRICS_ADDR` (`:8080` = all interfaces).
+    pub metrics_addr: SocketAddr,
+    /// `ASYA_METRICS_NAMESPACE`: the metric name prefix (`asya_actor`).
+    pub metrics_namespace: String,
+}
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn var(get: Lookup<'_>, name: &str) -> Option<String> {
+    get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn bad(name: &str, value: &str, hint: &str) -> SidecarError {
+    SidecarError::Config(format!("{name}={value}: {hint}"))
+}
+
+fn duration(get: Lookup<'_>, name: &str, default: Duration) -> Result<Duration, SidecarError> {
+    match var(get, name) {
+        None => Ok(default),
+        Some(v) => parse_go_duration(&v).map_err(|e| {
+            bad(
+                name,
+                &v,
+                &format!("{e} (use a Go duration such as 30s or 5m)"),
+            )
+        }),
+    }
+}
+
+fn boolean(get: Lookup<'_>, name: &str, default: bool) -> Result<bool, SidecarError> {
+    match var(get, name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(bad(name, &v, "use true or false")),
+        },
+    }
+}
+
+/// `:8080` → all interfaces; `host:port` as given.
+fn listen_addr(text: &str) -> Option<SocketAddr> {
+    if let Some(port) = text.strip_prefix(':') {
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+    }
+    text.parse().ok()
+}
+
+impl SidecarConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SidecarError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `get` (tests pass a map).
+    pub fn from_lookup(get: Lookup<'_>) -> Result<Self, SidecarError> {
+        let required = |name: &str, what: &str| {
+            var(get, name)
+                .ok_or_else(|| SidecarError::Config(format!("{name} is required: {what}")))
+        };
+        let actor = required(
+            "ASYA_ACTOR_NAME",
+            "the actor whose queue this sidecar consumes",
+        )?;
+        troupe_protocol::queue::validate_actor_name(&actor)
+            .map_err(|e| bad("ASYA_ACTOR_NAME", &actor, &e.to_string()))?;
+        let namespace = required("ASYA_NAMESPACE", "the queue namespace, e.g. default")?;
+
+        let crew = var(get, "TROUPE_CREW");
+        if let Some(c) = &crew {
+            if !CREW.contains(&c.as_str()) {
+                return Err(bad(
+                    "TROUPE_CREW",
+                    c,
+                    &format!(
+                        "not a crew actor this build runs natively; use one of {}",
+                        CREW.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        let mut settings = ActorSettings::new(actor);
+        if let Some(s) = var(get, "ASYA_ACTOR_SINK") {
+            settings.sink = s;
+        }
+        if let Some(s) = var(get, "ASYA_ACTOR_SUMP") {
+            settings.sump = s;
+        }
+        settings.actor_timeout = duration(
+            get,
+            "ASYA_RESILIENCY_ACTOR_TIMEOUT",
+            Duration::from_secs(300),
+        )?;
+        if settings.actor_timeout.is_zero() {
+            return Err(bad(
+                "ASYA_RESILIENCY_ACTOR_TIMEOUT",
+                "0",
+                "must be positive",
+            ));
+        }
+        settings.resiliency = Resiliency::from_env_json(
+            get("ASYA_RESILIENCY_POLICIES").as_deref(),
+            get("ASYA_RESILIENCY_RULES").as_deref(),
+        )
+        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        settings.gateway_url = var(get, "ASYA_GATEWAY_URL");
+        settings.gateway_allowed_hosts = var(get, "TROUPE_GATEWAY_ALLOWED_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        settings.concurrency = match var(get, "TROUPE_CONCURRENCY") {
+            None => 1,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => {
+                    return Err(bad(
+                        "TROUPE_CONCURRENCY",
+                        &v,
+                        "use a whole number from 1 to 1024",
+                    ))
+                }
+            },
+        };
+        settings.shutdown_grace = duration(get, "TROUPE_SHUTDOWN_GRACE", Duration::from_secs(30))?;
+
+        let is_end_actor = boolean(get, "ASYA_IS_END_ACTOR", false)?;
+        if is_end_actor && crew.is_some() {
+            return Err(SidecarError::Config(
+                "ASYA_IS_END_ACTOR and TROUPE_CREW are exclusive: TROUPE_CREW runs the crew natively, ASYA_IS_END_ACTOR runs a Python end actor behind the runtime".into(),
+            ));
+        }
+        let metrics_text =
+            var(get, "ASYA_METRICS_ADDR").unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_owned());
+        let metrics_addr = listen_addr(&metrics_text).ok_or_else(|| {
+            bad(
+                "ASYA_METRICS_ADDR",
+                &metrics_text,
+                "use :PORT (all interfaces) or HOST:PORT",
+            )
+        })?;
+        let metrics_namespace =
+            var(get, "ASYA_METRICS_NAMESPACE").unwrap_or_else(|| "asya_actor".to_owned());
+        if !metrics_namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || metrics_namespace.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(bad(
+                "ASYA_METRICS_NAMESPACE",
+                &metrics_namespace,
+                "use letters, digits and '_' (a Prometheus name prefix)",
+            ));
+        }
+        let crew_config =
+            CrewConfig::from_lookup(|n| get(n)).map_err(|e| SidecarError::Config(e.to_string()))?;
+
+        Ok(SidecarConfig {
+            settings,
+            namespace,
+            transport: var(get, "ASYA_TRANSPORT").unwrap_or_else(|| "rabbitmq".to_owned()),
+            socket: PathBuf::from(
+                var(get, "ASYA_SOCKET_DIR").unwrap_or_else(|| "/var/run/asya".to_owned()),
+            )
+            .join(SOCKET_NAME),
+            is_end_actor,
+            crew,
+            crew_config,
+            runtime_ready_timeout: duration(
+                get,
+                "ASYA_RUNTIME_READY_TIMEOUT",
+                Duration::from_secs(300),
+            )?,
+            metrics_enabled: boolean(get, "ASYA_METRICS_ENABLED", true)?,
+            metrics_addr,
+            metrics_namespace,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<SidecarConfig, SidecarError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        SidecarConfig::from_lookup(&move |k| m.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [("ASYA_ACTOR_NAME", "summarize"), ("ASYA_NAMESPACE", "prod")];
+
+    #[test]
+    fn defaults_follow_section_15() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!(c.settings.actor, "summarize");
+        assert_eq!(c.settings.sink, "x-sink");
+        assert_eq!(c.settings.sump, "x-sump");
+        assert_eq!(c.settings.actor_timeout, Duration::from_secs(300));
+        assert!(c.settings.resiliency.is_none());
+        assert_eq!(c.settings.concurrency, 1);
+        assert_eq!(c.transport, "rabbitmq");
+        assert_eq!(c.socket, PathBuf::from("/var/run/asya/asya-runtime.sock"));
+        assert!(!c.is_end_actor && c.crew.is_none());
+        assert_eq!(c.runtime_ready_timeout, Duration::from_secs(300));
+        assert!(c.metrics_enabled);
+        assert_eq!(c.metrics_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.metrics_namespace, "asya_actor");
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let mut v = BASE.to_vec();
+        v.extend([
+            ("ASYA_TRANSPORT", "sqs"),
+            ("ASYA_SOCKET_DIR", "/tmp/s"),
+            ("ASYA_ACTOR_SINK", "sink2"),
+            ("ASYA_ACTOR_SUMP", "sump2"),
+            ("ASYA_IS_END_ACTOR", "true"),
+            ("ASYA_RESILIENCY_ACTOR_TIMEOUT", "90s"),
+            (
+                "ASYA_RESILIENCY_POLICIES",
+                r#"{"default": {"maxAttempts": 2}}"#,
+            ),
+            ("ASYA_GATEWAY_URL", "http://gw:8081"),
+            ("TROUPE_GATEWAY_ALLOWED_HOSTS", "gw:8081, other"),
+            ("TROUPE_CONCURRENCY", "4"),
+            ("ASYA_RUNTIME_READY_TIMEOUT", "10s"),
+            ("ASYA_METRICS_ENABLED", "false"),
+            ("ASYA_METRICS_ADDR", "127.0.0.1:9100"),
+            ("ASYA_METRICS_NAMESPACE", "team_a"),
+        ]);
+        let c = cfg(&v).unwrap();
+        assert_eq!(c.transport, "sqs");
+        assert_eq!(c.socket, PathBuf::from("/tmp/s/asya-runtime.sock"));
+        assert_eq!(
+            (c.settings.sink.as_str(), c.settings.sump.as_str()),
+            ("sink2", "sump2")
+        );
+        assert!(c.is_end_actor);
+        assert_eq!(c.settings.actor_timeout, Duration::from_secs(90));
+        assert!(c.settings.resiliency.is_some());
+        assert_eq!(c.settings.gateway_url.as_deref(), Some("http://gw:8081"));
+        assert_eq!(c.settings.gateway_allowed_hosts, vec!["gw:8081", "other"]);
+        assert_eq!(c.settings.concurrency, 4);
+        assert_eq!(c.runtime_ready_timeout, Duration::from_secs(10));
+        assert!(!c.metrics_enabled);
+        assert_eq!(c.metrics_addr, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(c.metrics_namespace, "team_a");
+    }
+
+    #[test]
+    fn crew_actor() {
+        let mut v = BASE.to_vec();
+        v.extend([
+            ("TROUPE_CREW", "x-sink"),
+            ("ASYA_PERSISTENCE_MOUNT", "/state"),
+        ]);
+        let c = cfg(&v).unwrap();
+        assert_eq!(c.crew.as_deref(), Some("x-sink"));
+        assert_eq!(c.crew_config.mount, Some(PathBuf::from("/state")));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (drop, needle) in [
+            ("ASYA_ACTOR_NAME", "ASYA_ACTOR_NAME is required"),
+            ("ASYA_NAMESPACE", "ASYA_NAMESPACE is required"),
+        ] {
+            let v: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != drop).collect();
+            let e = cfg(&v).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        for (k, val) in [
+            ("ASYA_ACTOR_NAME", "Bad_Name"),
+            ("ASYA_RESILIENCY_ACTOR_TIMEOUT", "ten"),
+            ("ASYA_RESILIENCY_ACTOR_TIMEOUT", "0s"),
+            ("ASYA_RESILIENCY_POLICIES", "[1]"),
+            ("TROUPE_CONCURRENCY", "0"),
+            ("TROUPE_CREW", "fan-out"),
+            ("ASYA_IS_END_ACTOR", "maybe"),
+            ("ASYA_METRICS_ADDR", "nowhere"),
+            ("ASYA_METRICS_NAMESPACE", "a-b"),
+            ("ASYA_RUNTIME_READY_TIMEOUT", "5"),
+        ] {
+            let mut v = BASE.to_vec();
+            v.retain(|(key, _)| *key != k);
+            v.push((k, val));
+            let e = cfg(&v).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(
+                text.contains(k.trim_start_matches("ASYA_")) || text.contains("policies"),
+                "{k}={val}: {text}"
+            );
+        }
+        let mut v = BASE.to_vec();
+        v.extend([("TROUPE_CREW", "x-sink"), ("ASYA_IS_END_ACTOR", "true")]);
+        assert!(cfg(&v).unwrap_err().to_string().contains("exclusive"));
+    }
+}
