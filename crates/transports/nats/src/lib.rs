@@ -1,0 +1,1 @@
+//! NATS JetStream transport (`nats`, platform.md §1.3). Work in progress.
