@@ -1,0 +1,299 @@
+//! The transport conformance suite, and the connection error cases, against a real
+//! RabbitMQ node that this test binary starts itself (`scripts/services/rabbitmq.sh`)
+//! on a free loopback port in a temp dir. All tests share that node; it stops when the
+//! last test using it ends (and the script's watchdog stops it if this process dies).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use troupe_transport::{ConnectOptions, Transport, TransportError};
+use troupe_transport_conformance::{Capabilities, Harness};
+use troupe_transport_rabbitmq::{RabbitMqSettings, RabbitMqTransport};
+
+/// The test node's `max_message_size`, small enough to test `TooLarge` cheaply.
+const BROKER_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../scripts/services/rabbitmq.sh")
+}
+
+fn run_script(action: &str, dir: &std::path::Path) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg(action)
+        .arg(dir)
+        .env(
+            "RABBITMQ_TEST_MAX_MESSAGE_SIZE",
+            BROKER_MAX_MESSAGE_SIZE.to_string(),
+        )
+        .env("RABBITMQ_TEST_OWNER_PID", std::process::id().to_string())
+        .output()
+        .expect("run scripts/services/rabbitmq.sh");
+    assert!(
+        out.status.success(),
+        "rabbitmq.sh {action} failed (is rabbitmq-server installed? Debian: apt-get install rabbitmq-server):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// One RabbitMQ node; stopped when dropped.
+struct Broker {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let url = run_script("start", dir.path());
+        assert!(url.starts_with("amqp://"), "unexpected URL {url:?}");
+        Broker { dir, url }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        run_script("stop", self.dir.path());
+    }
+}
+
+static SHARED: Mutex<Weak<Broker>> = Mutex::new(Weak::new());
+
+/// The node all tests of this binary share, started by the first one.
+async fn shared_broker() -> Arc<Broker> {
+    tokio::task::spawn_blocking(|| {
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.upgrade() {
+            return b;
+        }
+        let b = Arc::new(Broker::start());
+        *slot = Arc::downgrade(&b);
+        b
+    })
+    .await
+    .unwrap()
+}
+
+fn options(namespace: &str) -> ConnectOptions {
+    ConnectOptions {
+        prefetch: 1,
+        max_deliveries: 3,
+        visibility_timeout: Duration::from_secs(3),
+        ..ConnectOptions::new(namespace)
+    }
+}
+
+/// Quick retries, so a restart is noticed fast; enough of them to outlast one.
+fn settings() -> RabbitMqSettings {
+    RabbitMqSettings {
+        dial_attempts: 10,
+        dial_backoff: Duration::from_millis(250),
+        queue_retry_backoff: Duration::from_millis(250),
+        ..RabbitMqSettings::default()
+    }
+}
+
+struct RabbitHarness {
+    broker: Arc<Broker>,
+    namespace: String,
+}
+
+async fn harness() -> RabbitHarness {
+    RabbitHarness {
+        broker: shared_broker().await,
+        namespace: "conformance".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Harness for RabbitHarness {
+    async fn connect(&self) -> Arc<dyn Transport> {
+        Arc::new(
+            RabbitMqTransport::connect_with(
+                &self.broker.url,
+                "asya",
+                options(&self.namespace),
+                settings(),
+            )
+            .await
+            .unwrap(),
+        )
+    }
+
+    async fn restart_broker(&self) {
+        let dir = self.broker.dir.path().to_owned();
+        let url = tokio::task::spawn_blocking(move || run_script("restart", &dir))
+            .await
+            .unwrap();
+        assert_eq!(
+            url, self.broker.url,
+            "the node came back on another address"
+        );
+    }
+
+    fn dead_letter_queue(&self, queue: &str) -> String {
+        format!("{queue}-dlq")
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dead_letter_after: Some(3),
+            // A closed connection hands its unacked messages back at once.
+            redelivery_after: Duration::from_secs(2),
+            delay_slack: Duration::from_secs(2),
+            depth_settle: Duration::from_secs(3),
+            ..Capabilities::default()
+        }
+    }
+}
+
+troupe_transport_conformance::conformance_tests!(harness().await);
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn unreachable_broker_is_unavailable_quickly() {
+    let url = format!("amqp://guest:s3cret@127.0.0.1:{}/%2f", closed_port());
+    let quick = RabbitMqSettings {
+        dial_attempts: 2,
+        dial_backoff: Duration::from_millis(100),
+        ..RabbitMqSettings::default()
+    };
+    let start = std::time::Instant::now();
+    let err = match RabbitMqTransport::connect_with(&url, "asya", options("t"), quick).await {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(e) => e,
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    let TransportError::Unavailable {
+        kind, url: shown, ..
+    } = &err
+    else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert_eq!(*kind, "rabbitmq");
+    let text = err.to_string();
+    assert!(
+        shown.contains("127.0.0.1") && text.contains(shown.as_str()),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "password printed: {text}");
+}
+
+#[tokio::test]
+async fn bad_url_is_a_config_error() {
+    let err = match troupe_transport_rabbitmq::connect("http://h/", "asya", options("t")).await {
+        Ok(_) => panic!("accepted an http URL"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, TransportError::Config { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_auth_error() {
+    let broker = shared_broker().await;
+    let url = broker.url.replace("guest:guest@", "guest:wrong-pw@");
+    let start = std::time::Instant::now();
+    let err = match RabbitMqTransport::connect_with(&url, "asya", options("t"), settings()).await {
+        Ok(_) => panic!("connected with a wrong password"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, TransportError::Auth { .. }), "{err:?}");
+    // Refused credentials are not retried.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    let text = err.to_string();
+    assert!(!text.contains("wrong-pw"), "password printed: {text}");
+}
+
+#[tokio::test]
+async fn oversized_message_is_too_large_and_not_published() {
+    let broker = shared_broker().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("big"), settings())
+        .await
+        .unwrap();
+    let queue = t.queue_name(&troupe_transport_conformance::unique_actor("big"));
+    let big = Bytes::from(vec![b'x'; BROKER_MAX_MESSAGE_SIZE + 1]);
+    // The broker's limit is below the configured default: learnt from its refusal.
+    let err = t.send(&queue, big.clone()).await.unwrap_err();
+    let TransportError::TooLarge { size, limit, .. } = err else {
+        panic!("expected TooLarge, got {err:?}");
+    };
+    assert_eq!((size, limit), (big.len(), BROKER_MAX_MESSAGE_SIZE));
+    // Now refused before publishing, delayed or not.
+    let err = t
+        .send_with_delay(&queue, big.clone(), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::TooLarge { .. }), "{err:?}");
+    // The transport still works, and nothing of the refused messages arrived.
+    t.send(&queue, Bytes::from_static(b"{\"ok\":true}"))
+        .await
+        .unwrap();
+    let depth = t.depth(&queue).await.unwrap();
+    assert_eq!((depth.ready, depth.delayed), (1, 0), "{depth:?}");
+    let d = t.receive(&queue).await.unwrap();
+    assert_eq!(&d.body[..], b"{\"ok\":true}");
+    t.ack(&d).await.unwrap();
+    // A body at the limit itself is accepted.
+    let at_limit = Bytes::from(vec![b'y'; BROKER_MAX_MESSAGE_SIZE]);
+    t.send(&queue, at_limit.clone()).await.unwrap();
+    let d = t.receive(&queue).await.unwrap();
+    assert_eq!(d.body.len(), at_limit.len());
+    t.ack(&d).await.unwrap();
+    t.close().await;
+}
+
+#[tokio::test]
+async fn asya_wire_format() {
+    // What an Asya peer publishes (exchange, key, no headers) is consumed, and what we
+    // publish lands in the queue Asya's sidecar consumes, body byte-identical.
+    let broker = shared_broker().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("wire"), settings())
+        .await
+        .unwrap();
+    let actor = troupe_transport_conformance::unique_actor("wire");
+    let queue = t.queue_name(&actor);
+    assert_eq!(queue, format!("asya-wire-{actor}"));
+    let body = Bytes::from_static("{\"id\":\"w\",\"payload\":\"ü\"}".as_bytes());
+    t.send(&queue, body.clone()).await.unwrap();
+    let d = t.receive(&queue).await.unwrap();
+    assert_eq!(d.body, body);
+    assert_eq!(d.delivery_count, Some(1));
+    t.ack(&d).await.unwrap();
+    // Sending and requeueing the same message again keeps counting.
+    t.send(&queue, body.clone()).await.unwrap();
+    let d = t.receive(&queue).await.unwrap();
+    t.requeue(&d).await.unwrap();
+    let d = t.receive(&queue).await.unwrap();
+    assert_eq!(d.delivery_count, Some(2));
+    assert_eq!(d.body, body);
+    // Acking twice is refused.
+    t.ack(&d).await.unwrap();
+    assert!(matches!(
+        t.ack(&d).await,
+        Err(TransportError::UnknownDelivery(_))
+    ));
+    t.close().await;
+    assert!(matches!(
+        t.send(&queue, body).await,
+        Err(TransportError::Closed)
+    ));
+}
