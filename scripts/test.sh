@@ -14,6 +14,21 @@ if [ -z "${CARGO_TARGET_DIR:-}" ]; then
 fi
 export TROUPE_BIN="$CARGO_TARGET_DIR/debug/troupe"
 
+# The transport tests start their own brokers (scripts/services/*.sh); install the servers
+# once if any is missing, then stop whatever system services the packages started so
+# that only the test harnesses run brokers.
+if ! command -v rabbitmq-server >/dev/null || ! command -v redis-server >/dev/null \
+    || ! command -v nats-server >/dev/null; then
+    echo "== installing broker servers for the transport tests"
+    [ "$(id -u)" = 0 ] || { echo "installing rabbitmq-server, redis-server and nats-server needs root" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends rabbitmq-server redis-server nats-server >/dev/null
+    for svc in rabbitmq-server redis-server nats-server; do
+        service "$svc" stop >/dev/null 2>&1 || true
+    done
+fi
+
 echo "== python test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
