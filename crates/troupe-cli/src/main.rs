@@ -3,6 +3,7 @@
 mod client;
 mod gateway;
 mod logging;
+mod sidecar;
 mod up;
 mod wait;
 
@@ -47,6 +48,18 @@ enum Command {
     /// Run the gateway alone (mesh API, MCP, A2A), configured by the ASYA_* / TROUPE_*
     /// environment variables of gateway.md section 7.
     Gateway,
+    /// Run one actor's sidecar (a pod's sidecar container), configured by the ASYA_* /
+    /// TROUPE_* environment variables of protocol.md section 15.
+    Sidecar,
+    /// Run the Python runtime shipped in this binary (ASYA_HANDLER, ASYA_SOCKET_DIR, ...).
+    Runtime {
+        /// Python interpreter.
+        #[arg(long, default_value = "python3", env = "TROUPE_PYTHON")]
+        python: String,
+        /// Folder to write the runtime file to (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Send a payload to an actor; prints the task id (or the result with --wait).
     Send {
         /// Entry actor.
@@ -136,6 +149,8 @@ async fn run(command: Command) -> u8 {
             no_gateway,
         } => return up::run(&path, &grace, no_gateway).await,
         Command::Gateway => return gateway::run().await,
+        Command::Sidecar => return sidecar::run().await,
+        Command::Runtime { python, dir } => return sidecar::exec_runtime(&python, dir),
         Command::Send {
             actor,
             payload,

@@ -126,7 +126,7 @@ impl HotCounters {
     pub fn register(actor: &str, sink_queue: &str, transport: &'static str) -> Self {
         let q = actor.to_owned();
         Self {
-            received: metrics::counter!(MESSAGES_RECEIVED, "queue" => q.clone()),
+            received: metrics::counter!(MESSAGES_RECEIVED, "queue" => q.clone(), "transport" => transport),
             success: metrics::counter!(MESSAGES_PROCESSED, "queue" => q.clone(), "status" => processed::SUCCESS),
             end_consumed: metrics::counter!(MESSAGES_PROCESSED, "queue" => q.clone(), "status" => processed::END_CONSUMED),
             sent_sink: metrics::counter!(MESSAGES_SENT, "destination_queue" => sink_queue.to_owned(), "message_type" => sent::SINK),

@@ -9,7 +9,7 @@
 //! state_dir: .troupe          # relative to the mesh file's folder
 //! python: python3             # interpreter for runtimes (a path with a folder part, such as
 //!                             # .venv/bin/python, is relative to the mesh file's folder)
-//! transport: embedded         # the only transport troupe up runs
+//! transport: embedded         # or a broker URL: amqp://…, sqs://…, pubsub://…, nats://…, redis://…
 //! fsync: never                 # embedded queue: never | always | <duration> (power-loss durability)
 //! gateway: {listen: "127.0.0.1:0"}
 //! actors:                     # AsyncActor spec fields (platform.md §2), `image` optional
@@ -135,7 +135,7 @@ const IGNORED_ACTOR_FIELDS: &[(&str, &str)] = &[
     ),
     (
         "compositionRef",
-        "troupe up always uses the embedded transport",
+        "troupe up picks its transport from the mesh file's `transport:`",
     ),
     ("sidecar", "troupe up runs the sidecar in-process"),
 ];
@@ -205,7 +205,8 @@ pub struct MeshConfig {
     pub state_dir: PathBuf,
     /// Default interpreter for runtimes.
     pub python: String,
-    /// Transport name; always `embedded` for now.
+    /// `embedded` (default) or a broker URL (`amqp://…`, `sqs://…`, `pubsub://…`,
+    /// `nats://…`, `redis://…`).
     pub transport: String,
     /// When the embedded queue flushes to stable storage (`fsync: never | always |
     /// <duration>`; default never: survives process crashes, not power loss).
@@ -1341,8 +1342,13 @@ impl Checker<'_> {
         if let Some(v) = f.get("transport") {
             let q = p.key("transport");
             if let Some(t) = self.string(v, &q) {
-                if t != "embedded" {
-                    self.error(&q, format!("transport '{t}' is not supported yet: troupe up runs only the embedded transport; set transport: embedded or remove the field"));
+                if t == "embedded" {
+                    mesh.transport = t;
+                } else {
+                    match troupe_transports::TransportSpec::from_url(&t) {
+                        Ok(_) => mesh.transport = t,
+                        Err(e) => self.error(&q, format!("{e}; or use embedded (the default: a durable queue in the state dir)")),
+                    }
                 }
             }
         }

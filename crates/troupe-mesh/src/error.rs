@@ -17,8 +17,8 @@ pub enum MeshError {
         /// What failed.
         message: String,
     },
-    /// The embedded queue store failed.
-    #[error("embedded queue store: {0}")]
+    /// The queue transport (embedded store or broker) failed.
+    #[error("transport: {0}")]
     Transport(String),
     /// The gateway's store or adapters could not start.
     #[error("gateway: {0}")]

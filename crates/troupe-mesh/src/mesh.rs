@@ -47,7 +47,7 @@ pub struct MeshOptions {
 /// A running mesh.
 pub struct Mesh {
     config: MeshConfig,
-    transport: Arc<EmbeddedTransport>,
+    transport: Arc<dyn Transport>,
     pools: Vec<Arc<ActorPool>>,
     crew: Vec<(Arc<Engine>, watch::Sender<bool>, JoinHandle<()>)>,
     scalers: Vec<JoinHandle<()>>,
@@ -60,7 +60,7 @@ pub struct Mesh {
 }
 
 struct MeshIngress {
-    transport: Arc<EmbeddedTransport>,
+    transport: Arc<dyn Transport>,
     actors: HashSet<String>,
 }
 
@@ -125,17 +125,7 @@ impl Mesh {
         if !options.skip_handler_check {
             crate::handlers::check_handlers(&config, &runtime_file).await?;
         }
-        let transport = Arc::new(
-            EmbeddedTransport::open(
-                &state.join("queues"),
-                EmbeddedOptions {
-                    fsync: config.fsync,
-                    visibility_timeout: visibility_timeout(&config),
-                    ..EmbeddedOptions::default()
-                },
-            )
-            .map_err(|e| MeshError::Transport(e.to_string()))?,
-        );
+        let transport = open_transport(&config, &state).await?;
         let listener = tokio::net::TcpListener::bind(config.gateway_listen)
             .await
             .map_err(|e| MeshError::Listen {
@@ -181,7 +171,7 @@ impl Mesh {
         let gateway_url = (!options.no_gateway).then(|| url.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let grace = options.grace.unwrap_or(Duration::from_secs(30));
-        let dyn_transport: Arc<dyn Transport> = transport.clone();
+        let dyn_transport = transport.clone();
 
         let known_actors: Arc<HashSet<String>> = Arc::new(
             config
@@ -384,8 +374,8 @@ impl Mesh {
         &self.url
     }
 
-    /// The embedded transport (benchmarks preload through it).
-    pub fn transport(&self) -> &Arc<EmbeddedTransport> {
+    /// The mesh's transport (benchmarks preload through it).
+    pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
     }
 
@@ -446,6 +436,41 @@ impl Mesh {
         statefile::remove(&self.config.state_dir);
         info!("mesh stopped");
     }
+}
+
+/// Opens the mesh file's transport: the embedded queue under the state dir, or a broker.
+async fn open_transport(
+    config: &MeshConfig,
+    state: &Path,
+) -> Result<Arc<dyn Transport>, MeshError> {
+    if config.transport == "embedded" {
+        let t = EmbeddedTransport::open(
+            &state.join("queues"),
+            EmbeddedOptions {
+                fsync: config.fsync,
+                visibility_timeout: visibility_timeout(config),
+                ..EmbeddedOptions::default()
+            },
+        )
+        .map_err(|e| MeshError::Transport(e.to_string()))?;
+        return Ok(Arc::new(t));
+    }
+    let spec = troupe_transports::TransportSpec::from_url(&config.transport)
+        .map_err(|e| MeshError::Transport(e.to_string()))?;
+    let mut options = troupe_transport::ConnectOptions::new(config.namespace.clone());
+    options.visibility_timeout = visibility_timeout(config);
+    options.prefetch = config
+        .actors
+        .iter()
+        .map(|a| a.concurrency)
+        .max()
+        .unwrap_or(1)
+        .clamp(1, usize::from(u16::MAX)) as u16;
+    // One attempt at start: `troupe up` is interactive, so a dead broker is reported now
+    // rather than retried in the background.
+    spec.connect(options)
+        .await
+        .map_err(|e| MeshError::Transport(e.to_string()))
 }
 
 /// Resolves when the mesh's shutdown flag is set.
