@@ -389,6 +389,22 @@ def test_gateway_url_header_must_be_http(mesh):
     assert mesh.stop() == 0
 
 
+def test_a_dead_gateway_never_holds_messages_up(mesh):
+    """Reports to a gateway that does not answer are dropped; routing goes on."""
+    start(mesh)
+    dead = free_port()  # nothing listens here
+    t0 = time.time()
+    for i in range(20):
+        env = {"id": f"dead-gw-{i}", "route": {"prev": [], "curr": "fast", "next": []},
+               "headers": {"x-asya-gateway-url": f"http://127.0.0.1:{dead}"}, "payload": {"i": i}}
+        mesh.publish_raw("fast", json.dumps(env).encode())
+    mesh.wait_for(lambda: len(mesh.results("succeeded")) == 20, timeout=20, what="20 results")
+    # each pre-flight lookup fails fast (connection refused) and events are queued in the
+    # background, so 20 messages take far less than 20 report timeouts
+    assert time.time() - t0 < 10
+    assert mesh.stop() == 0
+
+
 def test_gateway_allow_list_limits_reported_hosts(mesh, monkeypatch):
     monkeypatch.setenv("TROUPE_GATEWAY_ALLOWED_HOSTS", "gateway.example.internal:8081")
     start(mesh)
