@@ -261,36 +261,137 @@ async fn oversized_message_is_too_large_and_not_published() {
     t.close().await;
 }
 
+/// A raw AMQP client doing what Asya's Go sidecar does.
+async fn raw_channel(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+async fn raw_get(ch: &lapin::Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) = ch
+            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            return m;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing on {queue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
-async fn asya_wire_format() {
-    // What an Asya peer publishes (exchange, key, no headers) is consumed, and what we
-    // publish lands in the queue Asya's sidecar consumes, body byte-identical.
+async fn asya_peer_interop() {
+    use lapin::options::{
+        BasicAckOptions, BasicNackOptions, BasicPublishOptions, QueueDeclareOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+
     let broker = shared_broker().await;
     let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("wire"), settings())
         .await
         .unwrap();
+    let (_conn, raw) = raw_channel(&broker.url).await;
     let actor = troupe_transport_conformance::unique_actor("wire");
     let queue = t.queue_name(&actor);
     assert_eq!(queue, format!("asya-wire-{actor}"));
     let body = Bytes::from_static("{\"id\":\"w\",\"payload\":\"ü\"}".as_bytes());
+
+    // What we send is what an Asya consumer of the queue gets: same bytes, persistent JSON.
     t.send(&queue, body.clone()).await.unwrap();
+    let m = raw_get(&raw, &queue).await;
+    assert_eq!(m.delivery.data, body.to_vec());
+    assert_eq!(m.delivery.exchange.as_str(), "asya");
+    assert_eq!(m.delivery.routing_key.as_str(), actor);
+    assert_eq!(m.delivery.properties.delivery_mode(), &Some(2));
+    assert_eq!(
+        m.delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("application/json")
+    );
+    // An Asya peer's requeue (basic.nack requeue) counts as a delivery.
+    m.delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .unwrap();
     let d = t.receive(&queue).await.unwrap();
-    assert_eq!(d.body, body);
-    assert_eq!(d.delivery_count, Some(1));
-    t.ack(&d).await.unwrap();
-    // Sending and requeueing the same message again keeps counting.
-    t.send(&queue, body.clone()).await.unwrap();
-    let d = t.receive(&queue).await.unwrap();
+    assert_eq!((d.body.clone(), d.delivery_count), (body.clone(), Some(2)));
+    // Our requeue republishes the same bytes with the count header, which Asya ignores.
     t.requeue(&d).await.unwrap();
+    // (Our consumer may hold the copy; closing hands it back for the raw client.)
+    t.close().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("wire"), settings())
+        .await
+        .unwrap();
+    let m = raw_get(&raw, &queue).await;
+    assert_eq!(m.delivery.data, body.to_vec());
+    let count = m
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-troupe-delivery-count").cloned());
+    assert_eq!(count, Some(AMQPValue::LongLongInt(2)));
+    m.delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .unwrap();
+
+    // What an Asya sidecar publishes (exchange asya, key = actor) we receive, count 1.
+    raw.basic_publish(
+        "asya".into(),
+        actor.as_str().into(),
+        BasicPublishOptions::default(),
+        &body,
+        lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into()),
+    )
+    .await
+    .unwrap();
     let d = t.receive(&queue).await.unwrap();
-    assert_eq!(d.delivery_count, Some(2));
-    assert_eq!(d.body, body);
-    // Acking twice is refused.
+    assert_eq!((d.body.clone(), d.delivery_count), (body.clone(), Some(1)));
     t.ack(&d).await.unwrap();
     assert!(matches!(
         t.ack(&d).await,
         Err(TransportError::UnknownDelivery(_))
     ));
+
+    // A queue the platform created with other arguments is used as it is.
+    let other = t.queue_name(&troupe_transport_conformance::unique_actor("platform"));
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("asya-dlx".into()),
+    );
+    raw.queue_declare(
+        other.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    t.send(&other, body.clone()).await.unwrap();
+    let d = t.receive(&other).await.unwrap();
+    assert_eq!(d.body, body);
+    t.ack(&d).await.unwrap();
+
     t.close().await;
     assert!(matches!(
         t.send(&queue, body).await,
