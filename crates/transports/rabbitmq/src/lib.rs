@@ -570,6 +570,16 @@ impl Inner {
         Ok(())
     }
 
+    fn no_confirm(&self, queue: &str) -> TransportError {
+        TransportError::Io {
+            queue: queue.to_owned(),
+            message: format!(
+                "no publisher confirm from the RabbitMQ broker at {} within {:?}",
+                self.redacted, self.settings.confirm_timeout
+            ),
+        }
+    }
+
     fn check_size(&self, queue: &str, size: usize) -> Result<(), TransportError> {
         let limit = self.max_message_size.load(Ordering::Relaxed);
         if size > limit {
@@ -608,15 +618,10 @@ impl Inner {
                 .await
             {
                 Ok(confirm) => {
-                    match tokio::time::timeout(self.settings.confirm_timeout, confirm).await {
+                    let wait = self.settings.confirm_timeout;
+                    match tokio::time::timeout(wait, confirm).await {
                         Ok(r) => r,
-                        Err(_) => return Err(TransportError::Io {
-                            queue: queue.to_owned(),
-                            message: format!(
-                                "no publisher confirm from the RabbitMQ broker at {} within {:?}",
-                                self.redacted, self.settings.confirm_timeout
-                            ),
-                        }),
+                        Err(_) => return Err(self.no_confirm(queue)),
                     }
                 }
                 Err(e) => Err(e),
