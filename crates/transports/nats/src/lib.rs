@@ -645,6 +645,12 @@ impl Inner {
                 _ => Failure::Transient(format!("creating consumer '{queue}': {e}")),
             }
         })?;
+        let ack_wait = c.cached_info().config.ack_wait;
+        if ack_wait != self.opts.visibility_timeout {
+            // Kept as it is: other sidecars share the consumer, and changing it under them
+            // would change their redelivery timing too.
+            tracing::warn!(queue, existing = ?ack_wait, wanted = ?self.opts.visibility_timeout, "the JetStream consumer exists with another AckWait; keeping it");
+        }
         lock(&self.consumers).insert(queue.to_owned(), c.clone());
         Ok(c)
     }

@@ -192,21 +192,60 @@ fn is_nogroup(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
-/// One WARN per outage and one INFO when it ends, however many tasks notice.
+/// One WARN per outage and one INFO when it ends, however many tasks and connections
+/// notice it.
 struct Health {
     url: String,
+    /// Fast path: most calls find the broker up and take no lock.
     down: AtomicBool,
+    state: Mutex<HealthState>,
 }
 
+#[derive(Default)]
+struct HealthState {
+    /// When a command last succeeded after an outage.
+    recovered_at: Option<Instant>,
+    /// The current outage was reported with a WARN.
+    announced: bool,
+}
+
+/// Failures this soon after a recovery belong to the same outage: each connection of
+/// the transport reconnects on its own, and one may still return its stale error after
+/// another has recovered.
+const OUTAGE_GRACE: Duration = Duration::from_secs(5);
+
 impl Health {
+    fn new(url: String) -> Self {
+        Health {
+            url,
+            down: AtomicBool::new(false),
+            state: Mutex::new(HealthState::default()),
+        }
+    }
+
     fn failed(&self, e: &RedisError) {
-        if !self.down.swap(true, Ordering::SeqCst) {
+        if self.down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut st = lock(&self.state);
+        let continued = st
+            .recovered_at
+            .is_some_and(|at| at.elapsed() < OUTAGE_GRACE);
+        if continued {
+            tracing::debug!(broker = %self.url, error = %e, "Redis connection still recovering");
+        } else {
+            st.announced = true;
             tracing::warn!(broker = %self.url, error = %e, "lost the connection to Redis; retrying with backoff");
         }
     }
 
     fn ok(&self) {
-        if self.down.swap(false, Ordering::SeqCst) {
+        if !self.down.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut st = lock(&self.state);
+        st.recovered_at = Some(Instant::now());
+        if std::mem::take(&mut st.announced) {
             tracing::info!(broker = %self.url, "reconnected to Redis");
         }
     }
@@ -430,10 +469,7 @@ impl RedisTransport {
             url: redacted.clone(),
             max_body: bulk_limit.saturating_sub(MEMBER_OVERHEAD),
             closed: AtomicBool::new(false),
-            health: Health {
-                url: redacted,
-                down: AtomicBool::new(false),
-            },
+            health: Health::new(redacted),
             scripts: Scripts {
                 ack: scripts::ack(),
                 move_entry: scripts::move_entry(),
