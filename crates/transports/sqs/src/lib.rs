@@ -549,11 +549,13 @@ impl Inner {
         }
     }
 
+    /// Forgets `queue`'s URL, and the DLQ's with it: what removed one (an emulator
+    /// restart) likely removed the other, and a redrive to a missing DLQ is refused.
     fn forget(&self, queue: &str) {
-        lock(&self.urls).remove(queue);
-        if queue == self.dlq_name() {
-            *lock(&self.dlq_arn) = None;
-        }
+        let mut urls = lock(&self.urls);
+        urls.remove(queue);
+        urls.remove(&self.dlq_name());
+        *lock(&self.dlq_arn) = None;
     }
 
     /// The queue's URL: cached, else `GetQueueUrl`, else (with `create`) `CreateQueue`.
