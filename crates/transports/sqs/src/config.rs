@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Url;
 use troupe_transport::TransportError;
 
-use crate::sigv4::AwsCredentials;
+use crate::credentials::AwsCredentialSource;
 use crate::KIND;
 
 /// Default region (protocol.md §15).
@@ -30,8 +30,10 @@ pub struct SqsConfig {
     pub visibility_timeout: Option<Duration>,
     /// Long-poll wait of each `ReceiveMessage`, 0–20 s.
     pub wait_time: Duration,
-    /// Credentials; `None`: read `AWS_ACCESS_KEY_ID` etc. at connect.
-    pub credentials: Option<AwsCredentials>,
+    /// Where credentials come from; default: the AWS chain over the environment.
+    pub credentials: AwsCredentialSource,
+    /// STS endpoint for web identity (`AWS_ENDPOINT_URL_STS`); `None`: the region's.
+    pub sts_endpoint: Option<String>,
     /// How long a call retries an endpoint it cannot reach before it returns
     /// [`TransportError::Unavailable`].
     pub retry_for: Duration,
@@ -47,7 +49,8 @@ impl SqsConfig {
             queue_url: None,
             visibility_timeout: None,
             wait_time: DEFAULT_WAIT,
-            credentials: None,
+            credentials: AwsCredentialSource::Environment,
+            sts_endpoint: None,
             retry_for: DEFAULT_RETRY_FOR,
         }
     }
@@ -71,12 +74,13 @@ impl SqsConfig {
             match &*k {
                 "endpoint" => c.endpoint = non_empty(&v),
                 "queue_url" => c.queue_url = non_empty(&v),
+                "sts_endpoint" => c.sts_endpoint = non_empty(&v),
                 "region" => c.region = v.into_owned(),
                 "visibility_timeout" => c.visibility_timeout = visibility(&v)?,
                 "wait_time_seconds" => c.wait_time = wait(&v)?,
                 other => {
                     return Err(config(format!(
-                        "unknown SQS URL parameter '{other}' (known: endpoint, queue_url, region, visibility_timeout, wait_time_seconds)"
+                        "unknown SQS URL parameter '{other}' (known: endpoint, queue_url, region, sts_endpoint, visibility_timeout, wait_time_seconds)"
                     )))
                 }
             }
@@ -86,8 +90,9 @@ impl SqsConfig {
     }
 
     /// From `ASYA_AWS_REGION` (default `us-east-1`), `ASYA_SQS_ENDPOINT`,
-    /// `ASYA_QUEUE_URL`, `ASYA_SQS_VISIBILITY_TIMEOUT` (seconds, 0 = 2 × actor timeout)
-    /// and `ASYA_SQS_WAIT_TIME_SECONDS` (default 20).
+    /// `ASYA_QUEUE_URL`, `ASYA_SQS_VISIBILITY_TIMEOUT` (seconds, 0 = 2 × actor timeout),
+    /// `ASYA_SQS_WAIT_TIME_SECONDS` (default 20) and `AWS_ENDPOINT_URL_STS`.
+    /// Credentials are resolved at connect ([`AwsCredentialSource::Environment`]).
     pub fn from_env() -> Result<Self, TransportError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -98,6 +103,7 @@ impl SqsConfig {
         let mut c = SqsConfig::new(var("ASYA_AWS_REGION").unwrap_or_else(|| DEFAULT_REGION.into()));
         c.endpoint = var("ASYA_SQS_ENDPOINT");
         c.queue_url = var("ASYA_QUEUE_URL");
+        c.sts_endpoint = var("AWS_ENDPOINT_URL_STS");
         if let Some(v) = var("ASYA_SQS_VISIBILITY_TIMEOUT") {
             c.visibility_timeout = visibility(&v)?;
         }
@@ -128,6 +134,19 @@ impl SqsConfig {
         Ok(url)
     }
 
+    /// The STS endpoint web identity credentials are fetched from.
+    pub fn sts_url(&self) -> Result<Url, TransportError> {
+        let text = match &self.sts_endpoint {
+            Some(e) if e.contains("://") => e.clone(),
+            Some(e) => format!("http://{e}"),
+            None if self.region.starts_with("cn-") => {
+                format!("https://sts.{}.amazonaws.com.cn/", self.region)
+            }
+            None => format!("https://sts.{}.amazonaws.com/", self.region),
+        };
+        Url::parse(&text).map_err(|e| config(format!("bad STS endpoint '{text}': {e}")))
+    }
+
     fn validate(&self) -> Result<(), TransportError> {
         let r = &self.region;
         if r.is_empty()
@@ -140,6 +159,7 @@ impl SqsConfig {
             )));
         }
         self.endpoint_url()?;
+        self.sts_url()?;
         Ok(())
     }
 }

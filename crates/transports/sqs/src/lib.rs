@@ -45,13 +45,16 @@
 //! WARN marks the start of an outage and one INFO its end. A queue that vanished (an
 //! emulator restart, a deleted queue) is looked up and created again.
 //!
-//! **Credentials** come from [`SqsConfig::credentials`] or `AWS_ACCESS_KEY_ID` /
-//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`; with an endpoint set and no
-//! credentials, a dummy key is used (emulators accept any). Instance profiles, IRSA and
-//! container credentials are not read.
+//! **Credentials** ([`AwsCredentialSource`]): fixed keys (`AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`), IRSA (`AWS_ROLE_ARN` +
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS `AssumeRoleWithWebIdentity`) or the
+//! container credentials endpoint (EKS Pod Identity, ECS), temporary ones refreshed 5 min
+//! before they expire and once more when SQS says they expired; with an endpoint set and
+//! none of these, a dummy key (emulators accept any). Instance profiles are not read.
 
 mod common;
 mod config;
+mod credentials;
 mod sigv4;
 
 use std::collections::HashMap;
@@ -77,6 +80,8 @@ use crate::common::deferral::{
 use crate::common::inbox::{Fetch, Inbox};
 use crate::common::retry::{error_chain, Backoff, Outage};
 pub use crate::config::{SqsConfig, DEFAULT_REGION, DEFAULT_RETRY_FOR, DEFAULT_WAIT};
+pub use crate::credentials::AwsCredentialSource;
+use crate::credentials::Provider;
 pub use crate::sigv4::AwsCredentials;
 
 pub(crate) const KIND: &str = "sqs";
@@ -111,7 +116,7 @@ struct Inner {
     /// `Host` header value, signed.
     host: String,
     region: String,
-    creds: AwsCredentials,
+    creds: Provider,
     namespace: String,
     visibility_secs: u64,
     wait_secs: u64,
@@ -134,6 +139,8 @@ enum CallError {
     Auth(String),
     /// The service answered with an error code.
     Service { code: String, message: String },
+    /// Credentials could not be had (already a [`TransportError`]).
+    Credentials(TransportError),
     /// The transport was closed while retrying.
     Closed,
 }
@@ -322,20 +329,10 @@ impl SqsTransport {
         options: ConnectOptions,
     ) -> Result<Self, TransportError> {
         let endpoint = config.endpoint_url()?;
-        let creds = match config.credentials.clone().or_else(AwsCredentials::from_env) {
-            Some(c) => c,
-            // Emulators take any key, and requiring one there only gets in the way.
-            None if config.endpoint.is_some() => AwsCredentials {
-                access_key_id: "troupe".to_owned(),
-                secret_access_key: "troupe".to_owned(),
-                session_token: None,
-            },
-            None => {
-                return Err(config::config(
-                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)".to_owned(),
-                ))
-            }
-        };
+        let source = config
+            .credentials
+            .resolve(|k| std::env::var(k).ok(), config.endpoint.is_some())?;
+        let creds = Provider::new(source, config.sts_url()?);
         let host = match (endpoint.host_str(), endpoint.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
@@ -389,6 +386,7 @@ impl SqsTransport {
         tracing::info!(
             region = %inner.region,
             endpoint = %inner.shown_url,
+            credentials = inner.creds.describe(),
             namespace = %inner.namespace,
             visibility_s = inner.visibility_secs,
             "SQS transport connected"
@@ -443,17 +441,41 @@ impl Inner {
                 queue: queue.to_owned(),
                 message: format!("SQS {code}: {message}"),
             },
+            CallError::Credentials(e) => e,
             CallError::Closed => TransportError::Closed,
         }
     }
 
-    /// One signed call.
+    /// One signed call; temporary credentials SQS calls expired are refreshed once.
     async fn call(
         &self,
         action: &str,
         body: &Value,
         timeout: Duration,
     ) -> Result<Value, CallError> {
+        match self.call_once(action, body, timeout).await {
+            Err(CallError::Auth(m))
+                if (m.starts_with("ExpiredToken") || m.starts_with("InvalidClientTokenId"))
+                    && self.creds.invalidate().await =>
+            {
+                self.call_once(action, body, timeout).await
+            }
+            r => r,
+        }
+    }
+
+    /// One signed call, as is.
+    async fn call_once(
+        &self,
+        action: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let creds = self
+            .creds
+            .get(&self.http)
+            .await
+            .map_err(CallError::Credentials)?;
         let payload = serde_json::to_vec(body).map_err(|e| CallError::Service {
             code: "Serialization".to_owned(),
             message: e.to_string(),
@@ -466,11 +488,11 @@ impl Inner {
             ("x-amz-date", &date),
             ("x-amz-target", &target),
         ];
-        if let Some(token) = &self.creds.session_token {
+        if let Some(token) = &creds.session_token {
             headers.push(("x-amz-security-token", token));
         }
         let authorization = sigv4::authorization(
-            &self.creds,
+            &creds,
             &sigv4::Scope {
                 region: &self.region,
                 service: "sqs",

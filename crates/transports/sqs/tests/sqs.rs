@@ -8,9 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{connect, namespace, options, shared, Moto};
+use support::{connect, namespace, options, shared, Moto, Stub};
 use troupe_transport::{ConnectOptions, Transport, TransportError};
-use troupe_transport_sqs::{AwsCredentials, SqsConfig, SqsTransport, MAX_MESSAGE_BYTES};
+use troupe_transport_sqs::{
+    AwsCredentialSource, AwsCredentials, SqsConfig, SqsTransport, MAX_MESSAGE_BYTES,
+};
 
 const VIS: Duration = Duration::from_secs(30);
 
@@ -134,7 +136,7 @@ async fn signatures_are_verified_and_bad_credentials_are_auth_errors() {
     let ns = namespace();
     let with = |creds: AwsCredentials| {
         let mut c = support::config(&moto);
-        c.credentials = Some(creds);
+        c.credentials = AwsCredentialSource::Static(creds);
         c
     };
     let t = SqsTransport::connect(with(good.clone()), options(&ns, VIS))
@@ -489,4 +491,125 @@ async fn c_url(moto: &Moto, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// IRSA: credentials from STS `AssumeRoleWithWebIdentity` with the token file's
+/// content; moto then verifies requests signed with the temporary key and its session
+/// token against the role's policy.
+#[tokio::test]
+async fn web_identity_credentials_come_from_sts_and_sign_with_the_session_token() {
+    let Some(moto) = Moto::start() else { return };
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"oidc"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+    moto.raw_query(
+        "iam",
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", "troupe"),
+            ("AssumeRolePolicyDocument", trust),
+            ("Version", "2010-05-08"),
+        ],
+    )
+    .await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}"#;
+    moto.raw_query(
+        "iam",
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", "troupe"),
+            ("PolicyName", "sqs"),
+            ("PolicyDocument", policy),
+            ("Version", "2010-05-08"),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n").unwrap();
+    let mut c = support::config(&moto);
+    c.sts_endpoint = Some(moto.url.clone());
+    c.credentials = AwsCredentialSource::WebIdentity {
+        role_arn: "arn:aws:iam::123456789012:role/troupe".to_owned(),
+        token_file,
+        session_name: None,
+    };
+    let ns = namespace();
+    // Connecting assumes the role (moto's STS answers unauthenticated calls only while
+    // its IAM checks are off, which is why they are switched on after).
+    let t = SqsTransport::connect(c, options(&ns, VIS)).await.unwrap();
+    moto.moto_api("/moto-api/reset-auth", "0").await;
+    // The checks are on: a key moto does not know is refused...
+    let mut plain = support::config(&moto);
+    plain.credentials = AwsCredentialSource::Static(AwsCredentials {
+        access_key_id: "AKIAUNKNOWNKEY000000".to_owned(),
+        secret_access_key: "x".to_owned(),
+        session_token: None,
+    });
+    assert!(matches!(
+        SqsTransport::connect(plain, options(&ns, VIS)).await,
+        Err(TransportError::Auth { .. })
+    ));
+    // ...and the assumed role's temporary key is accepted.
+    let q = t.queue_name("irsa");
+    t.send(&q, Bytes::from_static(b"{\"irsa\":true}"))
+        .await
+        .unwrap();
+    let d = receive_within(&t, &q, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(&d.body[..], b"{\"irsa\":true}");
+    t.ack(&d).await.unwrap();
+    t.close().await;
+}
+
+/// EKS Pod Identity / ECS: credentials from the container endpoint, with the
+/// authorization token read from its file; a refusal there is an `Auth` error.
+#[tokio::test]
+async fn container_credentials_are_fetched_with_the_authorization_token() {
+    let Some(moto) = shared() else { return };
+    let endpoint = Stub::start(|s| match s.authorization.as_deref() {
+        Some("pod-identity-token") => (
+            200,
+            r#"{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"secret","Token":"session","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+        ),
+        _ => (403, r#"{"code":"AccessDenied","message":"bad token"}"#.to_owned()),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "pod-identity-token\n").unwrap();
+    let source = |file: std::path::PathBuf| AwsCredentialSource::Container {
+        uri: format!("{}/v1/credentials", endpoint.url),
+        authorization: None,
+        authorization_file: Some(file),
+    };
+    let mut c = support::config(moto);
+    c.credentials = source(token_file);
+    let t = SqsTransport::connect(c.clone(), options(&namespace(), VIS))
+        .await
+        .unwrap();
+    let q = t.queue_name("podid");
+    t.send(&q, Bytes::from_static(b"{}")).await.unwrap();
+    t.close().await;
+    assert_eq!(
+        endpoint.seen().len(),
+        1,
+        "fetched once, then cached until near expiry"
+    );
+    assert!(endpoint.seen()[0].line.starts_with("GET /v1/credentials "));
+
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "other").unwrap();
+    c.credentials = source(wrong);
+    match SqsTransport::connect(c, options(&namespace(), VIS))
+        .await
+        .err()
+        .unwrap()
+    {
+        TransportError::Auth {
+            kind: "sqs",
+            message,
+            ..
+        } => assert!(message.contains("AccessKeyId"), "{message}"),
+        other => panic!("expected Auth, got {other:?}"),
+    }
 }
