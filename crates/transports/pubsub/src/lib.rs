@@ -23,8 +23,9 @@
 //! connect options as ack deadline (clamped to Pub/Sub's 10–600 s). When the
 //! subscription's deadline differs from the wanted one (platform-made subscriptions use
 //! 300 s, or the wanted one is under 10 s), each pulled message's deadline is set with
-//! one `modifyAckDeadline`. Deadlines above 600 s are not extended: a handler running
-//! longer than 10 min may see its message redelivered.
+//! one `modifyAckDeadline`. A visibility timeout above Pub/Sub's 600 s maximum is kept
+//! by a lease task that, every 30 s, pushes the deadline of each held delivery that is
+//! within 90 s of it further out, until the visibility timeout has passed.
 //!
 //! **Deferral.** A received message whose `x-troupe-deliver-at` lies in the future is
 //! not handed out: its ack deadline is set to the time left (at most 600 s, so long
@@ -134,17 +135,80 @@ struct Inner {
     namespace: String,
     /// Wanted ack deadline of pulled messages (≤ 600 s).
     deadline_secs: u64,
+    /// How long a delivery stays ours (the visibility timeout); leases beyond 600 s
+    /// are extended by the lease task.
+    visibility: Duration,
+    lease_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     max_deliveries: u32,
     retry_for: Duration,
     /// Queues whose topic and subscription exist, with the subscription's ack deadline.
     queues: Mutex<HashMap<String, u64>>,
     inboxes: Mutex<HashMap<String, Arc<Inbox<Delivery>>>>,
-    /// Deliveries handed out or buffered, by queue: ack id → when its deadline passes.
-    in_flight: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// Deliveries handed out or buffered, by queue and ack id.
+    in_flight: Mutex<HashMap<String, HashMap<String, Lease>>>,
     /// Due times of this instance's deferred sends, by queue.
     deferred: Mutex<HashMap<String, Vec<SystemTime>>>,
     outage: Outage,
     closed: AtomicBool,
+}
+
+/// A delivery this instance holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lease {
+    /// Until when it stays ours: fetched + the visibility timeout.
+    until: Instant,
+    /// Until when Pub/Sub holds it for us now (at most 600 s ahead).
+    broker_until: Instant,
+}
+
+/// How often the lease task looks for deadlines to extend, and how close to its deadline
+/// a lease gets extended.
+const LEASE_TICK: Duration = Duration::from_secs(30);
+const EXTEND_WITHIN: Duration = Duration::from_secs(90);
+
+/// Extensions due now, grouped by queue and new deadline; marks them extended and drops
+/// leases that ran out.
+fn due_extensions(
+    leases: &mut HashMap<String, HashMap<String, Lease>>,
+    now: Instant,
+) -> Vec<(String, u64, Vec<String>)> {
+    let mut due: HashMap<(String, u64), Vec<String>> = HashMap::new();
+    for (queue, held) in leases.iter_mut() {
+        held.retain(|_, l| l.until > now);
+        for (id, lease) in held.iter_mut() {
+            if lease.broker_until < lease.until && lease.broker_until < now + EXTEND_WITHIN {
+                let secs = ceil_secs(lease.until - now).min(MAX_DEADLINE_SECS);
+                lease.broker_until = now + Duration::from_secs(secs);
+                due.entry((queue.clone(), secs))
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+    }
+    due.into_iter()
+        .map(|((q, secs), ids)| (q, secs, ids))
+        .collect()
+}
+
+/// Keeps Pub/Sub from redelivering what this instance still holds when the visibility
+/// timeout is longer than the 600 s an ack deadline can be; ends with the transport.
+async fn extend_leases(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let due = due_extensions(&mut lock(&inner.in_flight), Instant::now());
+        for (queue, secs, ids) in due {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            if let Err(e) = inner.modify_deadline(&queue, &refs, secs).await {
+                tracing::debug!(queue, error = ?e, "could not extend ack deadlines");
+            }
+        }
+    }
 }
 
 /// How one call ended, before it is mapped to a [`TransportError`] for a queue.
@@ -262,6 +326,8 @@ impl PubSubTransport {
             project: config.project.clone(),
             namespace: options.namespace.clone(),
             deadline_secs: ceil_secs(options.visibility_timeout).min(MAX_DEADLINE_SECS),
+            visibility: options.visibility_timeout,
+            lease_task: Mutex::new(None),
             max_deliveries: options.max_deliveries.max(1),
             retry_for: config.retry_for,
             queues: Mutex::new(HashMap::new()),
@@ -281,6 +347,10 @@ impl PubSubTransport {
         {
             Ok(_) | Err(CallError::NotFound) => {}
             Err(e) => return Err(inner.error(e, &inner.dlq_name())),
+        }
+        if inner.visibility > Duration::from_secs(MAX_DEADLINE_SECS) {
+            let task = tokio::spawn(extend_leases(Arc::downgrade(&inner)));
+            *lock(&inner.lease_task) = Some(task);
         }
         tracing::info!(
             project = %inner.project,
@@ -587,14 +657,16 @@ impl Inner {
         .map(|_| ())
     }
 
-    fn track(&self, queue: &str, ack_id: &str, secs: u64) {
+    fn track(&self, queue: &str, ack_id: &str) {
+        let now = Instant::now();
+        let lease = Lease {
+            until: now + self.visibility,
+            broker_until: now + Duration::from_secs(self.deadline_secs),
+        };
         lock(&self.in_flight)
             .entry(queue.to_owned())
             .or_default()
-            .insert(
-                ack_id.to_owned(),
-                Instant::now() + Duration::from_secs(secs),
-            );
+            .insert(ack_id.to_owned(), lease);
     }
 
     fn untrack(&self, queue: &str, ack_id: &str) {
@@ -647,7 +719,7 @@ impl Inner {
             if let Some(d) = self.screen(&queue, m).await {
                 if let DeliveryHandle::Token(id) = &d.handle {
                     adjust.push(id.clone());
-                    self.track(&queue, id, self.deadline_secs);
+                    self.track(&queue, id);
                 }
                 out.push(d);
             }
@@ -947,7 +1019,7 @@ impl Transport for PubSubTransport {
         let inner = self.open()?;
         let now = Instant::now();
         let in_flight = lock(&inner.in_flight).get_mut(queue).map_or(0, |m| {
-            m.retain(|_, until| *until > now);
+            m.retain(|_, lease| lease.until > now);
             m.len() as u64
         });
         let wall = SystemTime::now();
@@ -965,6 +1037,9 @@ impl Transport for PubSubTransport {
     async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(task) = lock(&self.inner.lease_task).take() {
+            task.abort();
         }
         let inboxes: Vec<_> = lock(&self.inner.inboxes).drain().collect();
         let mut left: HashMap<String, Vec<String>> = HashMap::new();
@@ -1021,6 +1096,46 @@ mod tests {
             classify(400, "oops"),
             CallError::Service { status: 400, .. }
         ));
+    }
+
+    #[test]
+    fn leases_are_extended_near_their_deadline_until_the_visibility_ends() {
+        let t0 = Instant::now();
+        let lease = |visibility: u64, broker: u64| Lease {
+            until: t0 + Duration::from_secs(visibility),
+            broker_until: t0 + Duration::from_secs(broker),
+        };
+        let mut leases: HashMap<String, HashMap<String, Lease>> = HashMap::new();
+        let q = leases.entry("q".to_owned()).or_default();
+        q.insert("long".into(), lease(1800, 600));
+        q.insert("short".into(), lease(300, 300));
+        // Far from the deadline: nothing to do.
+        assert!(due_extensions(&mut leases, t0 + Duration::from_secs(60)).is_empty());
+        // Within 90 s of it: the long lease gets another 600 s.
+        let now = t0 + Duration::from_secs(540);
+        assert_eq!(
+            due_extensions(&mut leases, now),
+            vec![("q".to_owned(), 600, vec!["long".to_owned()])]
+        );
+        assert_eq!(
+            leases["q"]["long"].broker_until,
+            now + Duration::from_secs(600)
+        );
+        assert!(due_extensions(&mut leases, now).is_empty(), "extended once");
+        // Near the end of the visibility: only what is left.
+        let now = t0 + Duration::from_secs(1100);
+        assert_eq!(
+            due_extensions(&mut leases, now),
+            vec![("q".to_owned(), 600, vec!["long".to_owned()])] // 700 s left, capped
+        );
+        let now = t0 + Duration::from_secs(1650);
+        assert_eq!(
+            due_extensions(&mut leases, now),
+            vec![("q".to_owned(), 150, vec!["long".to_owned()])]
+        );
+        // Past the visibility: dropped, with the short one.
+        assert!(due_extensions(&mut leases, t0 + Duration::from_secs(1801)).is_empty());
+        assert!(leases["q"].is_empty());
     }
 
     #[test]
