@@ -3,12 +3,19 @@
 //! Python client makes the same three `/invoke` round trips directly.
 //!
 //! `cargo run --release -p troupe-bench -- [--pipelines N] [--skip-floor] [--json]`
+//!
+//! `troupe-bench gateway [...]`: the same pipeline through the mesh's gateway (overhead,
+//! sustained creates, SSE fan-out); see [`gateway`].
 
 mod floor;
+mod gateway;
+mod gwclient;
+mod gwreport;
 mod meshrun;
 mod procstat;
 mod project;
 mod report;
+mod sse;
 mod stats;
 
 use std::path::PathBuf;
@@ -59,6 +66,34 @@ pub struct Args {
     /// finished task (isolates the cost of the mesh itself from the filesystem's).
     #[arg(long)]
     no_persist: bool,
+    /// Another benchmark instead of the pipeline one.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Benchmarks other than the default pipeline one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// The mesh's gateway: create-to-SSE overhead, sustained creates, 1,000 SSE subscribers.
+    Gateway(gateway::GatewayArgs),
+    /// The gateway benchmark's HTTP client process (started by `gateway`).
+    #[command(hide = true)]
+    GatewayClient(gwclient::ClientArgs),
+}
+
+/// The runtime the mesh runs on: current-thread as `troupe up`, or `workers` threads.
+pub fn mesh_runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
 }
 
 fn main() -> Result<()> {
@@ -69,18 +104,13 @@ fn main() -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    match &args.command {
+        Some(Command::Gateway(g)) => return gateway::main(g),
+        Some(Command::GatewayClient(c)) => return gwclient::main(c),
+        None => {}
+    }
     let machine = report::Machine::probe(&args.python);
-    let mut builder = if args.workers == 0 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.workers);
-        b
-    };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = mesh_runtime(args.workers)?;
     let result = runtime.block_on(run(&args, &machine));
     // Runtime processes are already stopped; do not wait on stray blocking tasks.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -9,16 +9,15 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
 use troupe_protocol::{Envelope, Phase};
 use troupe_runtime::launcher::RUNTIME_FILE_NAME;
-use troupe_transport::Transport;
 
 use crate::procstat::{self, RuntimeChild};
 use crate::project::{Project, ACTORS};
 use crate::stats::{self, Latency};
 
 /// Longest wait for the next completed pipeline before the run is declared stuck.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for runtimes to come up (Python start plus handler import).
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Readiness poll period; bounds the error of the throughput clock's start.
 const READY_POLL: Duration = Duration::from_millis(1);
 
@@ -72,7 +71,7 @@ pub struct MeshRun {
     pub warmup: usize,
 }
 
-fn envelope(id: &str, seq: usize) -> Result<Bytes> {
+pub(crate) fn envelope(id: &str, seq: usize) -> Result<Bytes> {
     let v = serde_json::json!({
         "id": id,
         "route": {"prev": [], "curr": ACTORS[0], "next": &ACTORS[1..]},
@@ -81,17 +80,17 @@ fn envelope(id: &str, seq: usize) -> Result<Bytes> {
     Ok(Bytes::from(serde_json::to_vec(&v)?))
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     troupe: f64,
     runtimes: Vec<(String, u32, f64)>,
 }
 
 impl CpuSnapshot {
-    fn take(runtimes: &[RuntimeChild]) -> Result<CpuSnapshot> {
+    pub(crate) fn take(runtimes: &[RuntimeChild]) -> Result<CpuSnapshot> {
         let troupe = procstat::self_cpu_seconds().context("reading this process's CPU time")?;
         let mut rs = Vec::new();
         for r in runtimes {
@@ -105,7 +104,7 @@ impl CpuSnapshot {
         })
     }
 
-    fn phase(
+    pub(crate) fn phase(
         &self,
         after: &CpuSnapshot,
         pipelines: usize,
@@ -129,7 +128,7 @@ impl CpuSnapshot {
     }
 }
 
-fn runtimes() -> Result<Vec<RuntimeChild>> {
+pub(crate) fn runtimes() -> Result<Vec<RuntimeChild>> {
     procstat::children_running(std::process::id(), RUNTIME_FILE_NAME)
         .context("listing runtime processes in /proc")
 }

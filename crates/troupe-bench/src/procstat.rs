@@ -114,6 +114,28 @@ fn env_var(proc_dir: &Path, name: &str) -> Option<String> {
     })
 }
 
+/// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_rss_kib(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no VmRSS line in /proc/{pid}/status"),
+        )
+    })
+}
+
+/// Resident set size of this process in KiB.
+pub fn self_rss_kib() -> io::Result<u64> {
+    rss_kib(std::process::id())
+}
+
+/// The `VmRSS:  1234 kB` line of a `/proc/<pid>/status` text.
+pub fn parse_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// One-minute, five-minute and fifteen-minute load averages.
 pub fn load_average() -> Option<(f64, f64, f64)> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -137,6 +159,16 @@ mod tests {
                 cpu_ticks: 285
             })
         );
+    }
+
+    #[test]
+    fn reads_rss() {
+        assert_eq!(
+            parse_rss_kib("Name:\tx\nVmPeak:\t 9 kB\nVmRSS:\t    5120 kB\nThreads: 1\n"),
+            Some(5120)
+        );
+        assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+        assert!(self_rss_kib().unwrap() > 0);
     }
 
     #[test]

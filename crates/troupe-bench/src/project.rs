@@ -36,6 +36,21 @@ pub fn mesh_yaml(python: &str, persist_results: bool) -> String {
     y
 }
 
+/// The gateway benchmark's extra actor: no replicas, so tasks created on it stay pending
+/// while SSE subscribers follow them.
+pub const HOLD_ACTOR: &str = "hold";
+
+/// The gateway benchmark's mesh file: the pipeline's actors, [`HOLD_ACTOR`] with no
+/// replicas, and the gateway's task store (`sqlite`, the default, or `memory`).
+pub fn gateway_mesh_yaml(python: &str, persist_results: bool, store: &str) -> String {
+    let mut y = format!("gateway: {{store: {store}}}\n");
+    y.push_str(&mesh_yaml(python, persist_results));
+    y.push_str(&format!(
+        "  - actor: {HOLD_ACTOR}\n    handler: noop.noop\n    replicas: 0\n    scaling: {{enabled: false}}\n"
+    ));
+    y
+}
+
 /// Paths of a written project.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -49,9 +64,14 @@ pub struct Project {
 
 /// Writes the mesh file, `noop.py` and the floor client into `root`.
 pub fn write(root: &Path, python: &str, persist_results: bool) -> io::Result<Project> {
+    write_with(root, &mesh_yaml(python, persist_results))
+}
+
+/// Writes the project with `mesh` as its mesh file.
+pub fn write_with(root: &Path, mesh: &str) -> io::Result<Project> {
     std::fs::create_dir_all(root)?;
     let mesh_file = root.join(troupe_mesh::config::MESH_FILE_NAME);
-    std::fs::write(&mesh_file, mesh_yaml(python, persist_results))?;
+    std::fs::write(&mesh_file, mesh)?;
     std::fs::write(root.join("noop.py"), NOOP_PY)?;
     let floor_client = root.join(FLOOR_CLIENT_FILE);
     std::fs::write(&floor_client, FLOOR_CLIENT_PY)?;
@@ -89,6 +109,27 @@ mod tests {
             NOOP_PY
         );
         assert!(p.floor_client.is_file());
+    }
+
+    #[test]
+    fn gateway_project_adds_a_stopped_hold_actor_and_the_store() {
+        use troupe_mesh::config::GatewayStore;
+        let dir = tempfile::tempdir().unwrap();
+        for (store, want) in [
+            ("sqlite", GatewayStore::Sqlite),
+            ("memory", GatewayStore::Memory),
+        ] {
+            let p = write_with(dir.path(), &gateway_mesh_yaml("python3", false, store)).unwrap();
+            let (mesh, warnings) = MeshConfig::load(&p.mesh_file).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            let names: Vec<&str> = mesh.actors.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(names, ["a", "b", "c", HOLD_ACTOR]);
+            let hold = &mesh.actors[3];
+            assert!(!hold.scaling.enabled);
+            assert_eq!(hold.scaling.replicas, 0);
+            assert_eq!(mesh.gateway.store, want);
+            assert!(!mesh.crew.persist_results);
+        }
     }
 
     #[test]

@@ -73,7 +73,8 @@ fn share(troupe: f64, python: f64) -> f64 {
     }
 }
 
-fn load_text(m: &Machine) -> String {
+/// Load averages as printed, or `unknown`.
+pub fn load_text(m: &Machine) -> String {
     m.load.map_or_else(
         || "unknown".to_owned(),
         |(a, b, c)| format!("{a:.2} {b:.2} {c:.2}"),

@@ -45,6 +45,18 @@ pub fn summarize(mut samples: Vec<Duration>) -> Latency {
     }
 }
 
+/// Median of per-run figures (the middle one of an odd count, the mean of the two
+/// middle ones of an even count); zero when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// `count` per second over `elapsed`.
 pub fn rate(count: usize, elapsed: Duration) -> f64 {
     #[allow(clippy::cast_precision_loss)]
@@ -96,6 +108,13 @@ mod tests {
             (ms(20), ms(40), ms(25), ms(40))
         );
         assert_eq!(summarize(Vec::new()).mean, Duration::ZERO);
+    }
+
+    #[test]
+    fn medians() {
+        assert!((median(vec![3.0, 1.0, 2.0]) - 2.0).abs() < 1e-12);
+        assert!((median(vec![4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-12);
+        assert!(median(Vec::new()).abs() < f64::EPSILON);
     }
 
     #[test]

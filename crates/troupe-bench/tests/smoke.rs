@@ -99,3 +99,72 @@ fn skip_floor_omits_it() {
     assert!(v["floor"].is_null());
     assert_eq!(v["mesh"]["pipelines"], 50);
 }
+
+#[test]
+fn gateway_benchmark_reports_every_part_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_troupe-bench"))
+        .args([
+            "gateway",
+            "--runs",
+            "1",
+            "--tasks",
+            "10",
+            "--warmup",
+            "2",
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+            "--subscribers",
+            "20",
+            "--events",
+            "2",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["store"], "sqlite");
+    assert!(v["command"].as_str().unwrap().contains("gateway --runs 1"));
+
+    // Part 1: both paths measured every task; SSE costs more than the queue alone.
+    let run = &v["overhead"]["runs"][0];
+    for path in ["direct", "gateway", "gateway_fresh"] {
+        assert_eq!(run[path]["tasks"], 10, "{path}");
+        assert!(f(run, &format!("/{path}/p50_ms")) > 0.0);
+        assert!(f(run, &format!("/{path}/p50_ms")) <= f(run, &format!("/{path}/p99_ms")));
+    }
+    assert!(
+        f(&v, "/overhead/median/gateway_fresh_p50_ms") > f(&v, "/overhead/median/direct_p50_ms")
+    );
+
+    // Part 2: creates answered 201, every one of them finished, nothing failed.
+    assert_eq!(v["creates"]["errors"], 0);
+    let load = &v["creates"]["runs"][0];
+    assert!(load["created"].as_u64().unwrap() > 0);
+    assert!(f(load, "/creates_per_s") > 0.0);
+
+    // Part 3: every posted event reached every subscriber, in both shapes.
+    for case in ["sse_one_task", "sse_many_tasks"] {
+        let r = &v[case]["runs"][0];
+        assert_eq!(v[case]["errors"], 0, "{case}");
+        assert_eq!(r["subscribers"], 20);
+        assert_eq!(r["tasks"], if case == "sse_one_task" { 1 } else { 20 });
+        for kind in ["status", "fly"] {
+            assert_eq!(r[kind]["expected"], 40, "{case} {kind}");
+            assert_eq!(r[kind]["delivered"], 40, "{case} {kind}");
+            assert!(f(r, &format!("/{kind}/p50_ms")) > 0.0);
+        }
+        assert!(r["rss_open_kib"].as_u64().unwrap() > 0);
+    }
+    assert!(v["first_error"].is_null());
+}
