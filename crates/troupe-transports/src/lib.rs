@@ -44,6 +44,7 @@ fn config(kind: &'static str, message: impl Into<String>) -> TransportError {
     }
 }
 
+#[cfg(not(all(feature = "rabbitmq", feature = "nats", feature = "redis")))]
 fn not_built(kind: &'static str) -> TransportError {
     config(
         kind,
