@@ -38,6 +38,23 @@ fn available() -> bool {
     found
 }
 
+/// Stops the server in `dir` if this test process dies without dropping its [`Server`]
+/// (killed by a timeout, say), so no server outlives the tests.
+fn watchdog(dir: &std::path::Path) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash '{script}' stop '{dir}'",
+        pid = std::process::id(),
+        script = script().display(),
+        dir = dir.display()
+    );
+    let _ = Command::new("setsid")
+        .args(["bash", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
 /// A redis-server of this test.
 pub struct Server {
     dir: tempfile::TempDir,
@@ -64,6 +81,7 @@ impl Server {
             "redis.sh start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        watchdog(dir.path());
         let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         Some(Server { dir, url })
     }

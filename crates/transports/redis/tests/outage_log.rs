@@ -1,0 +1,95 @@
+//! The log of a Redis outage: one WARN when it starts, one INFO when it ends. A test
+//! binary of its own, so that no other test's logging shares the process-wide tracing
+//! callsite state with the collector installed here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{namespace, options, Server};
+use tokio::time::{sleep, timeout};
+use troupe_transport::Transport;
+use troupe_transport_redis::RedisTransport;
+
+async fn connect(server: &Server, ns: &str) -> RedisTransport {
+    RedisTransport::connect(&server.url, options(ns))
+        .await
+        .unwrap()
+}
+
+/// Collects formatted log lines of this test's thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// Current-thread runtime: every task of the transport runs on this thread, where the
+// log collector is the default subscriber.
+#[tokio::test]
+async fn an_outage_warns_once_and_the_transport_recovers() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let server = Arc::new(server);
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let t = connect(&server, &namespace("outage")).await;
+    let q = t.queue_name("outage");
+    t.send(&q, Bytes::from_static(b"1")).await.unwrap();
+    let d = timeout(Duration::from_secs(5), t.receive(&q))
+        .await
+        .unwrap()
+        .unwrap();
+    t.ack(&d).await.unwrap();
+
+    // A receive waits through the outage; the server is down for about a second.
+    let t = Arc::new(t);
+    let pending = {
+        let (t, q) = (t.clone(), q.clone());
+        tokio::spawn(async move { t.receive(&q).await })
+    };
+    sleep(Duration::from_millis(300)).await;
+    let srv = server.clone();
+    tokio::task::spawn_blocking(move || srv.restart())
+        .await
+        .unwrap();
+    // The same transport sends again once the server is back (retrying meanwhile).
+    t.send(&q, Bytes::from_static(b"2")).await.unwrap();
+    let d = timeout(Duration::from_secs(30), pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.body, Bytes::from_static(b"2"));
+    t.ack(&d).await.unwrap();
+    t.send(&q, Bytes::from_static(b"3")).await.unwrap();
+    let d = timeout(Duration::from_secs(10), t.receive(&q))
+        .await
+        .unwrap()
+        .unwrap();
+    t.ack(&d).await.unwrap();
+    t.close().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let warns = text.matches("lost the connection to Redis").count();
+    assert_eq!(warns, 1, "one WARN per outage:\n{text}");
+    assert!(text.contains("reconnected to Redis"), "{text}");
+}
