@@ -49,6 +49,8 @@ stop_postgres() {
 trap stop_postgres EXIT
 TROUPE_TEST_POSTGRES_URL="$(scripts/services/postgres.sh start "$pg_dir")"
 export TROUPE_TEST_POSTGRES_URL TROUPE_REQUIRE_POSTGRES=1
+# Broker tests start their own servers; in CI a missing server is a failure, not a skip.
+export TROUPE_REQUIRE_REDIS=1 TROUPE_REQUIRE_NATS=1 TROUPE_REQUIRE_SQS=1 TROUPE_REQUIRE_PUBSUB=1
 echo "postgres at $TROUPE_TEST_POSTGRES_URL"
 
 echo "== cargo test"
