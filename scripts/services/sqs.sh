@@ -18,16 +18,27 @@ die() {
     exit 1
 }
 
+have_moto_module() {
+    python3 -c 'import moto.server, flask' >/dev/null 2>&1
+}
+
 # The command that runs moto's server, installing moto if needed.
 moto_cmd() {
     if command -v moto_server >/dev/null 2>&1; then
         echo moto_server
         return
     fi
-    if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
-        echo "sqs.sh: moto_server not found; installing moto[server] from PyPI" >&2
-        python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' >&2 ||
-            die "could not install moto[server]"
+    if ! have_moto_module; then
+        # Tests start several servers at once: one install at a time.
+        exec 9>"${TMPDIR:-/tmp}/troupe-moto-install.lock"
+        flock 9
+        if ! have_moto_module; then
+            echo "sqs.sh: moto_server not found; installing moto[server] from PyPI" >&2
+            python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' >&2 ||
+                die "could not install moto[server]"
+        fi
+        flock -u 9
+        exec 9>&-
     fi
     echo "python3 -m moto.server"
 }

@@ -10,7 +10,7 @@
 //!
 //! | trait | Pub/Sub |
 //! |---|---|
-//! | queue | topic and subscription, both `asya-{ns}-{actor}`, looked up and created on first use (send creates the subscription too, so nothing published is lost); retention 7 d |
+//! | queue | topic and subscription, both `asya-{ns}-{actor}`, created on first use (send creates the subscription too, so nothing published is lost); retention 7 d |
 //! | `send` | `topics.publish` |
 //! | `send_with_delay(d)` | publish with `x-troupe-deliver-at` = now + d (deferral) |
 //! | `receive` | `subscriptions.pull` of up to the number of waiting receivers, long poll |
@@ -45,7 +45,13 @@
 //! dead-letter policy (made by someone else) reports no attempts: its messages are never
 //! dead-lettered, as in Asya. On Google Cloud the Pub/Sub service agent needs publisher
 //! rights on the DLQ topic for the backstop; the workload's own identity publishes the
-//! client-side dead letters.
+//! client-side dead letters. An identity that may not create the missing DLQ (Asya
+//! provisions none) gets one WARN and no dead-lettering, as in Asya.
+//!
+//! **Creating** is a `PUT` (409: it exists). A 403 is followed by a `GET`, so an
+//! identity that may only use platform-made topics and subscriptions works, and one
+//! that may not even read them gets [`TransportError::Auth`]. `connect` sets up the DLQ,
+//! which also checks the endpoint and the credentials.
 //!
 //! **Depth.** Pub/Sub's data-plane API has no backlog count (that is Cloud Monitoring's
 //! `num_undelivered_messages`, minutes late, and not served by the emulator), and
@@ -143,6 +149,7 @@ struct Inner {
     retry_for: Duration,
     /// Queues whose topic and subscription exist, with the subscription's ack deadline.
     queues: Mutex<HashMap<String, u64>>,
+    dlq_state: Mutex<DlqState>,
     inboxes: Mutex<HashMap<String, Arc<Inbox<Delivery>>>>,
     /// Deliveries handed out or buffered, by queue and ack id.
     in_flight: Mutex<HashMap<String, HashMap<String, Lease>>>,
@@ -151,6 +158,19 @@ struct Inner {
     outage: Outage,
     closed: AtomicBool,
 }
+
+/// Whether the DLQ topic and subscription exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DlqState {
+    Unknown,
+    Ready,
+    /// Missing, and this identity may not create it.
+    Missing,
+}
+
+/// Starts the message of an `Auth` error for a resource that is missing and may not be
+/// created (as opposed to credentials refused outright).
+const CANNOT_CREATE: &str = "permission denied to create";
 
 /// A delivery this instance holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,6 +351,7 @@ impl PubSubTransport {
             max_deliveries: options.max_deliveries.max(1),
             retry_for: config.retry_for,
             queues: Mutex::new(HashMap::new()),
+            dlq_state: Mutex::new(DlqState::Unknown),
             inboxes: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             deferred: Mutex::new(HashMap::new()),
@@ -339,15 +360,9 @@ impl PubSubTransport {
             shown_url,
             base,
         });
-        // Fail at startup, not at the first message, on a wrong endpoint or identity.
-        let probe = format!("projects/{}/topics/{}", inner.project, inner.dlq_name());
-        match inner
-            .call_retrying(Method::GET, &probe, None, CALL_TIMEOUT)
-            .await
-        {
-            Ok(_) | Err(CallError::NotFound) => {}
-            Err(e) => return Err(inner.error(e, &inner.dlq_name())),
-        }
+        // Fail at startup, not at the first message, on a wrong endpoint or identity;
+        // and have the DLQ ready before any actor subscription names it.
+        inner.ensure_dlq().await?;
         if inner.visibility > Duration::from_secs(MAX_DEADLINE_SECS) {
             let task = tokio::spawn(extend_leases(Arc::downgrade(&inner)));
             *lock(&inner.lease_task) = Some(task);
@@ -505,6 +520,7 @@ impl Inner {
         let mut queues = lock(&self.queues);
         queues.remove(queue);
         queues.remove(&self.dlq_name());
+        *lock(&self.dlq_state) = DlqState::Unknown;
     }
 
     /// Makes sure the topic and subscription of `queue` exist (the DLQ's first);
@@ -518,75 +534,90 @@ impl Inner {
                 "'{queue}' is not a valid Pub/Sub topic name (3–255 letters, digits and '-', starting with a letter)"
             )));
         }
-        let dlq = self.dlq_name();
-        if queue != dlq {
-            Box::pin(self.ensure(&dlq)).await?;
+        let dead_letter = queue != self.dlq_name() && Box::pin(self.ensure_dlq()).await?;
+        self.create(queue, &self.topic(queue), &json!({})).await?;
+        let mut spec = json!({
+            "topic": self.topic(queue),
+            "ackDeadlineSeconds": subscription_deadline(self.deadline_secs),
+            "messageRetentionDuration": RETENTION,
+        });
+        if dead_letter {
+            spec["deadLetterPolicy"] = json!({
+                "deadLetterTopic": self.topic(&self.dlq_name()),
+                "maxDeliveryAttempts": BROKER_MAX_ATTEMPTS,
+            });
         }
-        let topic = self.topic(queue);
-        match self
-            .call_retrying(Method::GET, &topic, None, CALL_TIMEOUT)
-            .await
-        {
-            Ok(_) => {}
-            Err(CallError::NotFound) => {
-                match self
-                    .call_retrying(Method::PUT, &topic, Some(&json!({})), CALL_TIMEOUT)
-                    .await
-                {
-                    Ok(_) => tracing::info!(topic = %queue, "created Pub/Sub topic"),
-                    Err(CallError::AlreadyExists) => {}
-                    Err(e) => return Err(self.error(e, queue)),
-                }
-            }
-            Err(e) => return Err(self.error(e, queue)),
-        }
-        let subscription = self.subscription(queue);
-        let deadline_of = |v: &Value| {
-            v.get("ackDeadlineSeconds")
-                .and_then(Value::as_u64)
-                .unwrap_or(MIN_SUBSCRIPTION_DEADLINE_SECS)
-        };
-        let deadline = match self
-            .call_retrying(Method::GET, &subscription, None, CALL_TIMEOUT)
-            .await
-        {
-            Ok(v) => deadline_of(&v),
-            Err(CallError::NotFound) => {
-                let mut spec = json!({
-                    "topic": topic,
-                    "ackDeadlineSeconds": subscription_deadline(self.deadline_secs),
-                    "messageRetentionDuration": RETENTION,
-                });
-                if queue != dlq {
-                    spec["deadLetterPolicy"] = json!({
-                        "deadLetterTopic": self.topic(&dlq),
-                        "maxDeliveryAttempts": BROKER_MAX_ATTEMPTS,
-                    });
-                }
-                match self
-                    .call_retrying(Method::PUT, &subscription, Some(&spec), CALL_TIMEOUT)
-                    .await
-                {
-                    Ok(v) => {
-                        tracing::info!(subscription = %queue, "created Pub/Sub subscription");
-                        deadline_of(&v)
-                    }
-                    Err(CallError::AlreadyExists) => {
-                        match self
-                            .call_retrying(Method::GET, &subscription, None, CALL_TIMEOUT)
-                            .await
-                        {
-                            Ok(v) => deadline_of(&v),
-                            Err(e) => return Err(self.error(e, queue)),
-                        }
-                    }
-                    Err(e) => return Err(self.error(e, queue)),
-                }
-            }
-            Err(e) => return Err(self.error(e, queue)),
-        };
+        let sub = self.create(queue, &self.subscription(queue), &spec).await?;
+        let deadline = sub
+            .get("ackDeadlineSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(MIN_SUBSCRIPTION_DEADLINE_SECS);
         lock(&self.queues).insert(queue.to_owned(), deadline);
         Ok(deadline)
+    }
+
+    /// Makes sure the DLQ exists; `false` when this identity may not create it (Asya
+    /// provisions no Pub/Sub DLQ): then nothing is dead-lettered, as in Asya, and one
+    /// WARN says so.
+    async fn ensure_dlq(&self) -> Result<bool, TransportError> {
+        match *lock(&self.dlq_state) {
+            DlqState::Ready => return Ok(true),
+            DlqState::Missing => return Ok(false),
+            DlqState::Unknown => {}
+        }
+        let dlq = self.dlq_name();
+        let ready = match self.ensure(&dlq).await {
+            Ok(_) => true,
+            Err(TransportError::Auth { message, .. }) if message.starts_with(CANNOT_CREATE) => {
+                tracing::warn!(
+                    dlq = %dlq,
+                    error = %message,
+                    "no dead-letter topic and no permission to create it: messages are never dead-lettered"
+                );
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        *lock(&self.dlq_state) = if ready {
+            DlqState::Ready
+        } else {
+            DlqState::Missing
+        };
+        Ok(ready)
+    }
+
+    /// Creates the topic or subscription at `path` (`PUT`), or finds it there: an
+    /// existing one answers 409, or 403 to an identity that may not create (then a `GET`
+    /// tells whether it exists). Returns the resource.
+    async fn create(&self, queue: &str, path: &str, spec: &Value) -> Result<Value, TransportError> {
+        match self
+            .call_retrying(Method::PUT, path, Some(spec), CALL_TIMEOUT)
+            .await
+        {
+            Ok(v) => {
+                tracing::info!(resource = %path, "created Pub/Sub resource");
+                Ok(v)
+            }
+            Err(e @ (CallError::AlreadyExists | CallError::Auth(_))) => {
+                match self
+                    .call_retrying(Method::GET, path, None, CALL_TIMEOUT)
+                    .await
+                {
+                    Ok(v) => Ok(v),
+                    Err(CallError::NotFound) => match e {
+                        CallError::Auth(m) => Err(TransportError::Auth {
+                            kind: KIND,
+                            url: self.shown_url.clone(),
+                            message: format!("{CANNOT_CREATE} {path}: {m}"),
+                        }),
+                        // Deleted between the two calls: let the caller's retry create it.
+                        e => Err(self.error(e, queue)),
+                    },
+                    Err(get) => Err(self.error(get, queue)),
+                }
+            }
+            Err(e) => Err(self.error(e, queue)),
+        }
     }
 
     /// Runs `op` once the queue exists; if Pub/Sub says it is gone, creates it again and
@@ -694,8 +725,10 @@ impl Inner {
                 v
             }
             Err(CallError::NotFound) => {
-                // Gone (emulator restart, deleted): the next pull creates it again.
+                // Gone (emulator restart, deleted): the next pull creates it again, after
+                // a pause so a subscription still being created is not hammered.
                 self.forget(&queue);
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(Vec::new());
             }
             // An idle long poll that outlived our patience, not an outage.
@@ -812,7 +845,8 @@ impl Inner {
             return None;
         }
         if let Some(n) = attempt {
-            if n > self.max_deliveries && **queue != *self.dlq_name() {
+            let dlq_ready = *lock(&self.dlq_state) == DlqState::Ready;
+            if n > self.max_deliveries && dlq_ready && **queue != *self.dlq_name() {
                 self.dead_letter(queue, ack_id, message, n).await;
                 return None;
             }

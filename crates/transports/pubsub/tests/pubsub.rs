@@ -75,10 +75,10 @@ async fn metadata_tokens_are_sent_and_refreshed_once_on_401() {
         )
     })
     .await;
-    // Pub/Sub stub: refuses the first token, accepts the second; the DLQ topic is
-    // missing (404), which is what a fresh project says.
+    // Pub/Sub stub: refuses the first token, accepts the second (and creates whatever
+    // it is asked to).
     let pubsub = Stub::start(|s| match s.authorization.as_deref() {
-        Some("Bearer tok-2") => (404, r#"{"error":{"code":404,"message":"Topic not found","status":"NOT_FOUND"}}"#.to_owned()),
+        Some("Bearer tok-2") => (200, "{}".to_owned()),
         _ => (401, r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#.to_owned()),
     })
     .await;
@@ -93,15 +93,18 @@ async fn metadata_tokens_are_sent_and_refreshed_once_on_401() {
         "one refresh after the 401"
     );
     let seen = pubsub.seen();
-    assert_eq!(seen.len(), 2);
-    assert!(
-        seen[0]
-            .line
-            .starts_with("GET /v1/projects/troupe-test/topics/asya-ns-dlq "),
-        "{}",
-        seen[0].line
+    let lines: Vec<&str> = seen.iter().map(|s| s.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "PUT /v1/projects/troupe-test/topics/asya-ns-dlq HTTP/1.1",
+            "PUT /v1/projects/troupe-test/topics/asya-ns-dlq HTTP/1.1",
+            "PUT /v1/projects/troupe-test/subscriptions/asya-ns-dlq HTTP/1.1",
+        ],
+        "the DLQ is set up at connect"
     );
-    assert_eq!(seen[1].authorization.as_deref(), Some("Bearer tok-2"));
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer tok-1"));
+    assert_eq!(seen[2].authorization.as_deref(), Some("Bearer tok-2"));
     t.close().await;
 }
 
@@ -447,5 +450,49 @@ async fn vanished_topics_and_subscriptions_are_created_again() {
     t.ack(&d).await.unwrap();
     let topic: Value = emu.raw(Method::GET, &format!("topics/{q}"), None).await;
     assert_eq!(topic["name"], format!("projects/{PROJECT}/topics/{q}"));
+    t.close().await;
+}
+
+/// An identity that may use but not create topics (Asya provisions no Pub/Sub DLQ):
+/// without a DLQ the transport still works, it just never dead-letters.
+#[tokio::test]
+async fn without_permission_to_create_the_dlq_nothing_is_dead_lettered() {
+    let pubsub = Stub::start(|s| {
+        let denied = (
+            403,
+            r#"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#.to_owned(),
+        );
+        let missing = (
+            404,
+            r#"{"error":{"code":404,"message":"not found","status":"NOT_FOUND"}}"#.to_owned(),
+        );
+        match (
+            s.line.split(' ').next().unwrap_or(""),
+            s.line.contains("asya-ns-dlq"),
+        ) {
+            ("PUT", _) => denied,
+            ("GET", true) => missing,
+            ("GET", false) => (200, r#"{"ackDeadlineSeconds":300}"#.to_owned()),
+            _ => (200, r#"{"messageIds":["1"]}"#.to_owned()),
+        }
+    })
+    .await;
+    let c = stub_config(&pubsub.url, Credentials::Token("t".to_owned()));
+    let t = PubSubTransport::connect(c, options("ns", VIS))
+        .await
+        .unwrap();
+    t.send(&t.queue_name("a"), Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    let lines: Vec<String> = pubsub.seen().into_iter().map(|s| s.line).collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("asya-ns-dlq")).count(),
+        2,
+        "one failed try at the DLQ, not one per queue: {lines:?}"
+    );
+    assert!(lines
+        .last()
+        .unwrap()
+        .starts_with("POST /v1/projects/troupe-test/topics/asya-ns-a:publish"));
     t.close().await;
 }

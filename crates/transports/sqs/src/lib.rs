@@ -789,8 +789,10 @@ impl Inner {
         {
             Ok(v) => v,
             Err(CallError::Service { code, .. }) if is_no_queue(&code) => {
-                // Gone (emulator restart, deleted): the next fetch creates it again.
+                // Gone (emulator restart, deleted): the next fetch creates it again,
+                // after a pause so a queue SQS has not finished creating is not hammered.
                 self.forget(&queue);
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 return Ok(Vec::new());
             }
             Err(e) => return Err(self.error(e, &queue)),
