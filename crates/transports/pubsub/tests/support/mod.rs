@@ -2,9 +2,9 @@
 //! `scripts/services/pubsub.sh`, and a scripted HTTP stub for what the emulator cannot
 //! show (credentials).
 //!
-//! Without the emulator (it is not on PyPI or Debian: it comes with the Google Cloud
-//! CLI), the tests that need it print why and pass, unless `TROUPE_REQUIRE_PUBSUB=1`
-//! makes them fail.
+//! Without the emulator (the machine image has it; no reachable registry serves it), the
+//! tests that need it print why and pass, unless `TROUPE_REQUIRE_PUBSUB=1` makes them
+//! fail.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
