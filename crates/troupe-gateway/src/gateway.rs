@@ -84,6 +84,14 @@ pub enum EventOutcome {
     Fly,
 }
 
+/// What [`Gateway::transition`] should do with the record it read.
+enum Step<T> {
+    /// Write this record, then answer `T`.
+    Write(Task, T),
+    /// Leave the record as it is and answer `T`.
+    Keep(T),
+}
+
 /// Result of a child registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildOutcome {
@@ -432,34 +440,30 @@ impl Gateway {
         data: &Map<String, Value>,
     ) -> Result<EventOutcome, GatewayError> {
         let has_pm = data.get("pause_metadata").is_some_and(|v| !v.is_null());
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.get(id).await?;
-            let Some(new) = normalise(posted, has_pm) else {
-                return Ok(EventOutcome::Ignored);
-            };
-            if !should_apply(current.status, new) {
-                return Ok(EventOutcome::Stale);
-            }
-            let merged = merge_update(&current, new, posted, data, self.now());
-            match self
-                .inner
-                .store
-                .compare_and_set(current.status, merged.clone())
-                .await?
-            {
-                CasOutcome::Applied => {
-                    self.publish_status(&merged);
-                    return Ok(EventOutcome::Applied);
-                }
-                CasOutcome::Conflict => continue,
-                CasOutcome::NotFound => return Err(not_found(id)),
-            }
-        }
-        tracing::warn!(
-            task = id,
-            "status update kept losing compare-and-set; dropped as stale"
-        );
-        Ok(EventOutcome::Stale)
+        let Some(new) = normalise(posted, has_pm) else {
+            // Unknown ids are still 404, whatever was posted.
+            self.get(id).await?;
+            return Ok(EventOutcome::Ignored);
+        };
+        let outcome = self
+            .transition(id, |current| {
+                Ok(if should_apply(current.status, new) {
+                    Step::Write(
+                        merge_update(current, new, posted, data, self.now()),
+                        EventOutcome::Applied,
+                    )
+                } else {
+                    Step::Keep(EventOutcome::Stale)
+                })
+            })
+            .await?;
+        Ok(outcome.unwrap_or_else(|| {
+            tracing::warn!(
+                task = id,
+                "status update kept losing compare-and-set; dropped as stale"
+            );
+            EventOutcome::Stale
+        }))
     }
 
     fn publish_status(&self, task: &Task) {
@@ -493,41 +497,28 @@ impl Gateway {
 
     /// Cancels one task; `false` when it was already terminal.
     async fn cancel_one(&self, id: &str) -> Result<bool, GatewayError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.get(id).await?;
+        self.transition(id, |current| {
             if current.status.is_terminal() {
-                return Ok(false);
+                return Ok(Step::Keep(false));
             }
             let mut next = current.clone();
             next.status = TaskStatus::Canceled;
             next.updated_at = self.now();
-            match self
-                .inner
-                .store
-                .compare_and_set(current.status, next.clone())
-                .await?
-            {
-                CasOutcome::Applied => {
-                    self.publish_status(&next);
-                    return Ok(true);
-                }
-                CasOutcome::Conflict => continue,
-                CasOutcome::NotFound => return Err(not_found(id)),
-            }
-        }
-        Err(GatewayError::Conflict(format!(
-            "task {id} is changing too fast to cancel; retry"
-        )))
+            Ok(Step::Write(next, true))
+        })
+        .await?
+        .ok_or_else(|| {
+            GatewayError::Conflict(format!("task {id} is changing too fast to cancel; retry"))
+        })
     }
 
     /// `POST {p}/mesh/{id}/pause` (§6.1): an external soft pause. The task becomes
     /// `paused` with no saved state; the next sidecar pre-flight diverts its envelope to
     /// x-sink, where it stops. Already paused → no change; terminal → 409.
     pub async fn pause(&self, id: &str) -> Result<(), GatewayError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.get(id).await?;
+        self.transition(id, |current| {
             match current.status {
-                TaskStatus::Paused => return Ok(()),
+                TaskStatus::Paused => return Ok(Step::Keep(())),
                 s if s.is_terminal() => {
                     return Err(GatewayError::Conflict(format!(
                         "task {id} is {s}; only pending or running tasks can be paused"
@@ -542,6 +533,28 @@ impl Gateway {
             "Paused by request".clone_into(&mut next.data.message);
             next.data.pause_metadata = None;
             next.sla_remaining_s = next.deadline().map(|d| crate::task::remaining_secs(d, now));
+            Ok(Step::Write(next, ()))
+        })
+        .await?
+        .ok_or_else(|| {
+            GatewayError::Conflict(format!("task {id} is changing too fast to pause; retry"))
+        })
+    }
+
+    /// Reads task `id`, lets `decide` pick the new record, and writes it with a
+    /// compare-and-set on the status it read, re-reading on conflict (§2.3). An applied
+    /// write is published. `None` when every attempt lost the race.
+    async fn transition<T>(
+        &self,
+        id: &str,
+        mut decide: impl FnMut(&Task) -> Result<Step<T>, GatewayError>,
+    ) -> Result<Option<T>, GatewayError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get(id).await?;
+            let (next, value) = match decide(&current)? {
+                Step::Keep(v) => return Ok(Some(v)),
+                Step::Write(next, v) => (next, v),
+            };
             match self
                 .inner
                 .store
@@ -550,15 +563,13 @@ impl Gateway {
             {
                 CasOutcome::Applied => {
                     self.publish_status(&next);
-                    return Ok(());
+                    return Ok(Some(value));
                 }
                 CasOutcome::Conflict => continue,
                 CasOutcome::NotFound => return Err(not_found(id)),
             }
         }
-        Err(GatewayError::Conflict(format!(
-            "task {id} is changing too fast to pause; retry"
-        )))
+        Ok(None)
     }
 
     /// `POST {p}/mesh/{id}/resume` (§2.6).
