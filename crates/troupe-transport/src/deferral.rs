@@ -8,10 +8,10 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// Attribute carrying the due time, RFC 3339 UTC with milliseconds.
-pub(crate) const DELIVER_AT: &str = "x-troupe-deliver-at";
+pub const DELIVER_AT: &str = "x-troupe-deliver-at";
 
 /// `2026-01-31T12:00:00.250Z` for `at`.
-pub(crate) fn format_deliver_at(at: SystemTime) -> String {
+pub fn format_deliver_at(at: SystemTime) -> String {
     let t = OffsetDateTime::from(at);
     let fmt =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
@@ -22,20 +22,20 @@ pub(crate) fn format_deliver_at(at: SystemTime) -> String {
 
 /// Parses any RFC 3339 time (other writers may use offsets or more digits); `None`
 /// when it is not one, so a garbled attribute never blocks a message.
-pub(crate) fn parse_deliver_at(text: &str) -> Option<SystemTime> {
+pub fn parse_deliver_at(text: &str) -> Option<SystemTime> {
     OffsetDateTime::parse(text.trim(), &Rfc3339)
         .ok()
         .map(SystemTime::from)
 }
 
 /// Time left until `at`; zero once it has passed.
-pub(crate) fn remaining(at: SystemTime, now: SystemTime) -> Duration {
+pub fn remaining(at: SystemTime, now: SystemTime) -> Duration {
     at.duration_since(now).unwrap_or(Duration::ZERO)
 }
 
 /// Whole seconds, rounded up, so a delay is never shortened by the brokers' 1-second
 /// granularity.
-pub(crate) fn ceil_secs(d: Duration) -> u64 {
+pub fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 

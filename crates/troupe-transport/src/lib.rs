@@ -7,6 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod deferral;
+pub mod longpoll;
+pub mod retry;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 

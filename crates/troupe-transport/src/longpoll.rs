@@ -16,21 +16,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::TransportError;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use troupe_transport::TransportError;
 
 /// One fetch: at most `demand` messages (possibly none), or the error that ended the
 /// fetcher's own retries.
-pub(crate) type Fetch<M> = Arc<
+pub type Fetch<M> = Arc<
     dyn Fn(usize) -> Pin<Box<dyn Future<Output = Result<Vec<M>, TransportError>> + Send>>
         + Send
         + Sync,
 >;
 
 /// The buffer and puller of one queue.
-pub(crate) struct Inbox<M> {
+pub struct Inbox<M> {
     state: Mutex<State<M>>,
     notify: Notify,
 }
@@ -49,7 +49,7 @@ struct State<M> {
 
 impl<M: Send + 'static> Inbox<M> {
     /// An empty inbox with no puller.
-    pub(crate) fn new() -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Inbox {
             state: Mutex::new(State {
                 ready: VecDeque::new(),
@@ -68,10 +68,7 @@ impl<M: Send + 'static> Inbox<M> {
 
     /// The next message and when it was fetched. Cancel-safe: a message is only taken
     /// out of the buffer in the same step that returns it.
-    pub(crate) async fn next(
-        self: &Arc<Self>,
-        fetch: &Fetch<M>,
-    ) -> Result<(M, Instant), TransportError> {
+    pub async fn next(self: &Arc<Self>, fetch: &Fetch<M>) -> Result<(M, Instant), TransportError> {
         let mut waiter = Waiter::register(self);
         loop {
             let notified = self.notify.notified();
@@ -101,7 +98,7 @@ impl<M: Send + 'static> Inbox<M> {
 
     /// Puts a message back at the front of the buffer.
     #[cfg(test)]
-    pub(crate) fn unget(&self, item: M, fetched: Instant) {
+    pub fn unget(&self, item: M, fetched: Instant) {
         let mut st = self.lock();
         if !st.closed {
             st.ready.push_front((item, fetched));
@@ -112,7 +109,7 @@ impl<M: Send + 'static> Inbox<M> {
 
     /// Stops the puller, fails waiting receivers with `Closed` and returns the messages
     /// that were fetched but never handed out, so the caller can release them.
-    pub(crate) fn close(&self) -> Vec<M> {
+    pub fn close(&self) -> Vec<M> {
         let mut st = self.lock();
         st.closed = true;
         if let Some(p) = st.puller.take() {

@@ -5,19 +5,19 @@ use std::time::Duration;
 
 /// Doubling delays between retries, capped.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     next: Duration,
     cap: Duration,
 }
 
 impl Backoff {
     /// Starts at `first`, doubles up to `cap`.
-    pub(crate) fn new(first: Duration, cap: Duration) -> Self {
+    pub fn new(first: Duration, cap: Duration) -> Self {
         Backoff { next: first, cap }
     }
 
     /// The delay before the next try.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.cap);
         d
@@ -27,7 +27,7 @@ impl Backoff {
 /// Tracks whether the broker is unreachable, so an outage logs one WARN when it starts
 /// and one INFO when it ends rather than one line per failed call.
 #[derive(Debug)]
-pub(crate) struct Outage {
+pub struct Outage {
     kind: &'static str,
     url: String,
     down: AtomicBool,
@@ -35,7 +35,7 @@ pub(crate) struct Outage {
 
 impl Outage {
     /// For the broker of `kind` at `url` (already free of secrets).
-    pub(crate) fn new(kind: &'static str, url: String) -> Self {
+    pub fn new(kind: &'static str, url: String) -> Self {
         Outage {
             kind,
             url,
@@ -44,7 +44,7 @@ impl Outage {
     }
 
     /// A call could not reach the broker.
-    pub(crate) fn failed(&self, message: &str) {
+    pub fn failed(&self, message: &str) {
         if !self.down.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 transport = self.kind,
@@ -58,7 +58,7 @@ impl Outage {
     }
 
     /// A call reached the broker (whatever it answered).
-    pub(crate) fn reached(&self) {
+    pub fn reached(&self) {
         if self.down.swap(false, Ordering::AcqRel) {
             tracing::info!(transport = self.kind, url = %self.url, "broker reachable again");
         }
@@ -67,7 +67,7 @@ impl Outage {
 
 /// An error and its sources on one line: reqwest's own message hides the cause
 /// ("connection refused") in the source chain.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -9,8 +9,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use troupe_transport::TransportError;
 
-use crate::common::retry::error_chain;
 use crate::KIND;
+use troupe_transport::retry::error_chain;
 
 /// Where tokens come from.
 pub(crate) enum TokenSource {

@@ -61,9 +61,9 @@
 //! `gcp-pubsub` scaler or Asya's external scaler (platform.md §1.2), not `depth`.
 //!
 //! **Receiving** runs in one background pull per queue that fetches only while a
-//! `receive` waits (`common::inbox`): dropping a `receive` future never loses a message.
-//! Closing the transport while a pull is outstanding can strand a message that the
-//! server hands to the aborted pull until its ack deadline passes.
+//! `receive` waits (`troupe_transport::longpoll`): dropping a `receive` future never
+//! loses a message. Closing the transport while a pull is outstanding can strand a
+//! message that the server hands to the aborted pull until its ack deadline passes.
 //!
 //! **Outages** are retried with backoff (0.2 s doubling to 5 s) for
 //! [`PubSubConfig::retry_for`], then fail with [`TransportError::Unavailable`]; one WARN
@@ -78,8 +78,6 @@
 //! checked before publishing ([`TransportError::TooLarge`]).
 
 mod auth;
-#[path = "../../sqs/src/common/mod.rs"]
-mod common;
 mod config;
 
 use std::collections::HashMap;
@@ -94,16 +92,16 @@ use bytes::Bytes;
 use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
+use troupe_transport::deferral::{
+    ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
+};
+use troupe_transport::longpoll::{Fetch, Inbox};
+use troupe_transport::retry::{error_chain, Backoff, Outage};
 use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
 };
 
 use crate::auth::TokenSource;
-use crate::common::deferral::{
-    ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
-};
-use crate::common::inbox::{Fetch, Inbox};
-use crate::common::retry::{error_chain, Backoff, Outage};
 pub use crate::config::{Credentials, PubSubConfig, DEFAULT_RETRY_FOR, GOOGLE_ENDPOINT};
 
 pub(crate) const KIND: &str = "pubsub";

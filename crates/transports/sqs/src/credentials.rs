@@ -12,10 +12,10 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use troupe_transport::TransportError;
 
-use crate::common::retry::error_chain;
 use crate::config::config;
 use crate::sigv4::AwsCredentials;
 use crate::KIND;
+use troupe_transport::retry::error_chain;
 
 /// Where the transport gets its AWS credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

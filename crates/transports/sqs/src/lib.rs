@@ -34,9 +34,9 @@
 //! before sending ([`TransportError::TooLarge`]).
 //!
 //! **Receiving** runs in one background long poll per queue that fetches only while a
-//! `receive` waits (see `common::inbox`): dropping a `receive` future never loses a
-//! message, it stays buffered for the next `receive`. A buffered message older than
-//! its visibility timeout allows is dropped from the buffer, since SQS has made it
+//! `receive` waits (see `troupe_transport::longpoll`): dropping a `receive` future never
+//! loses a message, it stays buffered for the next `receive`. A buffered message older
+//! than its visibility timeout allows is dropped from the buffer, since SQS has made it
 //! visible to others by then.
 //!
 //! **Outages.** Calls that cannot reach the endpoint (connection refused, timeouts, HTTP
@@ -52,7 +52,6 @@
 //! before they expire and once more when SQS says they expired; with an endpoint set and
 //! none of these, a dummy key (emulators accept any). Instance profiles are not read.
 
-mod common;
 mod config;
 mod credentials;
 mod sigv4;
@@ -70,15 +69,15 @@ use reqwest::Url;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use troupe_transport::deferral::{
+    ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
+};
+use troupe_transport::longpoll::{Fetch, Inbox};
+use troupe_transport::retry::{error_chain, Backoff, Outage};
 use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
 };
 
-use crate::common::deferral::{
-    ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
-};
-use crate::common::inbox::{Fetch, Inbox};
-use crate::common::retry::{error_chain, Backoff, Outage};
 pub use crate::config::{SqsConfig, DEFAULT_REGION, DEFAULT_RETRY_FOR, DEFAULT_WAIT};
 pub use crate::credentials::AwsCredentialSource;
 use crate::credentials::Provider;
