@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod deferral;
+pub mod inbox;
 pub mod longpoll;
 pub mod retry;
 

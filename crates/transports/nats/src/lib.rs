@@ -12,8 +12,8 @@
 //!
 //! - **send**: publish to the queue subject and wait for the PubAck. Each send carries a
 //!   `Nats-Msg-Id`, so a publish retried after a lost PubAck is stored once.
-//! - **receive**: a background task per queue pulls one message at a time (see `inbox`
-//!   for why this makes `receive` cancel-safe).
+//! - **receive**: a background task per queue pulls one message at a time (see
+//!   `troupe_transport::inbox` for why this makes `receive` cancel-safe).
 //! - **ack**: `+ACK`; **requeue**: `-NAK`; **nack(d, delay)**: `-NAK {"delay": ns}`. Each
 //!   is sent as a request, so it returns once the server has applied it.
 //! - **delays** (deferral, platform.md §1.1): `send_with_delay` publishes to the
@@ -29,8 +29,6 @@
 //!   to `asya-{ns}-dlq` with its exact body and then acked. The DLQ never dead-letters.
 //! - **outages**: the client reconnects by itself (backoff up to 4 s); requests retry for
 //!   up to 10 s; receive retries until the server is back. One WARN per outage.
-
-mod inbox;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +53,8 @@ use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
 };
 
-use crate::inbox::Inbox;
+use troupe_transport::inbox::Inbox;
+use troupe_transport::retry::Backoff;
 
 const KIND: &str = "nats";
 /// Header with the time before which a message must not be processed (platform.md §1.1).
@@ -71,6 +70,8 @@ const RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// First and longest pause between retries.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest pause between reads of a fetch task that keep failing.
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long to wait for the TCP connection and the server's INFO.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request (PubAck, ack reply, API call) may take.
@@ -241,20 +242,6 @@ fn header_block_len(headers: &[(&str, String)]) -> usize {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Doubling pause between retries.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(BACKOFF_START)
-    }
-    fn next(&mut self, max: Duration) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(max);
-        d
-    }
 }
 
 /// Connection state as the client's events tell it: one WARN per outage.
@@ -539,7 +526,7 @@ impl Inner {
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let deadline = Instant::now() + RETRY_WINDOW;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
         loop {
             self.check_open()?;
             match op().await {
@@ -549,7 +536,7 @@ impl Inner {
                     if matches!(f, Failure::Missing(_)) {
                         self.forget(queue);
                     }
-                    let pause = backoff.next(BACKOFF_MAX);
+                    let pause = backoff.next_delay();
                     if Instant::now() + pause >= deadline {
                         return Err(self.give_up(queue, f));
                     }
@@ -878,21 +865,17 @@ impl Inner {
         self.check_open()?;
         check_queue(queue)?;
         let rx = self.rx(queue);
-        let _waiter = rx.inbox.waiter();
-        loop {
-            let notified = rx.inbox.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.check_open()?;
-            if let Some(item) = rx.inbox.pop(self.opts.visibility_timeout) {
-                return item;
-            }
-            if rx.inbox.start_fetching() {
-                let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
-                *lock(&rx.task) = Some(task.abort_handle());
-            }
-            notified.await;
-        }
+        let start_fetch = || {
+            let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
+            *lock(&rx.task) = Some(task.abort_handle());
+        };
+        rx.inbox
+            .next(
+                self.opts.visibility_timeout,
+                || self.check_open(),
+                start_fetch,
+            )
+            .await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
@@ -982,7 +965,7 @@ impl Inner {
 
 /// Pulls for `rx` while `receive` calls wait on it; ends when none do.
 async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_START, FETCH_BACKOFF_MAX);
     loop {
         let Some(inner) = weak.upgrade() else {
             rx.inbox.abandon();
@@ -992,12 +975,12 @@ async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
             rx.inbox.abandon();
             return;
         }
-        if !rx.inbox.want_more() && !rx.inbox.stop_fetching() {
+        if !rx.inbox.fetch_on() {
             return;
         }
         match inner.fetch_one(&rx).await {
             Ok(found) => {
-                backoff = Backoff::new();
+                backoff = Backoff::new(BACKOFF_START, FETCH_BACKOFF_MAX);
                 if let Some(d) = found {
                     rx.inbox.push(Ok(d));
                 }
@@ -1020,7 +1003,7 @@ async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
                         rx.inbox.push(Err(e));
                     }
                 }
-                let pause = backoff.next(Duration::from_secs(5));
+                let pause = backoff.next_delay();
                 drop(inner);
                 tokio::time::sleep(pause).await;
             }

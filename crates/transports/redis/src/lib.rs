@@ -17,7 +17,8 @@
 //!   on a connection of its own (a blocking read would stall every other command on a
 //!   shared connection) and first reclaims entries idle longer than the visibility
 //!   timeout with `XAUTOCLAIM`. What it reads waits in an in-process inbox for the next
-//!   `receive`, which is what makes `receive` cancel-safe (see `inbox`).
+//!   `receive`, which is what makes `receive` cancel-safe (see
+//!   `troupe_transport::inbox`).
 //! - **ack**: `XACK` + `XDEL`. **requeue**: re-`XADD` the body (with the delivery count
 //!   so far), then `XACK` + `XDEL` the old entry, in one Lua script.
 //! - **delays**: `send_with_delay` and `nack(d, delay)` add the message to the delayed set;
@@ -31,7 +32,6 @@
 //! - **outages**: commands retry with backoff (100 ms doubling to 2 s) for up to 10 s,
 //!   receive retries until the broker is back; one WARN per outage, one INFO on recovery.
 
-mod inbox;
 mod scripts;
 
 use std::collections::{HashMap, HashSet};
@@ -50,7 +50,8 @@ use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
 };
 
-use crate::inbox::Inbox;
+use troupe_transport::inbox::Inbox;
+use troupe_transport::retry::Backoff;
 
 const KIND: &str = "redis";
 /// Consumer group of every actor stream (platform.md §1.3).
@@ -66,6 +67,8 @@ const RETRY_WINDOW: Duration = Duration::from_secs(10);
 /// First and longest pause between retries.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest pause between reads of a fetch task that keep failing.
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long to wait for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a non-blocking command may take before the connection counts as dead.
@@ -248,20 +251,6 @@ impl Health {
         if std::mem::take(&mut st.announced) {
             tracing::info!(broker = %self.url, "reconnected to Redis");
         }
-    }
-}
-
-/// Doubling pause between retries.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(BACKOFF_START)
-    }
-    fn next(&mut self, max: Duration) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(max);
-        d
     }
 }
 
@@ -590,7 +579,7 @@ impl Inner {
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let deadline = Instant::now() + RETRY_WINDOW;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
         loop {
             self.check_open()?;
             match op(self.conn.clone()).await {
@@ -600,7 +589,7 @@ impl Inner {
                 }
                 Err(e) if is_transient(&e) && !is_auth(&e) => {
                     self.health.failed(&e);
-                    let pause = backoff.next(BACKOFF_MAX);
+                    let pause = backoff.next_delay();
                     if Instant::now() + pause >= deadline {
                         return Err(self.map_err(queue, e));
                     }
@@ -805,21 +794,17 @@ impl Inner {
         // The mover must run for every queue this sidecar consumes: delayed messages
         // for it may come from any sender.
         self.watch_delayed(queue);
-        let _waiter = rx.inbox.waiter();
-        loop {
-            let notified = rx.inbox.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.check_open()?;
-            if let Some(item) = rx.inbox.pop(self.opts.visibility_timeout) {
-                return item;
-            }
-            if rx.inbox.start_fetching() {
-                let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
-                *lock(&rx.task) = Some(task.abort_handle());
-            }
-            notified.await;
-        }
+        let start_fetch = || {
+            let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
+            *lock(&rx.task) = Some(task.abort_handle());
+        };
+        rx.inbox
+            .next(
+                self.opts.visibility_timeout,
+                || self.check_open(),
+                start_fetch,
+            )
+            .await
     }
 
     async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError> {
@@ -1024,7 +1009,7 @@ impl Inner {
 
 /// Reads for `rx` while `receive` calls wait on it; ends when none do.
 async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_START, FETCH_BACKOFF_MAX);
     loop {
         let Some(inner) = weak.upgrade() else {
             rx.inbox.abandon();
@@ -1034,13 +1019,13 @@ async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
             rx.inbox.abandon();
             return;
         }
-        if !rx.inbox.want_more() && !rx.inbox.stop_fetching() {
+        if !rx.inbox.fetch_on() {
             return;
         }
         match inner.fetch_one(&rx).await {
             Ok(found) => {
                 inner.health.ok();
-                backoff = Backoff::new();
+                backoff = Backoff::new(BACKOFF_START, FETCH_BACKOFF_MAX);
                 if let Some(d) = found {
                     rx.inbox.push(Ok(d));
                 }
@@ -1052,7 +1037,7 @@ async fn fetch_loop(weak: Weak<Inner>, rx: Arc<QueueRx>) {
                     tracing::warn!(queue = %rx.queue, error = %e, "receive failed");
                     rx.inbox.push(Err(inner.map_err(&rx.queue, e)));
                 }
-                let pause = backoff.next(Duration::from_secs(5));
+                let pause = backoff.next_delay();
                 drop(inner);
                 tokio::time::sleep(pause).await;
             }
