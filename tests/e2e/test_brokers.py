@@ -507,3 +507,95 @@ def test_non_json_message_goes_to_the_sump(space, group, tmp_path):
     time.sleep(1)
     assert space.depth(space.queue("a")) == 0
     assert len(sump_records()) == 1
+
+
+# -- 5. a Kubernetes-style deployment: troupe gateway + sidecar pods on a broker -------------
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sse_statuses(base, path, timeout=60):
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.status
+    out, event, data = [], None, []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and event:
+            out.append((event, json.loads("\n".join(data))))
+            event, data = None, []
+    conn.close()
+    return out
+
+
+def test_standalone_gateway_and_sidecar_pods_on_rabbitmq(request, group, tmp_path, troupe_bin):
+    import subprocess
+    import urllib.request
+    space = make_space(request, "rabbitmq", exchange="asya")
+    ns, tenv = space.ns, space.env()
+    ext, internal = _free_port(), _free_port()
+    gw_env = dict(clean_env_for_gateway(), TROUPE_GATEWAY_BIND="127.0.0.1",
+                  ASYA_MESH_EXTERNAL_PORT=str(ext), ASYA_MESH_INTERNAL_PORT=str(internal),
+                  ASYA_INTERNAL_URL=f"http://127.0.0.1:{internal}", ASYA_NAMESPACE=ns,
+                  ASYA_QUEUE_TRANSPORT="rabbitmq", ASYA_RABBITMQ_URL=tenv["ASYA_RABBITMQ_URL"],
+                  TROUPE_GATEWAY_ACTORS="a,x-sink,x-sump", TROUPE_MCP_PORT="off", TROUPE_A2A_PORT="off")
+    log = open(tmp_path / "gateway.log", "ab")
+    gw = subprocess.Popen([str(troupe_bin), "gateway"], env=gw_env, stdout=log, stderr=subprocess.STDOUT)
+    request.addfinalizer(lambda: (gw.poll() is None and gw.kill(), gw.wait()))
+    base = f"http://127.0.0.1:{ext}"
+    sink = group.crew("x-sink", ns, tenv, mount=tmp_path / "results")
+    group.crew("x-sump", ns, tenv, mount=tmp_path / "results")
+    pod = group.pod("a", "handlers.a", ns, tenv)
+    sink.wait_ready()
+    pod.sidecar.wait_ready()
+
+    def health():
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    wait_until(health, 20, "troupe gateway to listen", details=lambda: (tmp_path / "gateway.log").read_text())
+
+    def post(path, body):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    assert post("/api/v1/mesh/?actor=nope", {})[0] == 404
+    code, reply = post("/api/v1/mesh/?actor=a", {"payload": {"i": 7}, "timeout": 60})
+    assert code == 201, reply
+    events = _sse_statuses(base, f"/api/v1/mesh/{reply['id']}/events")
+    statuses = [d["status"] for e, d in events if e == "status"]
+    # the sidecars reported over HTTP to the gateway named in x-asya-gateway-url
+    assert "running" in statuses and statuses[-1] == "succeeded", events
+    final = events[-1][1]
+    assert final["result"] == {"i": 7, "trail": ["a"], "v": 14}, final
+    assert final["progress"] == 100
+    stored = results(tmp_path / "results" / "succeeded")[reply["id"]]
+    assert stored["headers"]["x-asya-gateway-url"] == f"http://127.0.0.1:{internal}"
+    gw.terminate()
+    assert gw.wait(20) == 0
+
+
+def clean_env_for_gateway():
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ASYA_", "TROUPE_"))}

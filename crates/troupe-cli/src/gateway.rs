@@ -29,13 +29,21 @@ pub enum StoreChoice {
 }
 
 /// How created tasks reach the actors' queues (`ASYA_QUEUE_TRANSPORT`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TransportChoice {
     /// The embedded queues of a running `troupe up`, reached through its control API
     /// (`TROUPE_MESH_URL`).
     Embedded {
         /// Base URL of the `troupe up` listener.
         mesh_url: String,
+    },
+    /// A broker, configured by the same variables as a sidecar's (protocol.md §15).
+    Broker {
+        /// Which broker and how to reach it.
+        spec: troupe_transports::TransportSpec,
+        /// `TROUPE_GATEWAY_ACTORS`: the actors that exist (create answers 404 for others);
+        /// `None` accepts every actor name, as a broker cannot list its consumers.
+        actors: Option<HashSet<String>>,
     },
 }
 
@@ -129,7 +137,7 @@ pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfi
     let transport_name = required(
         get,
         "ASYA_QUEUE_TRANSPORT",
-        "the queue transport (embedded with TROUPE_MESH_URL)",
+        "the queue transport: rabbitmq, sqs, pubsub, nats, redis, or embedded with TROUPE_MESH_URL",
     )?;
     let transport = match transport_name.trim() {
         "embedded" => TransportChoice::Embedded {
@@ -141,14 +149,19 @@ pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfi
             .trim_end_matches('/')
             .to_owned(),
         },
-        other @ ("rabbitmq" | "sqs" | "pubsub" | "nats" | "redis") => {
-            return Err(format!(
-                "ASYA_QUEUE_TRANSPORT={other}: this build of troupe has no {other} transport yet; use embedded with TROUPE_MESH_URL"
-            ))
-        }
+        other @ ("rabbitmq" | "sqs" | "pubsub" | "nats" | "redis") => TransportChoice::Broker {
+            spec: troupe_transports::TransportSpec::from_env(other, get).map_err(|e| e.to_string())?,
+            actors: opt(get, "TROUPE_GATEWAY_ACTORS").map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+        },
         other => {
             return Err(format!(
-                "ASYA_QUEUE_TRANSPORT={other} is unknown: use embedded (rabbitmq, sqs, pubsub, nats and redis are Asya's names)"
+                "ASYA_QUEUE_TRANSPORT={other} is unknown: use rabbitmq, sqs, pubsub, nats, redis, or embedded with TROUPE_MESH_URL"
             ))
         }
     };
@@ -273,6 +286,28 @@ impl Ingress for MeshHttpIngress {
     }
 }
 
+/// Publishes straight to the actors' broker queues.
+struct BrokerIngress {
+    transport: Arc<dyn troupe_transport::Transport>,
+    actors: Option<HashSet<String>>,
+}
+
+#[async_trait]
+impl Ingress for BrokerIngress {
+    fn has_actor(&self, actor: &str) -> bool {
+        troupe_protocol::queue::validate_actor_name(actor).is_ok()
+            && self.actors.as_ref().is_none_or(|a| a.contains(actor))
+    }
+
+    async fn publish(&self, actor: &str, body: Bytes) -> Result<(), String> {
+        let queue = self.transport.queue_name(actor);
+        self.transport
+            .send(&queue, body)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 async fn open_store(choice: &StoreChoice) -> Result<Arc<dyn TaskStore>, String> {
     match choice {
         StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
@@ -344,6 +379,17 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
                 }
             });
             ingress as Arc<dyn Ingress>
+        }
+        TransportChoice::Broker { spec, actors } => {
+            let options = troupe_transport::ConnectOptions::new(config.gateway.namespace.clone());
+            let transport = spec
+                .connect(options)
+                .await
+                .map_err(|e| format!("ASYA_QUEUE_TRANSPORT={}: {e}", spec.kind()))?;
+            Arc::new(BrokerIngress {
+                transport,
+                actors: actors.clone(),
+            }) as Arc<dyn Ingress>
         }
     };
     let gateway = Gateway::new(config.gateway.clone(), store, ingress);
@@ -523,6 +569,35 @@ mod tests {
         assert_eq!(c.a2a.name.as_deref(), Some("Troupe"));
         assert_eq!(c.a2a.jwt_issuer.as_deref(), Some("iss"));
         assert_eq!(c.a2a.jwt_audience.as_deref(), Some("aud"));
+    }
+
+    #[test]
+    fn broker_transports_read_the_sidecar_variables() {
+        let mut pairs: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "ASYA_QUEUE_TRANSPORT" && *k != "TROUPE_MESH_URL")
+            .collect();
+        pairs.extend([
+            ("ASYA_QUEUE_TRANSPORT", "rabbitmq"),
+            ("ASYA_RABBITMQ_URL", "amqp://u:p@mq:5672/%2f"),
+            ("TROUPE_GATEWAY_ACTORS", "a, b"),
+        ]);
+        let c = parse_env(&env(&pairs)).unwrap();
+        match c.transport {
+            TransportChoice::Broker { spec, actors } => {
+                assert_eq!(spec.kind(), "rabbitmq");
+                assert_eq!(
+                    actors,
+                    Some(HashSet::from(["a".to_owned(), "b".to_owned()]))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        pairs.retain(|(k, _)| *k != "TROUPE_GATEWAY_ACTORS" && *k != "ASYA_QUEUE_TRANSPORT");
+        pairs.push(("ASYA_QUEUE_TRANSPORT", "nats"));
+        let e = parse_env(&env(&pairs)).unwrap_err();
+        assert!(e.contains("TROUPE_NATS_URL"), "{e}");
     }
 
     #[test]
