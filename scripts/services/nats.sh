@@ -11,34 +11,8 @@
 #
 # Logs go to DIR/nats.log. Works as root.
 set -euo pipefail
-
-die() {
-    echo "nats.sh: $*" >&2
-    exit 1
-}
-
-die_with_log() {
-    local log="$1"
-    shift
-    if [ -f "$log" ]; then
-        echo "nats.sh: last lines of $log:" >&2
-        tail -n 30 "$log" >&2 || true
-    fi
-    die "$@"
-}
-
-port_in_use() {
-    command -v ss >/dev/null 2>&1 || return 1
-    ss -Htln 2>/dev/null | awk '{print $4}' | grep -Eq "[:.]$1\$"
-}
-
-pid_of() {
-    local dir="$1" pid
-    [ -f "$dir/nats.pid" ] || return 1
-    pid="$(cat "$dir/nats.pid" 2>/dev/null || true)"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    echo "$pid"
-}
+# shellcheck source=scripts/services/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_server() {
     command -v nats-server 2>/dev/null && return 0
@@ -48,11 +22,9 @@ find_server() {
 
 # Starts the server on $2 with the ARGS saved in DIR/args; fails if it does not come up.
 launch() {
-    local dir="$1" port="$2" args=() line server tries marker
+    local dir="$1" port="$2" server tries marker
     server="$(find_server)" || return 1
-    if [ -f "$dir/args" ]; then
-        while IFS= read -r line; do args+=("$line"); done <"$dir/args"
-    fi
+    load_args "$dir"
     mkdir -p "$dir/js"
     rm -f "$dir/nats.pid"
     # The log is appended to, so readiness is judged by the lines after this marker.
@@ -61,13 +33,13 @@ launch() {
     # setsid and closed stdio: the server must not hold the caller's pipes open or get
     # its terminal signals.
     setsid "$server" -a 127.0.0.1 -p "$port" -js -sd "$dir/js" -P "$dir/nats.pid" \
-        -l "$dir/nats.log" ${args[@]+"${args[@]}"} </dev/null >>"$dir/nats.out" 2>&1 &
+        -l "$dir/nats.log" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} </dev/null >>"$dir/nats.out" 2>&1 &
     for tries in $(seq 1 300); do
         if tail -n +"$((marker + 1))" "$dir/nats.log" 2>/dev/null | grep -q "Server is ready"; then
-            pid_of "$dir" >/dev/null && return 0
+            live_pid "$dir/nats.pid" >/dev/null && return 0
         fi
         # The server writes its pid file early; a gone pid means it failed (port taken).
-        if [ "$tries" -gt 10 ] && ! pid_of "$dir" >/dev/null; then
+        if [ "$tries" -gt 10 ] && ! live_pid "$dir/nats.pid" >/dev/null; then
             return 1
         fi
         sleep 0.1
@@ -76,67 +48,33 @@ launch() {
 }
 
 start() {
-    local dir="$1" port tries
+    local dir="$1"
     shift
     find_server >/dev/null ||
         die "nats-server not found; install it (Debian: apt-get install nats-server)"
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
-    pid_of "$dir" >/dev/null && die "a server already runs in $dir"
-    : >"$dir/args"
-    for arg in "$@"; do printf '%s\n' "$arg" >>"$dir/args"; done
-    # Another process can take the port between the check and the bind, so a failed
-    # start is retried on a new port.
-    for tries in 1 2 3 4 5 6 7 8 9 10; do
-        port=$((20000 + RANDOM % 40000))
-        port_in_use "$port" && continue
-        if launch "$dir" "$port"; then
-            echo "$port" >"$dir/port"
-            echo "nats://127.0.0.1:$port"
-            return 0
-        fi
-        stop "$dir"
-    done
-    die_with_log "$dir/nats.log" "could not start nats-server after $tries tries"
+    live_pid "$dir/nats.pid" >/dev/null && die "a server already runs in $dir"
+    save_args "$dir" "$@"
+    launch_on_free_port port_listening launch stop "$dir" ||
+        die_with_log "$dir/nats.log" "could not start nats-server after $TRIES tries"
+    echo "$PORT" >"$dir/port"
+    echo "nats://127.0.0.1:$PORT"
 }
 
 stop() {
-    local dir="$1" pid i
-    pid="$(pid_of "$dir")" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    local pid
+    pid="$(live_pid "$1/nats.pid")" || return 0
+    stop_pid "$pid" 300
 }
 
 restart() {
-    local dir="$1" port
-    [ -f "$dir/port" ] || die "no server was started in $dir"
-    dir="$(cd "$dir" && pwd)"
-    port="$(cat "$dir/port")"
+    local dir port
+    port="$(saved_port "$1")"
+    dir="$(cd "$1" && pwd)"
     stop "$dir"
     launch "$dir" "$port" || die_with_log "$dir/nats.log" "could not restart nats-server on port $port"
     echo "nats://127.0.0.1:$port"
 }
 
-case "${1:-}" in
-start)
-    [ $# -ge 2 ] || die "usage: $0 start DIR [nats-server options...]"
-    dir="$2"
-    shift 2
-    start "$dir" "$@"
-    ;;
-stop)
-    [ $# -eq 2 ] || die "usage: $0 stop DIR"
-    stop "$2"
-    ;;
-restart)
-    [ $# -eq 2 ] || die "usage: $0 restart DIR"
-    restart "$2"
-    ;;
-*)
-    die "usage: $0 start DIR [ARGS...] | stop DIR | restart DIR"
-    ;;
-esac
+service_main "[nats-server options...]" "" "$@"

@@ -8,11 +8,8 @@
 # PostgreSQL refuses to run as root, so when we are root the server runs as the
 # `postgres` system user and DIR is handed to it. Logs go to DIR/postgres.log.
 set -euo pipefail
-
-die() {
-    echo "postgres.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=scripts/services/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The Debian packages keep the server binaries out of PATH; prefer PATH, then the
 # newest /usr/lib/postgresql/*/bin.
@@ -26,17 +23,6 @@ find_bindir() {
     dirname "$(readlink -f "$initdb")"
 }
 
-# Callers often delete DIR on failure, so show the log's end before giving up.
-die_with_log() {
-    local log="$1"
-    shift
-    if [ -f "$log" ]; then
-        echo "postgres.sh: last lines of $log:" >&2
-        tail -n 30 "$log" >&2 || true
-    fi
-    die "$@"
-}
-
 # Runs a command as the server's owner.
 as_owner() {
     if [ "$(id -u)" = 0 ]; then
@@ -44,11 +30,6 @@ as_owner() {
     else
         "$@"
     fi
-}
-
-port_in_use() {
-    command -v ss >/dev/null 2>&1 || return 1
-    ss -Htln 2>/dev/null | awk '{print $4}' | grep -Eq "[:.]$1\$"
 }
 
 start() {
@@ -73,7 +54,7 @@ start() {
     # start is retried on a new port.
     for tries in 1 2 3 4 5 6 7 8 9 10; do
         port=$((20000 + RANDOM % 40000))
-        port_in_use "$port" && continue
+        port_listening "$port" && continue
         # fsync off: a test server's data may be lost in an OS crash, never mind.
         if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
             -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir/sock -c fsync=off -c max_connections=200" \

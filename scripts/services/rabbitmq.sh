@@ -16,16 +16,13 @@
 # the node once that process is gone (a test binary killed before its cleanup ran).
 # Logs go to DIR/log.
 set -euo pipefail
-
-die() {
-    echo "rabbitmq.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=scripts/services/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
 [ -x "$SERVER" ] || SERVER="$(command -v rabbitmq-server 2>/dev/null || true)"
 
-die_with_log() {
+die_with_node_logs() {
     local dir="$1"
     shift
     for f in "$dir"/log/*.log "$dir/stdout.log"; do
@@ -37,16 +34,12 @@ die_with_log() {
     die "$@"
 }
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # A port nothing listens on, from a range away from the usual service ports.
 free_port() {
     local p tries=0
     while [ $tries -lt 200 ]; do
         p=$((20000 + RANDOM % 30000))
-        if ! port_in_use "$p"; then
+        if ! port_answers "$p"; then
             echo "$p"
             return 0
         fi
@@ -93,16 +86,16 @@ launch() {
     )
     local i
     for i in $(seq 1 240); do
-        if port_in_use "$port"; then
+        if port_answers "$port"; then
             echo "amqp://guest:guest@127.0.0.1:$port/%2f"
             return 0
         fi
         if [ "$i" -gt 10 ] && ! is_running "$dir" && [ -s "$dir/rabbit.pid" ]; then
-            die_with_log "$dir" "the node in $dir exited during startup"
+            die_with_node_logs "$dir" "the node in $dir exited during startup"
         fi
         sleep 0.25
     done
-    die_with_log "$dir" "the node in $dir did not open port $port within 60 s"
+    die_with_node_logs "$dir" "the node in $dir did not open port $port within 60 s"
 }
 
 start() {
@@ -159,13 +152,8 @@ stop_node() {
     local dir="$1" pid i
     pid="$(node_pid "$dir" 2>/dev/null || true)"
     [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
     # A graceful stop writes the queues' state; give it time before forcing.
-    for i in $(seq 1 120); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.25
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_pid "$pid" 300
     for i in $(seq 1 40); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.25
