@@ -87,7 +87,7 @@ pub enum EventOutcome {
 /// What [`Gateway::transition`] should do with the record it read.
 enum Step<T> {
     /// Write this record, then answer `T`.
-    Write(Task, T),
+    Write(Box<Task>, T),
     /// Leave the record as it is and answer `T`.
     Keep(T),
 }
@@ -449,7 +449,7 @@ impl Gateway {
             .transition(id, |current| {
                 Ok(if should_apply(current.status, new) {
                     Step::Write(
-                        merge_update(current, new, posted, data, self.now()),
+                        Box::new(merge_update(current, new, posted, data, self.now())),
                         EventOutcome::Applied,
                     )
                 } else {
@@ -504,7 +504,7 @@ impl Gateway {
             let mut next = current.clone();
             next.status = TaskStatus::Canceled;
             next.updated_at = self.now();
-            Ok(Step::Write(next, true))
+            Ok(Step::Write(Box::new(next), true))
         })
         .await?
         .ok_or_else(|| {
@@ -533,7 +533,7 @@ impl Gateway {
             "Paused by request".clone_into(&mut next.data.message);
             next.data.pause_metadata = None;
             next.sla_remaining_s = next.deadline().map(|d| crate::task::remaining_secs(d, now));
-            Ok(Step::Write(next, ()))
+            Ok(Step::Write(Box::new(next), ()))
         })
         .await?
         .ok_or_else(|| {
@@ -553,7 +553,7 @@ impl Gateway {
             let current = self.get(id).await?;
             let (next, value) = match decide(&current)? {
                 Step::Keep(v) => return Ok(Some(v)),
-                Step::Write(next, v) => (next, v),
+                Step::Write(next, v) => (*next, v),
             };
             match self
                 .inner
