@@ -40,7 +40,7 @@ pub enum TransportChoice {
     /// A broker, configured by the same variables as a sidecar's (protocol.md §15).
     Broker {
         /// Which broker and how to reach it.
-        spec: troupe_transports::TransportSpec,
+        spec: Box<troupe_transports::TransportSpec>,
         /// `TROUPE_GATEWAY_ACTORS`: the actors that exist (create answers 404 for others);
         /// `None` accepts every actor name, as a broker cannot list its consumers.
         actors: Option<HashSet<String>>,
@@ -150,7 +150,9 @@ pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfi
             .to_owned(),
         },
         other @ ("rabbitmq" | "sqs" | "pubsub" | "nats" | "redis") => TransportChoice::Broker {
-            spec: troupe_transports::TransportSpec::from_env(other, get).map_err(|e| e.to_string())?,
+            spec: Box::new(
+                troupe_transports::TransportSpec::from_env(other, get).map_err(|e| e.to_string())?,
+            ),
             actors: opt(get, "TROUPE_GATEWAY_ACTORS").map(|v| {
                 v.split(',')
                     .map(str::trim)
