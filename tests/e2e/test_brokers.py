@@ -309,16 +309,8 @@ def mesh_transport_url(kind, svc, ns):
     return svc.url
 
 
-PUBSUB_SCALER_BUG = (
-    "troupe up on Pub/Sub never starts an actor with default scaling (minReplicaCount 0): "
-    "the local autoscaler (troupe-mesh scaler.rs) scales only on depth().backlog(), which "
-    "the Pub/Sub transport reports as 0 (its data plane has no backlog count), so the task "
-    "stays 'upper: pending' until its SLA; troupe status shows REPLICAS 0/0, QUEUED 0")
-
-
-@pytest.mark.parametrize("kind", [
-    k if k != "pubsub" else pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=PUBSUB_SCALER_BUG))
-    for k in ALL])
+# On Pub/Sub (no backlog count) the autoscaler keeps one replica per actor running.
+@pytest.mark.parametrize("kind", ALL)
 def test_troupe_up_runs_a_mesh_on_a_broker(kind, mesh, request, monkeypatch):
     ns = unique_namespace()
     svc = request.getfixturevalue(f"{kind}_service")
@@ -349,7 +341,7 @@ def test_troupe_up_runs_a_mesh_on_a_broker(kind, mesh, request, monkeypatch):
     """)
     mesh.start(timeout=60)
     res = mesh.cli("send", "upper", '{"text": "hi"}', "--route", "exclaim", "--wait",
-                   "--timeout", "10s")
+                   "--timeout", "30s")
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{mesh.log()[-4000:]}"
     assert json.loads(res.stdout) == {"text": "HI!"}
     assert "Processing in upper" in res.stderr

@@ -23,8 +23,11 @@ pub async fn run(
         pool.scale_to(s.replicas as usize).await;
         return;
     }
+    // A transport that cannot count its backlog would leave a scaled-to-zero actor
+    // asleep forever: keep one replica consuming.
+    let floor = usize::from(!pool.engine().transport().counts_backlog());
     let policy = ScalePolicy {
-        min: s.min as usize,
+        min: (s.min as usize).max(floor),
         max: s.max as usize,
         queue_length: u64::from(s.queue_length),
         cooldown: s.cooldown,

@@ -236,6 +236,13 @@ pub trait Transport: Send + Sync + 'static {
     /// Current depth of `queue`.
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError>;
 
+    /// Whether [`Transport::depth`] sees messages other processes sent (`ready`). A
+    /// transport that cannot count the backlog (Pub/Sub's data plane has no count)
+    /// answers `false`, and an autoscaler must then keep at least one consumer running.
+    fn counts_backlog(&self) -> bool {
+        true
+    }
+
     /// Event-driven arrival notifications, when the transport can offer them: the
     /// receiver yields a queue name each time a message becomes receivable there.
     /// `None` means callers must poll [`Transport::depth`].

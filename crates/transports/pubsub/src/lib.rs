@@ -1047,6 +1047,11 @@ impl Transport for PubSubTransport {
             .map_err(|e| inner.settle_error(e, delivery))
     }
 
+    fn counts_backlog(&self) -> bool {
+        // Pub/Sub reports no backlog without Cloud Monitoring (see `depth`).
+        false
+    }
+
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
         let inner = self.open()?;
         let now = Instant::now();
