@@ -25,7 +25,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::RwLock;
 use tokio::time::{sleep, timeout, Instant};
-use troupe_transport::{Delivery, Transport, TransportError};
+use troupe_transport::{ConnectOptions, Delivery, Transport, TransportError};
+
+pub mod logs;
+pub mod server;
+pub mod stub;
 
 /// What a transport can do or tell, so the suite checks exactly what it promises.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,43 +100,31 @@ pub trait Harness: Send + Sync {
     }
 }
 
-#[async_trait]
-impl<H: Harness + ?Sized> Harness for Arc<H> {
-    async fn connect(&self) -> Arc<dyn Transport> {
-        (**self).connect().await
-    }
-    async fn restart_broker(&self) {
-        (**self).restart_broker().await
-    }
-    fn dead_letter_queue(&self, queue: &str) -> String {
-        (**self).dead_letter_queue(queue)
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    async fn kill(&self, transport: Arc<dyn Transport>) {
-        (**self).kill(transport).await
-    }
+/// Implements [`Harness`] for smart pointers to one, forwarding every method.
+macro_rules! forward_harness {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<H: Harness + ?Sized> Harness for $ptr<H> {
+            async fn connect(&self) -> Arc<dyn Transport> {
+                (**self).connect().await
+            }
+            async fn restart_broker(&self) {
+                (**self).restart_broker().await
+            }
+            fn dead_letter_queue(&self, queue: &str) -> String {
+                (**self).dead_letter_queue(queue)
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn kill(&self, transport: Arc<dyn Transport>) {
+                (**self).kill(transport).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<H: Harness + ?Sized> Harness for Box<H> {
-    async fn connect(&self) -> Arc<dyn Transport> {
-        (**self).connect().await
-    }
-    async fn restart_broker(&self) {
-        (**self).restart_broker().await
-    }
-    fn dead_letter_queue(&self, queue: &str) -> String {
-        (**self).dead_letter_queue(queue)
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    async fn kill(&self, transport: Arc<dyn Transport>) {
-        (**self).kill(transport).await
-    }
-}
+forward_harness!(Arc, Box);
 
 /// Expands to one `#[tokio::test]` per conformance case, each running the case against
 /// the harness `$harness` (an expression, evaluated once per test, that may use
@@ -175,6 +167,29 @@ pub fn unique_actor(prefix: &str) -> String {
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{:x}{nanos:x}-{n}", std::process::id())
+}
+
+/// A namespace (`{prefix}{pid}x{n}`) no other test of any process uses at the same time.
+pub fn unique_namespace(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options for a test transport in `namespace`: a consumer name of its own and the
+/// given (short) visibility timeout.
+pub fn test_options(namespace: &str, visibility: Duration) -> ConnectOptions {
+    ConnectOptions {
+        consumer_name: format!(
+            "test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        visibility_timeout: visibility,
+        ..ConnectOptions::new(namespace)
+    }
 }
 
 /// How long a receive that must succeed may take on a healthy broker.
@@ -670,4 +685,100 @@ pub async fn broker_restart(h: &dyn Harness) {
     );
     producer.close().await;
     consumer.close().await;
+}
+
+/// For in-memory emulators, in place of [`broker_restart`] (whose "nothing whose send
+/// returned Ok is lost" cannot hold for them): while the broker is down (`stop`) a send
+/// is reported as `Unavailable` naming the endpoint, and after `restart` the same
+/// `producer` and `consumer` work again with no help, their queues recreated. `settle`
+/// is how long to wait after the restart before sending (time for the consumer to
+/// recreate what a message must find). Both transports are closed at the end.
+pub async fn emulator_restart_reconnects(
+    producer: Arc<dyn Transport>,
+    consumer: Arc<dyn Transport>,
+    stop: impl FnOnce(),
+    restart: impl FnOnce(),
+    settle: Duration,
+) {
+    let kind = producer.kind();
+    let queue = producer.queue_name("restart");
+    for i in 0..5 {
+        producer
+            .send(&queue, Bytes::from(format!("{{\"before\":{i}}}")))
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        let d = timeout(Duration::from_secs(10), consumer.receive(&queue))
+            .await
+            .unwrap()
+            .unwrap();
+        consumer.ack(&d).await.unwrap();
+    }
+
+    stop();
+    match producer
+        .send(&queue, Bytes::from_static(b"{\"down\":1}"))
+        .await
+    {
+        Err(TransportError::Unavailable { kind: k, url, .. }) if k == kind => {
+            assert!(url.contains("127.0.0.1"), "{url}")
+        }
+        other => panic!("expected Unavailable while the {kind} emulator is down, got {other:?}"),
+    }
+    // A receiver waiting through the outage.
+    let c = consumer.clone();
+    let q = queue.clone();
+    let task = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut got = Vec::new();
+        while got.len() < 10 && Instant::now() < deadline {
+            match timeout(Duration::from_secs(5), c.receive(&q)).await {
+                Ok(Ok(d)) => {
+                    got.push(d.body.clone());
+                    let _ = c.ack(&d).await;
+                }
+                Ok(Err(TransportError::Closed)) => panic!("consumer closed itself"),
+                Ok(Err(_)) => sleep(Duration::from_millis(200)).await,
+                Err(_) => {}
+            }
+        }
+        got
+    });
+    sleep(Duration::from_secs(3)).await;
+    restart();
+    sleep(settle).await;
+
+    let mut sent = HashSet::new();
+    for i in 0..10 {
+        let body = Bytes::from(format!("{{\"after\":{i}}}"));
+        send_until_ok(&*producer, &queue, body.clone()).await;
+        sent.insert(body);
+    }
+    let got: HashSet<Bytes> = task.await.unwrap().into_iter().collect();
+    let missing: Vec<_> = sent.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "not received after the restart: {missing:?}"
+    );
+    producer.close().await;
+    consumer.close().await;
+}
+
+/// Sends until the broker takes it (60 s at most); the transport must not close itself.
+async fn send_until_ok(t: &dyn Transport, queue: &str, body: Bytes) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match t.send(queue, body.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "send never recovered: {e}");
+                assert!(
+                    !matches!(e, TransportError::Closed),
+                    "transport closed itself"
+                );
+                sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }

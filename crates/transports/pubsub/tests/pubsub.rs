@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{connect, namespace, options, shared, Stub, PROJECT};
+use support::{connect, namespace, options, shared, PROJECT};
 use troupe_transport::{Delivery, Transport, TransportError};
+use troupe_transport_conformance::stub::Stub;
 use troupe_transport_pubsub::{Credentials, PubSubConfig, PubSubTransport, MAX_MESSAGE_BYTES};
 
 const VIS: Duration = Duration::from_secs(30);

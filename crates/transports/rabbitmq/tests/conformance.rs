@@ -4,75 +4,48 @@
 //! last test using it ends (and the script's watchdog stops it if this process dies).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use troupe_transport::{ConnectOptions, Transport, TransportError};
+use troupe_transport_conformance::server::{self, free_port, Server};
 use troupe_transport_conformance::{Capabilities, Harness};
 use troupe_transport_rabbitmq::{RabbitMqSettings, RabbitMqTransport};
 
 /// The test node's `max_message_size`, small enough to test `TooLarge` cheaply.
 const BROKER_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../scripts/services/rabbitmq.sh")
-}
-
-fn run_script(action: &str, dir: &std::path::Path) -> String {
-    let out = Command::new("bash")
-        .arg(script())
-        .arg(action)
-        .arg(dir)
-        .env(
-            "RABBITMQ_TEST_MAX_MESSAGE_SIZE",
-            BROKER_MAX_MESSAGE_SIZE.to_string(),
-        )
-        .env("RABBITMQ_TEST_OWNER_PID", std::process::id().to_string())
-        .output()
-        .expect("run scripts/services/rabbitmq.sh");
+/// Starts a RabbitMQ node; it stops when dropped (and by the script's watchdog if this
+/// process dies first).
+fn start_broker() -> Server {
+    let size = BROKER_MAX_MESSAGE_SIZE.to_string();
+    let broker = Server::start_in(
+        &server::RABBITMQ,
+        tempfile::tempdir().unwrap(),
+        &[],
+        &[("RABBITMQ_TEST_MAX_MESSAGE_SIZE", &size)],
+    )
+    .expect("RabbitMQ is always required");
     assert!(
-        out.status.success(),
-        "rabbitmq.sh {action} failed (is rabbitmq-server installed? Debian: apt-get install rabbitmq-server):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        broker.url.starts_with("amqp://"),
+        "unexpected URL {:?}",
+        broker.url
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    broker
 }
 
-/// One RabbitMQ node; stopped when dropped.
-struct Broker {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let url = run_script("start", dir.path());
-        assert!(url.starts_with("amqp://"), "unexpected URL {url:?}");
-        Broker { dir, url }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        run_script("stop", self.dir.path());
-    }
-}
-
-static SHARED: Mutex<Weak<Broker>> = Mutex::new(Weak::new());
+static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
 
 /// The node all tests of this binary share, started by the first one.
-async fn shared_broker() -> Arc<Broker> {
+async fn shared_broker() -> Arc<Server> {
     tokio::task::spawn_blocking(|| {
         let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = slot.upgrade() {
             return b;
         }
-        let b = Arc::new(Broker::start());
+        let b = Arc::new(start_broker());
         *slot = Arc::downgrade(&b);
         b
     })
@@ -100,7 +73,7 @@ fn settings() -> RabbitMqSettings {
 }
 
 struct RabbitHarness {
-    broker: Arc<Broker>,
+    broker: Arc<Server>,
     namespace: String,
 }
 
@@ -127,8 +100,8 @@ impl Harness for RabbitHarness {
     }
 
     async fn restart_broker(&self) {
-        let dir = self.broker.dir.path().to_owned();
-        let url = tokio::task::spawn_blocking(move || run_script("restart", &dir))
+        let broker = self.broker.clone();
+        let url = tokio::task::spawn_blocking(move || broker.restart())
             .await
             .unwrap();
         assert_eq!(
@@ -155,15 +128,9 @@ impl Harness for RabbitHarness {
 
 troupe_transport_conformance::conformance_tests!(harness().await);
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn unreachable_broker_is_unavailable_quickly() {
-    let url = format!("amqp://guest:s3cret@127.0.0.1:{}/%2f", closed_port());
+    let url = format!("amqp://guest:s3cret@127.0.0.1:{}/%2f", free_port());
     let quick = RabbitMqSettings {
         dial_attempts: 2,
         dial_backoff: Duration::from_millis(100),

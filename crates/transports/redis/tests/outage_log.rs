@@ -5,33 +5,20 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::{namespace, options, Server};
 use tokio::time::{sleep, timeout};
 use troupe_transport::Transport;
+use troupe_transport_conformance::logs::Logs;
 use troupe_transport_redis::RedisTransport;
 
 async fn connect(server: &Server, ns: &str) -> RedisTransport {
     RedisTransport::connect(&server.url, options(ns))
         .await
         .unwrap()
-}
-
-/// Collects formatted log lines of this test's thread.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 // Current-thread runtime: every task of the transport runs on this thread, where the
@@ -42,14 +29,7 @@ async fn an_outage_warns_once_and_the_transport_recovers() {
         return;
     };
     let server = Arc::new(server);
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let t = connect(&server, &namespace("outage")).await;
     let q = t.queue_name("outage");
@@ -88,7 +68,7 @@ async fn an_outage_warns_once_and_the_transport_recovers() {
     t.ack(&d).await.unwrap();
     t.close().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warns = text.matches("lost the connection to Redis").count();
     assert_eq!(warns, 1, "one WARN per outage:\n{text}");
     assert!(text.contains("reconnected to Redis"), "{text}");

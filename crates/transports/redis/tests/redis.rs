@@ -12,20 +12,13 @@ use bytes::Bytes;
 use common::{namespace, options, Server, VISIBILITY};
 use tokio::time::{sleep, timeout, Instant};
 use troupe_transport::{Transport, TransportError};
+use troupe_transport_conformance::server::free_port;
 use troupe_transport_redis::{dead_letter_queue, queue_name, RedisTransport};
 
 async fn connect(server: &Server, ns: &str) -> RedisTransport {
     RedisTransport::connect(&server.url, options(ns))
         .await
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -10,14 +10,12 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use support::{namespace, Moto};
-use troupe_transport::{Transport, TransportError};
+use troupe_transport::Transport;
 use troupe_transport_conformance::{Capabilities, Harness};
 use troupe_transport_sqs::SqsTransport;
 
@@ -60,47 +58,20 @@ fn harness() -> Option<SqsHarness> {
     })
 }
 
-/// One test per suite case; each prints SKIPPED and passes when moto cannot run here.
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(h) = harness() else { return };
-                troupe_transport_conformance::$case(&h).await;
-            }
-        )*
+// One test per suite case; each prints SKIPPED and passes when the server cannot run
+// here.
+troupe_transport_conformance::conformance_tests!(@cases
+    match harness() {
+        Some(h) => h,
+        None => return,
     };
-}
-
-cases!(
     send_receive_ack,
     requeue_redelivers,
     dead_consumer_redelivers,
     delayed_delivery,
     dead_letter_after_max_deliveries,
-    depth_counts,
+    depth_counts
 );
-
-async fn send_until_ok(t: &dyn Transport, queue: &str, body: Bytes) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match t.send(queue, body.clone()).await {
-            Ok(()) => return,
-            Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "send never recovered: {e}"
-                );
-                assert!(
-                    !matches!(e, TransportError::Closed),
-                    "transport closed itself"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
 
 /// In place of the suite's `broker_restart` (see the module docs): an outage is
 /// reported as `Unavailable` naming the endpoint, and after the restart the same
@@ -121,72 +92,14 @@ async fn broker_restart_reconnects() {
     let consumer = SqsTransport::connect(config, support::options(&ns, VISIBILITY))
         .await
         .unwrap();
-    let queue = producer.queue_name("restart");
-    for i in 0..5 {
-        producer
-            .send(&queue, Bytes::from(format!("{{\"before\":{i}}}")))
-            .await
-            .unwrap();
-    }
-    for _ in 0..5 {
-        let d = tokio::time::timeout(Duration::from_secs(10), consumer.receive(&queue))
-            .await
-            .unwrap()
-            .unwrap();
-        consumer.ack(&d).await.unwrap();
-    }
-
-    moto.stop();
-    match producer
-        .send(&queue, Bytes::from_static(b"{\"down\":1}"))
-        .await
-    {
-        Err(TransportError::Unavailable {
-            kind: "sqs", url, ..
-        }) => assert!(url.contains("127.0.0.1"), "{url}"),
-        other => panic!("expected Unavailable while moto is down, got {other:?}"),
-    }
-    // A receive waiting through the outage.
-    let waiting = {
-        let consumer = Arc::new(consumer);
-        let q = queue.clone();
-        let c = consumer.clone();
-        (
-            consumer,
-            tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                let mut got = Vec::new();
-                while got.len() < 10 && tokio::time::Instant::now() < deadline {
-                    match tokio::time::timeout(Duration::from_secs(5), c.receive(&q)).await {
-                        Ok(Ok(d)) => {
-                            got.push(d.body.clone());
-                            let _ = c.ack(&d).await;
-                        }
-                        Ok(Err(TransportError::Closed)) => panic!("consumer closed itself"),
-                        Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-                        Err(_) => {}
-                    }
-                }
-                got
-            }),
-        )
-    };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    moto.restart();
-
-    let mut sent = HashSet::new();
-    for i in 0..10 {
-        let body = Bytes::from(format!("{{\"after\":{i}}}"));
-        send_until_ok(&producer, &queue, body.clone()).await;
-        sent.insert(body);
-    }
-    let (consumer, task) = waiting;
-    let got: HashSet<Bytes> = task.await.unwrap().into_iter().collect();
-    let missing: Vec<_> = sent.difference(&got).collect();
-    assert!(
-        missing.is_empty(),
-        "not received after the restart: {missing:?}"
-    );
-    producer.close().await;
-    consumer.close().await;
+    troupe_transport_conformance::emulator_restart_reconnects(
+        Arc::new(producer),
+        Arc::new(consumer),
+        || moto.stop(),
+        || {
+            moto.restart();
+        },
+        Duration::ZERO,
+    )
+    .await;
 }

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{connect, namespace, options, shared, Moto, Stub};
+use support::{connect, namespace, options, shared, Moto};
 use troupe_transport::{ConnectOptions, Transport, TransportError};
+use troupe_transport_conformance::stub::Stub;
 use troupe_transport_sqs::{
     AwsCredentialSource, AwsCredentials, SqsConfig, SqsTransport, MAX_MESSAGE_BYTES,
 };

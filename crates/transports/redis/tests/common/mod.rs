@@ -1,119 +1,39 @@
-//! A real redis-server per test, started by `scripts/services/redis.sh` in a temp dir on
-//! a free loopback port and stopped when the [`Server`] drops.
+//! A real redis-server per test (`troupe_transport_conformance::server`,
+//! `scripts/services/redis.sh`), and the conformance harness on it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use troupe_transport::{ConnectOptions, Transport};
-use troupe_transport_conformance::{Capabilities, Harness};
+use troupe_transport_conformance::{server, Capabilities, Harness};
 use troupe_transport_redis::{dead_letter_queue, RedisTransport};
 
 /// Visibility timeout of the test transports: short, so reclaim tests are quick.
 pub const VISIBILITY: Duration = Duration::from_secs(2);
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../scripts/services/redis.sh")
-}
+/// A redis-server of this test; stopped on drop.
+pub struct Server(server::Server);
 
-/// `None` (the test is skipped) when redis-server is not installed, unless
-/// `TROUPE_REQUIRE_REDIS=1` (CI), which makes that a failure.
-fn available() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("TROUPE_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "TROUPE_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)"
-        );
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+impl Deref for Server {
+    type Target = server::Server;
+    fn deref(&self) -> &server::Server {
+        &self.0
     }
-    found
-}
-
-/// Stops the server in `dir` if this test process dies without dropping its [`Server`]
-/// (killed by a timeout, say), so no server outlives the tests.
-fn watchdog(dir: &std::path::Path) {
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash '{script}' stop '{dir}'",
-        pid = std::process::id(),
-        script = script().display(),
-        dir = dir.display()
-    );
-    let _ = Command::new("setsid")
-        .args(["bash", "-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-}
-
-/// A redis-server of this test.
-pub struct Server {
-    dir: tempfile::TempDir,
-    /// `redis://127.0.0.1:PORT/0`, without a password.
-    pub url: String,
 }
 
 impl Server {
     /// Starts a server with extra redis-server `args`; `None` if Redis is not installed.
     pub fn start(args: &[&str]) -> Option<Server> {
-        if !available() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        watchdog(dir.path());
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Some(Server { dir, url })
+        server::Server::start(&server::REDIS, args).map(Server)
     }
 
     /// The URL with `password` in it.
     pub fn url_with_password(&self, password: &str) -> String {
-        self.url
-            .replacen("redis://", &format!("redis://:{password}@"), 1)
-    }
-
-    /// Stops the server and starts it again on the same port with the same data.
-    pub fn restart(&self) {
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("restart")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis.sh restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Stops the server (also done on drop).
-    pub fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        self.url_with_userinfo(&format!(":{password}"))
     }
 
     /// Runs `redis-cli` against the server.
@@ -128,33 +48,14 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// Options for a test transport: its own consumer name, a short visibility timeout.
 pub fn options(namespace: &str) -> ConnectOptions {
-    let mut o = ConnectOptions::new(namespace);
-    o.consumer_name = format!(
-        "test-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    o.visibility_timeout = VISIBILITY;
-    o
+    troupe_transport_conformance::test_options(namespace, VISIBILITY)
 }
 
 /// A namespace no other test uses.
 pub fn namespace(prefix: &str) -> String {
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+    troupe_transport_conformance::unique_namespace(prefix)
 }
 
 /// The conformance harness: one server per test, one namespace per harness.
