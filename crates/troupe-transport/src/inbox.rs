@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::TransportError;
@@ -26,6 +27,8 @@ pub struct Inbox<T> {
     notify: Notify,
     waiters: AtomicUsize,
     fetching: AtomicBool,
+    /// The fetch task last started, to abort when the transport closes or drops.
+    task: Mutex<Option<AbortHandle>>,
 }
 
 /// Counts one waiting `receive` for as long as it lives.
@@ -57,6 +60,7 @@ impl<T> Inbox<T> {
             notify: Notify::new(),
             waiters: AtomicUsize::new(0),
             fetching: AtomicBool::new(false),
+            task: Mutex::new(None),
         }
     }
 
@@ -69,12 +73,12 @@ impl<T> Inbox<T> {
     /// The body of a cancel-safe `receive`: waits as a registered waiter until an item
     /// younger than `max_age` is here. `check` runs before every look (it fails once the
     /// transport is closed); `start_fetch` is called whenever this call claims the
-    /// fetch slot and must spawn the fetch task.
+    /// fetch slot and must spawn the fetch task, whose handle it returns.
     pub async fn next(
         &self,
         max_age: Duration,
         check: impl Fn() -> Result<(), TransportError>,
-        mut start_fetch: impl FnMut(),
+        mut start_fetch: impl FnMut() -> AbortHandle,
     ) -> Result<T, TransportError> {
         let _waiter = self.waiter();
         loop {
@@ -87,7 +91,8 @@ impl<T> Inbox<T> {
                 return item;
             }
             if self.start_fetching() {
-                start_fetch();
+                let task = start_fetch();
+                *lock(&self.task) = Some(task);
             }
             notified.await;
         }
@@ -149,6 +154,15 @@ impl<T> Inbox<T> {
         self.fetching.store(false, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
+
+    /// Aborts the fetch task, if one runs, and releases its slot for good (the
+    /// transport closes or drops).
+    pub fn abort_fetch(&self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+        self.abandon();
+    }
 }
 
 #[cfg(test)]
@@ -192,28 +206,36 @@ mod tests {
     #[tokio::test]
     async fn next_starts_one_fetch_and_a_dropped_wait_loses_nothing() {
         let inbox: Arc<Inbox<u32>> = Arc::new(Inbox::new());
-        let mut starts = 0;
-        let wait = inbox.next(Duration::from_secs(60), || Ok(()), || starts += 1);
+        let starts = AtomicUsize::new(0);
+        let fetch = || {
+            starts.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async {}).abort_handle()
+        };
+        let wait = inbox.next(Duration::from_secs(60), || Ok(()), fetch);
         assert!(tokio::time::timeout(Duration::from_millis(20), wait)
             .await
             .is_err());
-        assert_eq!(starts, 1);
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
         assert!(!inbox.want_more(), "the dropped wait no longer counts");
         // The fetch task delivers after the wait was dropped: the item stays here.
         inbox.push(Ok(3));
         assert!(!inbox.fetch_on(), "nobody waits: the task ends");
-        let got = inbox
-            .next(Duration::from_secs(60), || Ok(()), || starts += 1)
-            .await;
+        let got = inbox.next(Duration::from_secs(60), || Ok(()), fetch).await;
         assert_eq!(got.unwrap(), 3);
-        assert_eq!(starts, 1, "an item was waiting: no fetch started");
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            1,
+            "an item was waiting: no fetch started"
+        );
         let closed = inbox
             .next(
                 Duration::from_secs(60),
                 || Err(TransportError::Closed),
-                || {},
+                || unreachable!("closed: no fetch"),
             )
             .await;
         assert!(matches!(closed, Err(TransportError::Closed)));
+        inbox.abort_fetch();
+        assert!(inbox.start_fetching(), "the slot is free again");
     }
 }

@@ -47,7 +47,6 @@ use futures::StreamExt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
@@ -312,7 +311,6 @@ fn is_missing_code(code: jetstream::ErrorCode) -> bool {
 struct QueueRx {
     queue: Arc<str>,
     inbox: Inbox<Delivery>,
-    task: Mutex<Option<AbortHandle>>,
 }
 
 struct Inner {
@@ -855,7 +853,6 @@ impl Inner {
                 Arc::new(QueueRx {
                     queue: Arc::from(queue),
                     inbox: Inbox::new(),
-                    task: Mutex::new(None),
                 })
             })
             .clone()
@@ -865,10 +862,8 @@ impl Inner {
         self.check_open()?;
         check_queue(queue)?;
         let rx = self.rx(queue);
-        let start_fetch = || {
-            let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
-            *lock(&rx.task) = Some(task.abort_handle());
-        };
+        let start_fetch =
+            || tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone())).abort_handle();
         rx.inbox
             .next(
                 self.opts.visibility_timeout,
@@ -945,10 +940,7 @@ impl Inner {
         }
         let receivers: Vec<Arc<QueueRx>> = lock(&self.receivers).drain().map(|(_, r)| r).collect();
         for rx in receivers {
-            if let Some(task) = lock(&rx.task).take() {
-                task.abort();
-            }
-            rx.inbox.abandon();
+            rx.inbox.abort_fetch();
             // Pulled but never handed out: give back at once rather than after AckWait.
             for d in rx.inbox.drain() {
                 if let DeliveryHandle::Token(reply) = &d.handle {
@@ -1069,9 +1061,7 @@ impl Transport for NatsTransport {
 impl Drop for NatsTransport {
     fn drop(&mut self) {
         for rx in lock(&self.inner.receivers).values() {
-            if let Some(task) = lock(&rx.task).take() {
-                task.abort();
-            }
+            rx.inbox.abort_fetch();
         }
     }
 }

@@ -360,7 +360,6 @@ struct QueueRx {
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     /// `XAUTOCLAIM` cursor and when the last full pass over the pending list ended.
     reclaim: Mutex<(String, Option<Instant>)>,
-    task: Mutex<Option<AbortHandle>>,
 }
 
 struct Scripts {
@@ -640,7 +639,6 @@ impl Inner {
                     inbox: Inbox::new(),
                     conn: tokio::sync::Mutex::new(None),
                     reclaim: Mutex::new(("0-0".to_owned(), None)),
-                    task: Mutex::new(None),
                 })
             })
             .clone()
@@ -692,6 +690,24 @@ impl Inner {
         Ok(moved == 1)
     }
 
+    /// A read's reply, or `None` when the consumer group is gone (the stream was
+    /// deleted, or the server lost its data): the group is then forgotten, so the next
+    /// round creates it again.
+    fn unless_nogroup(
+        &self,
+        queue: &str,
+        reply: Result<Value, RedisError>,
+    ) -> Result<Option<Value>, RedisError> {
+        match reply {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_nogroup(&e) => {
+                lock(&self.groups).remove(queue);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One read for `rx`: reclaim if due, else a blocking `XREADGROUP`. `None`: nothing
     /// to hand out this round.
     async fn fetch_one(&self, rx: &QueueRx) -> Result<Option<Delivery>, RedisError> {
@@ -707,7 +723,7 @@ impl Inner {
         };
         if let Some(cursor) = cursor {
             let mut conn = self.conn.clone();
-            let reply: Value = match self
+            let reply = self
                 .scripts
                 .reclaim
                 .key(queue)
@@ -717,14 +733,9 @@ impl Inner {
                 .arg(&cursor)
                 .arg(1)
                 .invoke_async(&mut conn)
-                .await
-            {
-                Ok(v) => v,
-                Err(e) if is_nogroup(&e) => {
-                    lock(&self.groups).remove(queue);
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
+                .await;
+            let Some(reply) = self.unless_nogroup(queue, reply)? else {
+                return Ok(None);
             };
             let (next, claimed) = parse_reclaim_reply(reply);
             {
@@ -758,7 +769,7 @@ impl Inner {
                 guard.insert(c)
             }
         };
-        let reply: Value = match redis::cmd("XREADGROUP")
+        let reply = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
             .arg(&self.opts.consumer_name)
@@ -770,14 +781,9 @@ impl Inner {
             .arg(queue)
             .arg(">")
             .query_async(conn)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) if is_nogroup(&e) => {
-                lock(&self.groups).remove(queue);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+            .await;
+        let Some(reply) = self.unless_nogroup(queue, reply)? else {
+            return Ok(None);
         };
         drop(guard);
         for entry in parse_read_reply(reply) {
@@ -794,10 +800,8 @@ impl Inner {
         // The mover must run for every queue this sidecar consumes: delayed messages
         // for it may come from any sender.
         self.watch_delayed(queue);
-        let start_fetch = || {
-            let task = tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone()));
-            *lock(&rx.task) = Some(task.abort_handle());
-        };
+        let start_fetch =
+            || tokio::spawn(fetch_loop(Arc::downgrade(self), rx.clone())).abort_handle();
         rx.inbox
             .next(
                 self.opts.visibility_timeout,
@@ -974,10 +978,7 @@ impl Inner {
         }
         let receivers: Vec<Arc<QueueRx>> = lock(&self.receivers).drain().map(|(_, r)| r).collect();
         for rx in receivers {
-            if let Some(task) = lock(&rx.task).take() {
-                task.abort();
-            }
-            rx.inbox.abandon();
+            rx.inbox.abort_fetch();
             // Read but never handed out: put back at once, without counting the delivery,
             // rather than leave them for the reclaim after the visibility timeout.
             for d in rx.inbox.drain() {
@@ -1151,9 +1152,7 @@ impl Drop for RedisTransport {
             task.abort();
         }
         for rx in lock(&self.inner.receivers).values() {
-            if let Some(task) = lock(&rx.task).take() {
-                task.abort();
-            }
+            rx.inbox.abort_fetch();
         }
     }
 }
