@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::TransportError;
 use tokio::sync::Notify;
@@ -96,6 +97,24 @@ impl<M: Send + 'static> Inbox<M> {
         }
     }
 
+    /// The next message fetched less than `keep_for` ago (see [`keep_for`]); older ones
+    /// are passed to `stale` (to log, or to forget their lease) and dropped, since the
+    /// broker has made them receivable again by now. Cancel-safe as [`Inbox::next`].
+    pub async fn next_fresh(
+        self: &Arc<Self>,
+        fetch: &Fetch<M>,
+        keep_for: Duration,
+        mut stale: impl FnMut(M),
+    ) -> Result<M, TransportError> {
+        loop {
+            let (item, fetched) = self.next(fetch).await?;
+            if fetched.elapsed() < keep_for {
+                return Ok(item);
+            }
+            stale(item);
+        }
+    }
+
     /// Puts a message back at the front of the buffer.
     #[cfg(test)]
     pub fn unget(&self, item: M, fetched: Instant) {
@@ -120,6 +139,14 @@ impl<M: Send + 'static> Inbox<M> {
         self.notify.notify_waiters();
         left
     }
+}
+
+/// How long a fetched message may wait in the buffer when the broker makes it
+/// receivable again after `visibility`: a margin short of that (a quarter, 5 s at most),
+/// since handing out a message that is already back with other consumers would only
+/// make a duplicate.
+pub fn keep_for(visibility: Duration) -> Duration {
+    visibility.saturating_sub((visibility / 4).min(Duration::from_secs(5)))
 }
 
 /// The puller: fetches while receivers wait for more than the buffer holds.
@@ -197,7 +224,6 @@ impl<M: Send + 'static> Drop for Waiter<M> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     /// A fake broker: a queue of numbers; each fetch sleeps like a long poll.
     fn broker(items: Arc<Mutex<VecDeque<u32>>>, fetches: Arc<AtomicUsize>) -> Fetch<u32> {
@@ -218,6 +244,27 @@ mod tests {
                 }
             })
         })
+    }
+
+    #[test]
+    fn keep_for_leaves_a_margin() {
+        assert_eq!(keep_for(Duration::from_secs(8)), Duration::from_secs(6));
+        assert_eq!(keep_for(Duration::from_secs(600)), Duration::from_secs(595));
+        assert_eq!(keep_for(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn stale_messages_are_dropped() {
+        let items = Arc::new(Mutex::new((0..3).collect::<VecDeque<u32>>()));
+        let fetch = broker(items, Arc::new(AtomicUsize::new(0)));
+        let inbox = Inbox::new();
+        inbox.unget(9, Instant::now() - Duration::from_secs(10));
+        let mut dropped = Vec::new();
+        let got = inbox
+            .next_fresh(&fetch, Duration::from_secs(5), |m| dropped.push(m))
+            .await
+            .unwrap();
+        assert_eq!((got, dropped), (0, vec![9]));
     }
 
     #[tokio::test]

@@ -95,7 +95,7 @@ use tokio::time::Instant;
 use troupe_transport::deferral::{
     ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
 };
-use troupe_transport::longpoll::{Fetch, Inbox};
+use troupe_transport::longpoll::{keep_for, Fetch, Inbox};
 use troupe_transport::retry::{error_chain, Backoff, Outage};
 use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
@@ -651,14 +651,14 @@ impl Inner {
             message["attributes"] = Value::Object(attrs.clone());
         }
         let path = format!("{}:publish", self.topic(queue));
-        self.call_retrying(
-            Method::POST,
-            &path,
-            Some(&json!({ "messages": [message] })),
-            CALL_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        self.post(&path, &json!({ "messages": [message] })).await
+    }
+
+    /// A POST whose reply says nothing more than that it was done.
+    async fn post(&self, path: &str, body: &Value) -> Result<(), CallError> {
+        self.call_retrying(Method::POST, path, Some(body), CALL_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 
     async fn modify_deadline(
@@ -669,21 +669,12 @@ impl Inner {
     ) -> Result<(), CallError> {
         let path = format!("{}:modifyAckDeadline", self.subscription(queue));
         let body = json!({ "ackIds": ack_ids, "ackDeadlineSeconds": secs.min(MAX_DEADLINE_SECS) });
-        self.call_retrying(Method::POST, &path, Some(&body), CALL_TIMEOUT)
-            .await
-            .map(|_| ())
+        self.post(&path, &body).await
     }
 
     async fn acknowledge(&self, queue: &str, ack_id: &str) -> Result<(), CallError> {
         let path = format!("{}:acknowledge", self.subscription(queue));
-        self.call_retrying(
-            Method::POST,
-            &path,
-            Some(&json!({ "ackIds": [ack_id] })),
-            CALL_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        self.post(&path, &json!({ "ackIds": [ack_id] })).await
     }
 
     fn track(&self, queue: &str, ack_id: &str) {
@@ -995,23 +986,20 @@ impl Transport for PubSubTransport {
         let name: Arc<str> = Arc::from(queue);
         let fetch: Fetch<Delivery> =
             Arc::new(move |demand| Box::pin(inner.clone().fetch(name.clone(), demand)));
-        // A buffered message this old is past (or about to pass) its ack deadline and
-        // back with other consumers; handing it out would only make a duplicate.
-        let deadline = Duration::from_secs(self.inner.deadline_secs);
-        let keep_for = deadline.saturating_sub((deadline / 4).min(Duration::from_secs(5)));
-        loop {
-            let (delivery, fetched) = inbox.next(&fetch).await?;
-            if fetched.elapsed() < keep_for {
-                return Ok(delivery);
-            }
-            if let DeliveryHandle::Token(id) = &delivery.handle {
-                self.inner.untrack(queue, id);
-            }
-            tracing::debug!(
-                queue,
-                "dropped a buffered Pub/Sub message past its ack deadline"
-            );
-        }
+        // Past (or about to pass) its ack deadline, a buffered message is back with other
+        // consumers.
+        let keep_for = keep_for(Duration::from_secs(self.inner.deadline_secs));
+        inbox
+            .next_fresh(&fetch, keep_for, |delivery| {
+                if let DeliveryHandle::Token(id) = &delivery.handle {
+                    self.inner.untrack(queue, id);
+                }
+                tracing::debug!(
+                    queue,
+                    "dropped a buffered Pub/Sub message past its ack deadline"
+                );
+            })
+            .await
     }
 
     async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError> {

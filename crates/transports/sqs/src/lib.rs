@@ -72,7 +72,7 @@ use tokio::time::Instant;
 use troupe_transport::deferral::{
     ceil_secs, format_deliver_at, parse_deliver_at, remaining, DELIVER_AT,
 };
-use troupe_transport::longpoll::{Fetch, Inbox};
+use troupe_transport::longpoll::{keep_for, Fetch, Inbox};
 use troupe_transport::retry::{error_chain, Backoff, Outage};
 use troupe_transport::{
     redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
@@ -912,20 +912,15 @@ impl Transport for SqsTransport {
         let name: Arc<str> = Arc::from(queue);
         let fetch: Fetch<Delivery> =
             Arc::new(move |demand| Box::pin(inner.clone().fetch(name.clone(), demand)));
-        // A buffered message this old has been (or is about to be) made visible to other
-        // consumers again; handing it out would only produce a duplicate.
-        let visibility = Duration::from_secs(self.inner.visibility_secs);
-        let keep_for = visibility.saturating_sub((visibility / 4).min(Duration::from_secs(5)));
-        loop {
-            let (delivery, fetched) = inbox.next(&fetch).await?;
-            if fetched.elapsed() < keep_for {
-                return Ok(delivery);
-            }
-            tracing::debug!(
-                queue,
-                "dropped a buffered SQS message past its visibility timeout"
-            );
-        }
+        let keep_for = keep_for(Duration::from_secs(self.inner.visibility_secs));
+        inbox
+            .next_fresh(&fetch, keep_for, |_| {
+                tracing::debug!(
+                    queue,
+                    "dropped a buffered SQS message past its visibility timeout"
+                )
+            })
+            .await
     }
 
     async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError> {
