@@ -379,24 +379,24 @@ impl Inner {
 
     /// The channel for declarations; re-created after the broker closed it.
     async fn admin(&self, st: &mut ConnState) -> Result<Channel, TransportError> {
-        let conn = self.connection(st).await?;
-        if let Some(ch) = &st.admin {
-            if ch.status().connected() {
-                return Ok(ch.clone());
-            }
-        }
-        let ch = conn
-            .create_channel()
-            .await
-            .map_err(|e| self.io("", "opening a channel", &e))?;
-        st.admin = Some(ch.clone());
-        Ok(ch)
+        self.channel(st, |s| &mut s.admin, false).await
     }
 
     /// The publisher-confirm channel; re-created after the broker closed it.
     async fn publisher(&self, st: &mut ConnState) -> Result<Channel, TransportError> {
+        self.channel(st, |s| &mut s.publish, true).await
+    }
+
+    /// The channel kept in `slot` of the state while it stays open; otherwise a new one,
+    /// in confirm mode when `confirms`.
+    async fn channel(
+        &self,
+        st: &mut ConnState,
+        slot: fn(&mut ConnState) -> &mut Option<Channel>,
+        confirms: bool,
+    ) -> Result<Channel, TransportError> {
         let conn = self.connection(st).await?;
-        if let Some(ch) = &st.publish {
+        if let Some(ch) = slot(st) {
             if ch.status().connected() {
                 return Ok(ch.clone());
             }
@@ -405,10 +405,12 @@ impl Inner {
             .create_channel()
             .await
             .map_err(|e| self.io("", "opening a channel", &e))?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| self.io("", "enabling publisher confirms", &e))?;
-        st.publish = Some(ch.clone());
+        if confirms {
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| self.io("", "enabling publisher confirms", &e))?;
+        }
+        *slot(st) = Some(ch.clone());
         Ok(ch)
     }
 
