@@ -34,15 +34,17 @@ port_listening() {
 
 # Starts a server on a random port from 20000-59999, away from the usual service
 # ports: up to 10 tries of `LAUNCH DIR PORT` on ports `IN_USE PORT` says are free,
-# running `CLEANUP DIR` after a launch that failed (another process can take the port
-# between the check and the bind). Sets PORT (empty when every try failed) and TRIES.
+# running `CLEANUP DIR` (CLEANUP may carry arguments of its own) after a launch that
+# failed, as another process can take the port between the check and the bind. Sets
+# PORT (empty when every try failed) and TRIES.
 launch_on_free_port() {
     local in_use="$1" launch="$2" cleanup="$3" dir="$4"
     for TRIES in 1 2 3 4 5 6 7 8 9 10; do
         PORT=$((20000 + RANDOM % 40000))
         "$in_use" "$PORT" && continue
         "$launch" "$dir" "$PORT" && return 0
-        "$cleanup" "$dir"
+        # shellcheck disable=SC2086 # CLEANUP may carry its own first arguments
+        $cleanup "$dir"
     done
     PORT=""
     return 1
@@ -159,6 +161,43 @@ spawned_restart() {
     done
     tail -n 30 "$dir/server.log" >&2 || true
     die "could not restart $what on port $port"
+}
+
+# Servers that write their own pid file and log, DIR/NAME.pid and DIR/NAME.log
+# (nats-server, redis-server), taking extra options ARGS that `restart` reuses. The
+# sourcing script defines `launch DIR PORT` (reading the options with `load_args`) and
+# `url PORT`, and passes NAME and the server's name in messages, SERVER.
+
+# `start DIR [ARGS...]`: launches the server on a free port and prints its URL.
+own_pid_start() {
+    local name="$1" server="$2" dir="$3"
+    shift 3
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    live_pid "$dir/$name.pid" >/dev/null && die "a server already runs in $dir"
+    save_args "$dir" "$@"
+    launch_on_free_port port_listening launch "own_pid_stop $name" "$dir" ||
+        die_with_log "$dir/$name.log" "could not start $server after $TRIES tries"
+    echo "$PORT" >"$dir/port"
+    url "$PORT"
+}
+
+# `stop DIR`: SIGTERM, then SIGKILL after 30 s.
+own_pid_stop() {
+    local name="$1" dir="$2" pid
+    pid="$(live_pid "$dir/$name.pid")" || return 0
+    stop_pid "$pid" 300
+}
+
+# `restart DIR`: stops the server and launches it again on the same port with the
+# same options and data; prints the URL again.
+own_pid_restart() {
+    local name="$1" server="$2" dir port
+    port="$(saved_port "$3")"
+    dir="$(cd "$3" && pwd)"
+    own_pid_stop "$name" "$dir"
+    launch "$dir" "$port" || die_with_log "$dir/$name.log" "could not restart $server on port $port"
+    url "$port"
 }
 
 # Stops the server and removes DIR once OWNER exits (a test binary that never got to

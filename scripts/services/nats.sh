@@ -47,34 +47,22 @@ launch() {
     return 1
 }
 
+url() {
+    echo "nats://127.0.0.1:$1"
+}
+
 start() {
-    local dir="$1"
-    shift
     find_server >/dev/null ||
         die "nats-server not found; install it (Debian: apt-get install nats-server)"
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
-    live_pid "$dir/nats.pid" >/dev/null && die "a server already runs in $dir"
-    save_args "$dir" "$@"
-    launch_on_free_port port_listening launch stop "$dir" ||
-        die_with_log "$dir/nats.log" "could not start nats-server after $TRIES tries"
-    echo "$PORT" >"$dir/port"
-    echo "nats://127.0.0.1:$PORT"
+    own_pid_start nats nats-server "$@"
 }
 
 stop() {
-    local pid
-    pid="$(live_pid "$1/nats.pid")" || return 0
-    stop_pid "$pid" 300
+    own_pid_stop nats "$1"
 }
 
 restart() {
-    local dir port
-    port="$(saved_port "$1")"
-    dir="$(cd "$1" && pwd)"
-    stop "$dir"
-    launch "$dir" "$port" || die_with_log "$dir/nats.log" "could not restart nats-server on port $port"
-    echo "nats://127.0.0.1:$port"
+    own_pid_restart nats nats-server "$1"
 }
 
 service_main "[nats-server options...]" "" "$@"

@@ -48,34 +48,22 @@ EOF
     return 1
 }
 
+url() {
+    echo "redis://127.0.0.1:$1/0"
+}
+
 start() {
-    local dir="$1"
-    shift
     command -v redis-server >/dev/null 2>&1 ||
         die "redis-server not found; install Redis (Debian: apt-get install redis-server)"
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
-    live_pid "$dir/redis.pid" >/dev/null && die "a server already runs in $dir"
-    save_args "$dir" "$@"
-    launch_on_free_port port_listening launch stop "$dir" ||
-        die_with_log "$dir/redis.log" "could not start redis-server after $TRIES tries"
-    echo "$PORT" >"$dir/port"
-    echo "redis://127.0.0.1:$PORT/0"
+    own_pid_start redis redis-server "$@"
 }
 
 stop() {
-    local pid
-    pid="$(live_pid "$1/redis.pid")" || return 0
-    stop_pid "$pid" 300
+    own_pid_stop redis "$1"
 }
 
 restart() {
-    local dir port
-    port="$(saved_port "$1")"
-    dir="$(cd "$1" && pwd)"
-    stop "$dir"
-    launch "$dir" "$port" || die_with_log "$dir/redis.log" "could not restart redis-server on port $port"
-    echo "redis://127.0.0.1:$port/0"
+    own_pid_restart redis redis-server "$1"
 }
 
 service_main "[redis-server options...]" "" "$@"
