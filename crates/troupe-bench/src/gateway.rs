@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
@@ -107,6 +108,9 @@ pub struct GatewayArgs {
     /// Print one JSON object instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Internal: this is the separate mesh process of part 3; print its runs as JSON.
+    #[arg(long, hide = true)]
+    pub sse_nested: bool,
 }
 
 impl GatewayArgs {
@@ -144,12 +148,18 @@ pub struct LoadRun {
 }
 
 /// One run of part 3.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SseRun {
     /// What the subscribers saw.
     pub client: SseResult,
     /// RSS before the streams opened (tasks already created).
     pub rss_before_kib: u64,
+    /// RSS with half of the streams open.
+    pub rss_half_kib: u64,
+    /// Threads of this process before the streams opened.
+    pub threads_before: u64,
+    /// Threads of this process with every stream open.
+    pub threads_open: u64,
     /// RSS with every stream open.
     pub rss_open_kib: u64,
     /// RSS once the client exited.
@@ -171,18 +181,48 @@ pub struct GatewayResults {
     pub sse_many: Vec<SseRun>,
 }
 
+/// The mimalloc option that makes freed memory leave RSS at once (milliseconds).
+pub const PURGE_ENV: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Part 3's runs, as its separate mesh process prints them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SseRuns {
+    one: Vec<SseRun>,
+    many: Vec<SseRun>,
+}
+
 /// Entry point of `troupe-bench gateway`.
 pub fn main(args: &GatewayArgs) -> Result<()> {
     let machine = report::Machine::probe(&args.python);
     let command = command_line();
-    let runtime = crate::mesh_runtime(args.workers)?;
+    if args.sse_nested {
+        let runtime = crate::mesh_runtime(args.workers)?;
+        let result = runtime.block_on(run(args));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let result = result?;
+        let runs = SseRuns {
+            one: result.sse_one,
+            many: result.sse_many,
+        };
+        println!("{}", serde_json::to_string(&runs)?);
+        return Ok(());
+    }
     if !args.json {
         print!("{}", crate::gwreport::header(args, &machine, &command));
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
-    let result = runtime.block_on(run(args));
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let result = result?;
+    let mut result = GatewayResults::default();
+    if args.part(1) || args.part(2) {
+        let runtime = crate::mesh_runtime(args.workers)?;
+        let r = runtime.block_on(run(args));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        result = r?;
+    }
+    if args.part(3) {
+        let runs = sse_nested(args)?;
+        result.sse_one = runs.one;
+        result.sse_many = runs.many;
+    }
     if args.json {
         println!(
             "{}",
@@ -194,6 +234,48 @@ pub fn main(args: &GatewayArgs) -> Result<()> {
         print!("{}", crate::gwreport::text(args, &result));
     }
     Ok(())
+}
+
+/// The value of [`PURGE_ENV`] part 3 runs with: the caller's, or 0.
+pub fn purge_delay() -> String {
+    std::env::var(PURGE_ENV).unwrap_or_else(|_| "0".to_owned())
+}
+
+/// Runs part 3 in a mesh process of its own. Memory the allocator kept from parts 1 and
+/// 2 (or from the previous run's streams) would otherwise absorb the streams' allocations
+/// and hide them from RSS; with a purge delay of 0, mimalloc returns freed pages at once,
+/// so each run's RSS before and with the streams open are both live memory.
+fn sse_nested(args: &GatewayArgs) -> Result<SseRuns> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["gateway", "--sse-nested", "--parts", "3"])
+        .args(["--runs", &args.runs.to_string()])
+        .args(["--clients", &args.clients.to_string()])
+        .args(["--subscribers", &args.subscribers.to_string()])
+        .args(["--events", &args.events.to_string()])
+        .args(["--store", args.store.name()])
+        .args(["--workers", &args.workers.to_string()])
+        .args(["--python", &args.python])
+        .env(PURGE_ENV, purge_delay())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(dir) = &args.dir {
+        cmd.arg("--dir").arg(dir);
+    }
+    if args.no_persist {
+        cmd.arg("--no-persist");
+    }
+    if args.keep {
+        cmd.arg("--keep");
+    }
+    let out = cmd.output().context("starting part 3's mesh process")?;
+    if !out.status.success() {
+        bail!(
+            "part 3's mesh process failed ({}); see its error above",
+            out.status
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading part 3's results")
 }
 
 fn command_line() -> String {
@@ -431,7 +513,7 @@ async fn measure(mesh: &Mesh, tap: &Tap, args: &GatewayArgs) -> Result<GatewayRe
             out.load.push(load_run(mesh, tap, args).await?);
         }
     }
-    if args.part(3) {
+    if args.part(3) && args.sse_nested {
         for r in 0..runs {
             progress(args, &format!("part 3a, run {}/{runs}", r + 1));
             out.sse_one
@@ -590,9 +672,14 @@ async fn sse_run(url: &str, job: Job, args: &GatewayArgs) -> Result<SseRun> {
     let mut client = Client::spawn(job, url, args, false)?;
     client.expect("ready").await?;
     let rss_before_kib = procstat::self_rss_kib()?;
+    let threads_before = procstat::self_threads()?;
+    client.go().await?;
+    client.expect("half").await?;
+    let rss_half_kib = procstat::self_rss_kib()?;
     client.go().await?;
     client.expect("open").await?;
     let rss_open_kib = procstat::self_rss_kib()?;
+    let threads_open = procstat::self_threads()?;
     let cpu0 = procstat::self_cpu_seconds()?;
     client.go().await?;
     let result: SseResult = serde_json::from_str(&client.expect("result").await?)?;
@@ -604,6 +691,9 @@ async fn sse_run(url: &str, job: Job, args: &GatewayArgs) -> Result<SseRun> {
     Ok(SseRun {
         client: result,
         rss_before_kib,
+        rss_half_kib,
+        threads_before,
+        threads_open,
         rss_open_kib,
         rss_after_kib,
         cpu_post,

@@ -4,7 +4,8 @@
 //!
 //! Protocol on stdin/stdout, one line each: the child prints `ready` when set up (warm-up
 //! done, tasks created) and waits for any line on stdin before measuring; the SSE jobs
-//! print `open` once every stream delivered its first event and wait again before posting;
+//! print `half` once half of the streams delivered their first event and `open` once all
+//! did, waiting for a line after each (the benchmark reads the mesh's RSS there);
 //! every job ends with `result <json>`. Failures go to stderr and a non-zero exit.
 
 use std::collections::HashMap;
@@ -603,18 +604,6 @@ async fn subscribers(
     let (tx, rx) = mpsc::unbounded_channel();
     let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
     let mut streams = tokio::task::JoinSet::new();
-    let start = Instant::now();
-    for s in 0..n_subs {
-        let id = &ids[task_of(s)];
-        streams.spawn(subscribe(
-            client.clone(),
-            format!("{url}/api/v1/mesh/{id}/events"),
-            s,
-            opening.clone(),
-            tx.clone(),
-        ));
-    }
-    drop(tx);
     let mut c = Collector {
         rx,
         receipts: Vec::new(),
@@ -623,21 +612,41 @@ async fn subscribers(
         failed: 0,
         first_error: None,
     };
-    let opened = c
-        .until(start + OPEN_TIMEOUT, |c| c.ready + c.failed >= n_subs)
-        .await;
-    if !opened || c.failed > 0 {
-        bail!(
-            "{} of {n_subs} streams open after {:?}, {} failed (first: {:?})",
-            c.ready,
-            start.elapsed(),
-            c.failed,
-            c.first_error
-        );
+    // Two halves, with a pause between them: the benchmark reads the mesh's RSS at the
+    // half, so the second half's growth is the marginal cost of a subscriber, free of
+    // one-time costs the first streams pay (blocking-pool threads, buffers, maps).
+    let half = n_subs / 2;
+    let mut open_s = 0.0;
+    for (range, word) in [(0..half, "half"), (half..n_subs, "open")] {
+        let start = Instant::now();
+        let want = range.end;
+        for s in range {
+            let id = &ids[task_of(s)];
+            streams.spawn(subscribe(
+                client.clone(),
+                format!("{url}/api/v1/mesh/{id}/events"),
+                s,
+                opening.clone(),
+                tx.clone(),
+            ));
+        }
+        let opened = c
+            .until(start + OPEN_TIMEOUT, |c| c.ready + c.failed >= want)
+            .await;
+        if !opened || c.failed > 0 {
+            bail!(
+                "{} of {want} streams open after {:?}, {} failed (first: {:?})",
+                c.ready,
+                start.elapsed(),
+                c.failed,
+                c.first_error
+            );
+        }
+        open_s += start.elapsed().as_secs_f64();
+        say(word)?;
+        wait_go(stdin).await?;
     }
-    let open_s = start.elapsed().as_secs_f64();
-    say("open")?;
-    wait_go(stdin).await?;
+    drop(tx);
 
     // Each round posts one event to every task and waits until every subscriber has it,
     // so a round's latencies are not inflated by the previous round's backlog.

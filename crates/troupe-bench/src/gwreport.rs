@@ -34,7 +34,8 @@ pub fn header(args: &GatewayArgs, m: &Machine, command: &str) -> String {
         "troupe-bench gateway: 3-actor no-op pipeline a -> b -> c through the embedded mesh and its gateway, 1 replica/actor, concurrency 1\n\
          command: {command}\n\
          machine: {} CPUs, load average {} (before start), {}, tokio: {}\n\
-         gateway store: {}; result files: {}; HTTP clients run in a separate process (not counted as troupe)\n",
+         gateway store: {}; result files: {}; HTTP clients run in a separate process (not counted as troupe)\n\
+         part 3 runs in a mesh process of its own with {}={} (freed memory leaves RSS at once)\n",
         m.cpus,
         report::load_text(m),
         m.python,
@@ -47,6 +48,8 @@ pub fn header(args: &GatewayArgs, m: &Machine, command: &str) -> String {
             gateway::Store::Memory => "memory",
         },
         if args.no_persist { "off (--no-persist)" } else { "on (one succeeded/{id}.json per task)" },
+        gateway::PURGE_ENV,
+        gateway::purge_delay(),
     )
 }
 
@@ -196,7 +199,7 @@ fn part3(out: &mut String, args: &GatewayArgs, one: &[SseRun], many: &[SseRun]) 
     );
     let _ = writeln!(
         out,
-        "{:<36} {:<7} {:>20} {:>8} {:>8} {:>8}",
+        "{:<40} {:<7} {:>20} {:>8} {:>8} {:>8}",
         "case", "event", "delivered/expected", "p50 ms", "p99 ms", "max ms"
     );
     let cases = [
@@ -227,7 +230,7 @@ fn part3(out: &mut String, args: &GatewayArgs, one: &[SseRun], many: &[SseRun]) 
             let expected: usize = runs.iter().map(|r| pick(r).expected).sum();
             let _ = writeln!(
                 out,
-                "{:<36} {:<7} {:>20} {:>8.3} {:>8.3} {:>8.3}",
+                "{:<40} {:<7} {:>20} {:>8.3} {:>8.3} {:>8.3}",
                 if i == 0 { name.as_str() } else { "" },
                 event,
                 format!("{delivered}/{expected}"),
@@ -239,11 +242,14 @@ fn part3(out: &mut String, args: &GatewayArgs, one: &[SseRun], many: &[SseRun]) 
     }
     let _ = writeln!(
         out,
-        "{:<36} {:>10} {:>10} {:>10} {:>11} {:>7} {:>14} {:>7}",
+        "{:<40} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9} {:>11} {:>7} {:>14} {:>7}",
         "troupe process",
         "RSS before",
+        "RSS half",
         "RSS open",
         "KiB/sub",
+        "KiB/sub 2h",
+        "threads",
         "RSS closed",
         "open s",
         "CPU µs/deliv.",
@@ -255,11 +261,18 @@ fn part3(out: &mut String, args: &GatewayArgs, one: &[SseRun], many: &[SseRun]) 
         }
         let _ = writeln!(
             out,
-            "{:<36} {:>6.1} MiB {:>6.1} MiB {:>10.1} {:>7.1} MiB {:>7.2} {:>14.1} {:>7}",
+            "{:<40} {:>6.1} MiB {:>6.1} MiB {:>6.1} MiB {:>9.1} {:>10.1} {:>9} {:>7.1} MiB {:>7.2} {:>14.1} {:>7}",
             name,
             med(runs, |r| mib(r.rss_before_kib)),
+            med(runs, |r| mib(r.rss_half_kib)),
             med(runs, |r| mib(r.rss_open_kib)),
             med(runs, kib_per_sub),
+            med(runs, kib_per_sub_second_half),
+            format!(
+                "{:.0}->{:.0}",
+                med(runs, |r| u64_f(r.threads_before)),
+                med(runs, |r| u64_f(r.threads_open))
+            ),
             med(runs, |r| mib(r.rss_after_kib)),
             med(runs, |r| r.client.open_s),
             med(runs, cpu_us_per_delivery),
@@ -268,15 +281,26 @@ fn part3(out: &mut String, args: &GatewayArgs, one: &[SseRun], many: &[SseRun]) 
     }
     let _ = writeln!(
         out,
-        "(latency: from just before the event's POST to the chunk's arrival at each subscriber, each round waiting for every delivery; (b) posts {} at a time. KiB/sub: (RSS open - RSS before) / subscribers. CPU: troupe process while posting and delivering, per delivery, the POSTs' handling included)",
+        "(latency: from just before the event's POST to the chunk's arrival at each subscriber, each round waiting for every delivery; (b) posts {} at a time. \
+         KiB/sub: (RSS open - RSS before) / subscribers; KiB/sub 2h: (RSS open - RSS half) / second half's subscribers, the marginal cost without one-time growth. \
+         threads: of the troupe process, before and with all open. CPU: troupe process while posting and delivering, per delivery, the POSTs' handling included)",
         args.clients
     );
 }
 
+#[allow(clippy::cast_precision_loss)]
+fn u64_f(v: u64) -> f64 {
+    v as f64
+}
+
 fn kib_per_sub(r: &SseRun) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let grown = r.rss_open_kib as f64 - r.rss_before_kib as f64;
+    let grown = u64_f(r.rss_open_kib) - u64_f(r.rss_before_kib);
     grown / f(r.client.subscribers.max(1))
+}
+
+fn kib_per_sub_second_half(r: &SseRun) -> f64 {
+    let n = r.client.subscribers - r.client.subscribers / 2;
+    (u64_f(r.rss_open_kib) - u64_f(r.rss_half_kib)) / f(n.max(1))
 }
 
 fn cpu_us_per_delivery(r: &SseRun) -> f64 {
@@ -342,7 +366,11 @@ fn sse_json(runs: &[SseRun]) -> Value {
             "fly": delivery_json(&r.client.fly),
             "errors": sse_errors(r),
             "rss_before_kib": r.rss_before_kib,
+            "rss_half_kib": r.rss_half_kib,
             "rss_open_kib": r.rss_open_kib,
+            "threads_before": r.threads_before,
+            "threads_open": r.threads_open,
+            "kib_per_subscriber_second_half": kib_per_sub_second_half(r),
             "rss_after_kib": r.rss_after_kib,
             "kib_per_subscriber": kib_per_sub(r),
             "cpu_us_per_delivery": cpu_us_per_delivery(r),
@@ -355,6 +383,7 @@ fn sse_json(runs: &[SseRun]) -> Value {
             "fly_p99_ms": med(runs, |r| r.client.fly.p99_ms),
             "fly_max_ms": med(runs, |r| r.client.fly.max_ms),
             "kib_per_subscriber": med(runs, kib_per_sub),
+            "kib_per_subscriber_second_half": med(runs, kib_per_sub_second_half),
         },
         "errors": runs.iter().map(sse_errors).sum::<usize>(),
     })

@@ -114,25 +114,29 @@ fn env_var(proc_dir: &Path, name: &str) -> Option<String> {
     })
 }
 
-/// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> io::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_rss_kib(&text).ok_or_else(|| {
+/// Resident set size of this process in KiB (`VmRSS` of `/proc/self/status`).
+pub fn self_rss_kib() -> io::Result<u64> {
+    self_status_field("VmRSS:")
+}
+
+/// Threads of this process (`Threads` of `/proc/self/status`).
+pub fn self_threads() -> io::Result<u64> {
+    self_status_field("Threads:")
+}
+
+fn self_status_field(name: &str) -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/self/status")?;
+    status_field(&text, name).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("no VmRSS line in /proc/{pid}/status"),
+            format!("no {name} line in /proc/self/status"),
         )
     })
 }
 
-/// Resident set size of this process in KiB.
-pub fn self_rss_kib() -> io::Result<u64> {
-    rss_kib(std::process::id())
-}
-
-/// The `VmRSS:  1234 kB` line of a `/proc/<pid>/status` text.
-pub fn parse_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// The number after `name` in a `/proc/<pid>/status` text (`VmRSS:  1234 kB` -> 1234).
+pub fn status_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -162,13 +166,13 @@ mod tests {
     }
 
     #[test]
-    fn reads_rss() {
-        assert_eq!(
-            parse_rss_kib("Name:\tx\nVmPeak:\t 9 kB\nVmRSS:\t    5120 kB\nThreads: 1\n"),
-            Some(5120)
-        );
-        assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+    fn reads_rss_and_threads() {
+        let text = "Name:\tx\nVmPeak:\t 9 kB\nVmRSS:\t    5120 kB\nThreads:\t3\n";
+        assert_eq!(status_field(text, "VmRSS:"), Some(5120));
+        assert_eq!(status_field(text, "Threads:"), Some(3));
+        assert_eq!(status_field("Name:\tkthreadd\n", "VmRSS:"), None);
         assert!(self_rss_kib().unwrap() > 0);
+        assert!(self_threads().unwrap() >= 1);
     }
 
     #[test]
