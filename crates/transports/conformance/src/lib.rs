@@ -192,6 +192,35 @@ pub fn test_options(namespace: &str, visibility: Duration) -> ConnectOptions {
     }
 }
 
+/// Checks a connect to a broker that is not there (a closed port): it fails within
+/// `within` with [`TransportError::Unavailable`] of `kind`, the URL it shows contains
+/// `shown` (the password masked) and the error never prints `secret`. Returns the
+/// error for further checks.
+pub async fn connect_is_unavailable<T>(
+    connect: impl std::future::Future<Output = Result<T, TransportError>>,
+    kind: &str,
+    shown: &str,
+    secret: &str,
+    within: Duration,
+) -> TransportError {
+    let start = Instant::now();
+    let err = match connect.await {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(e) => e,
+    };
+    assert!(start.elapsed() < within, "took {:?}", start.elapsed());
+    let TransportError::Unavailable {
+        kind: k, url: s, ..
+    } = &err
+    else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert_eq!(*k, kind);
+    assert!(s.contains(shown), "{s}");
+    assert!(!err.to_string().contains(secret), "password printed: {err}");
+    err
+}
+
 /// How long a receive that must succeed may take on a healthy broker.
 const RECEIVE_WAIT: Duration = Duration::from_secs(15);
 /// How long the suite listens to make sure a message does not come (again).
@@ -781,4 +810,77 @@ async fn send_until_ok(t: &dyn Transport, queue: &str, body: Bytes) {
             }
         }
     }
+}
+
+/// For transports whose receive is a background long poll (SQS, Pub/Sub): a `receive`
+/// dropped while its poll runs loses nothing; the message the poll then picks up goes to
+/// the next `receive`. `t` should have a long visibility timeout, so that a lost message
+/// would not come back during the case. Closes `t`.
+pub async fn dropped_receive_loses_nothing(t: &dyn Transport) {
+    let q = t.queue_name("cancel");
+    t.send(&q, Bytes::from_static(b"{\"warm\":1}"))
+        .await
+        .unwrap();
+    let warm = receive_within(t, &q, Duration::from_secs(10))
+        .await
+        .unwrap();
+    t.ack(&warm).await.unwrap();
+    for i in 0..3 {
+        // The receive gives up while its long poll is running...
+        assert!(receive_within(t, &q, Duration::from_millis(300))
+            .await
+            .is_none());
+        // ...and the message that the poll then picks up is not lost.
+        let body = Bytes::from(format!("{{\"i\":{i}}}"));
+        t.send(&q, body.clone()).await.unwrap();
+        let d = receive_within(t, &q, Duration::from_secs(5))
+            .await
+            .expect("message after a dropped receive");
+        assert_eq!(d.body, body);
+        t.ack(&d).await.unwrap();
+    }
+    t.close().await;
+}
+
+/// For transports whose receive is a background long poll: a message `a`'s poll picked
+/// up into its buffer (within `pickup`) and never handed out is given back when `a`
+/// closes, at once, to `b` on the same namespace. Both should have a long visibility
+/// timeout. Closes both.
+pub async fn close_gives_buffered_messages_back(
+    a: &dyn Transport,
+    b: &dyn Transport,
+    pickup: Duration,
+) {
+    let q = a.queue_name("release");
+    a.send(&q, Bytes::from_static(b"{\"warm\":1}"))
+        .await
+        .unwrap();
+    let warm = receive_within(a, &q, Duration::from_secs(10))
+        .await
+        .unwrap();
+    a.ack(&warm).await.unwrap();
+    // a's long poll is left running and picks the message up into its buffer.
+    assert!(receive_within(a, &q, Duration::from_millis(300))
+        .await
+        .is_none());
+    b.send(&q, Bytes::from_static(b"{\"held\":1}"))
+        .await
+        .unwrap();
+    sleep(pickup).await;
+    assert_eq!(
+        a.depth(&q).await.unwrap().in_flight,
+        1,
+        "held in a's buffer"
+    );
+    a.close().await;
+    let d = receive_within(b, &q, Duration::from_secs(5))
+        .await
+        .expect("released by close");
+    assert_eq!(&d.body[..], b"{\"held\":1}");
+    b.ack(&d).await.unwrap();
+    assert!(matches!(
+        a.send(&q, Bytes::new()).await,
+        Err(TransportError::Closed)
+    ));
+    b.close().await;
 }

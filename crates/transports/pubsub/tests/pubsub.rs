@@ -371,27 +371,7 @@ async fn a_dropped_receive_loses_nothing() {
     let Some(emu) = shared() else { return };
     // A long ack deadline: a message lost to a dropped pull would be gone for 10 min.
     let t = connect(&emu.url, &namespace(), Duration::from_secs(600)).await;
-    let q = t.queue_name("cancel");
-    t.send(&q, Bytes::from_static(b"{\"warm\":1}"))
-        .await
-        .unwrap();
-    let warm = receive_within(&t, &q, Duration::from_secs(10))
-        .await
-        .unwrap();
-    t.ack(&warm).await.unwrap();
-    for i in 0..3 {
-        assert!(receive_within(&t, &q, Duration::from_millis(300))
-            .await
-            .is_none());
-        let body = Bytes::from(format!("{{\"i\":{i}}}"));
-        t.send(&q, body.clone()).await.unwrap();
-        let d = receive_within(&t, &q, Duration::from_secs(5))
-            .await
-            .expect("message after a dropped receive");
-        assert_eq!(d.body, body);
-        t.ack(&d).await.unwrap();
-    }
-    t.close().await;
+    troupe_transport_conformance::dropped_receive_loses_nothing(&t).await;
 }
 
 #[tokio::test]
@@ -400,38 +380,12 @@ async fn close_gives_buffered_messages_back_at_once() {
     let ns = namespace();
     let a = connect(&emu.url, &ns, Duration::from_secs(600)).await;
     let b = connect(&emu.url, &ns, Duration::from_secs(600)).await;
-    let q = a.queue_name("release");
-    a.send(&q, Bytes::from_static(b"{\"warm\":1}"))
-        .await
-        .unwrap();
-    let warm = receive_within(&a, &q, Duration::from_secs(10))
-        .await
-        .unwrap();
-    a.ack(&warm).await.unwrap();
-    // a's pull is left running and picks the message up into its buffer.
-    assert!(receive_within(&a, &q, Duration::from_millis(300))
-        .await
-        .is_none());
-    b.send(&q, Bytes::from_static(b"{\"held\":1}"))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        a.depth(&q).await.unwrap().in_flight,
-        1,
-        "held in a's buffer"
-    );
-    a.close().await;
-    let d = receive_within(&b, &q, Duration::from_secs(5))
-        .await
-        .expect("released by close");
-    assert_eq!(&d.body[..], b"{\"held\":1}");
-    b.ack(&d).await.unwrap();
-    assert!(matches!(
-        a.send(&q, Bytes::new()).await,
-        Err(TransportError::Closed)
-    ));
-    b.close().await;
+    troupe_transport_conformance::close_gives_buffered_messages_back(
+        &a,
+        &b,
+        Duration::from_millis(1000),
+    )
+    .await;
 }
 
 #[tokio::test]
