@@ -231,7 +231,7 @@ pub fn main(args: &GatewayArgs) -> Result<()> {
             ))?
         );
     } else {
-        print!("{}", crate::gwreport::text(args, &result));
+        print!("{}", crate::gwreport::part3_text(args, &result));
     }
     Ok(())
 }
@@ -247,7 +247,7 @@ pub fn purge_delay() -> String {
 /// so each run's RSS before and with the streams open are both live memory.
 fn sse_nested(args: &GatewayArgs) -> Result<SseRuns> {
     let exe = std::env::current_exe().context("locating this binary")?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(&exe);
     cmd.args(["gateway", "--sse-nested", "--parts", "3"])
         .args(["--runs", &args.runs.to_string()])
         .args(["--clients", &args.clients.to_string()])
@@ -268,7 +268,11 @@ fn sse_nested(args: &GatewayArgs) -> Result<SseRuns> {
     if args.keep {
         cmd.arg("--keep");
     }
-    let out = cmd.output().context("starting part 3's mesh process")?;
+    // A rebuild replaces the binary under a running benchmark (/proc/self/exe then
+    // reads "... (deleted)"); name the path so that failure explains itself.
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting part 3's mesh process {}", exe.display()))?;
     if !out.status.success() {
         bail!(
             "part 3's mesh process failed ({}); see its error above",
@@ -363,7 +367,7 @@ impl Client {
             Job::SseOne => "sse-one",
             Job::SseMany => "sse-many",
         };
-        let mut child = tokio::process::Command::new(exe)
+        let mut child = tokio::process::Command::new(&exe)
             .arg("gateway-client")
             .args(["--url", url, "--job", job])
             .args(["--actor", ACTORS[0], "--route-next", &ACTORS[1..].join(",")])
@@ -381,7 +385,7 @@ impl Client {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .context("starting the HTTP client process")?;
+            .with_context(|| format!("starting the HTTP client process {}", exe.display()))?;
         let stdin = child.stdin.take();
         let out = child
             .stdout
@@ -506,12 +510,15 @@ async fn measure(mesh: &Mesh, tap: &Tap, args: &GatewayArgs) -> Result<GatewayRe
             progress(args, &format!("part 1, run {}/{runs}", r + 1));
             out.seq.push(seq_run(mesh, tap, &procs, args).await?);
         }
+        // Each part's table goes out as soon as it is measured: a later failure keeps it.
+        show(args, &crate::gwreport::part1_text(args, &out.seq));
     }
     if args.part(2) {
         for r in 0..runs {
             progress(args, &format!("part 2, run {}/{runs}", r + 1));
             out.load.push(load_run(mesh, tap, args).await?);
         }
+        show(args, &crate::gwreport::part2_text(args, &out.load));
     }
     if args.part(3) && args.sse_nested {
         for r in 0..runs {
@@ -526,6 +533,13 @@ async fn measure(mesh: &Mesh, tap: &Tap, args: &GatewayArgs) -> Result<GatewayRe
         }
     }
     Ok(out)
+}
+
+fn show(args: &GatewayArgs, table: &str) {
+    if !args.json && !args.sse_nested {
+        print!("{table}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
 }
 
 fn progress(args: &GatewayArgs, what: &str) {

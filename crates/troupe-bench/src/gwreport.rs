@@ -315,15 +315,23 @@ fn sse_errors(r: &SseRun) -> usize {
         + (r.client.fly.expected - r.client.fly.delivered.min(r.client.fly.expected))
 }
 
-/// The tables (printed after [`header`]).
-pub fn text(args: &GatewayArgs, r: &GatewayResults) -> String {
+/// Part 1's table.
+pub fn part1_text(args: &GatewayArgs, runs: &[SeqRun]) -> String {
     let mut out = String::new();
-    if !r.seq.is_empty() {
-        part1(&mut out, args, &r.seq);
-    }
-    if !r.load.is_empty() {
-        part2(&mut out, args, &r.load);
-    }
+    part1(&mut out, args, runs);
+    out
+}
+
+/// Part 2's table.
+pub fn part2_text(args: &GatewayArgs, runs: &[LoadRun]) -> String {
+    let mut out = String::new();
+    part2(&mut out, args, runs);
+    out
+}
+
+/// Part 3's tables and the first error of any part (printed last).
+pub fn part3_text(args: &GatewayArgs, r: &GatewayResults) -> String {
+    let mut out = String::new();
     if !r.sse_one.is_empty() || !r.sse_many.is_empty() {
         part3(&mut out, args, &r.sse_one, &r.sse_many);
     }
