@@ -412,7 +412,7 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
     let mut spawn = |listener: TcpListener, router: axum::Router, what: &'static str| {
         let shutdown = stopped();
         servers.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
+            if let Err(e) = axum::serve(troupe_gateway::no_delay(listener), router)
                 .with_graceful_shutdown(shutdown)
                 .await
             {

@@ -20,6 +20,22 @@ use crate::gateway::{ChildOutcome, Gateway, GatewayError};
 use crate::status::TaskStatus;
 use crate::store::ListFilter;
 
+/// A listener whose connections send small writes at once (`TCP_NODELAY`). SSE and
+/// JSON replies are small back-to-back writes; with Nagle's algorithm the second one
+/// waits for the client's delayed ACK, about 40 ms per event on a keep-alive connection.
+pub type NoDelayListener = axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// Wraps `listener` so every accepted connection has `TCP_NODELAY` set.
+pub fn no_delay(listener: TcpListener) -> NoDelayListener {
+    use axum::serve::ListenerExt;
+    fn set(stream: &mut tokio::net::TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// Largest `limit` a list request may ask for.
 const MAX_LIST_LIMIT: usize = 1000;
 
@@ -154,7 +170,7 @@ impl Gateway {
         F: Future<Output = ()> + Send + 'static,
     {
         let gw = self.clone();
-        axum::serve(listener, router)
+        axum::serve(no_delay(listener), router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 gw.close_streams();

@@ -30,7 +30,7 @@ pub use config::{GatewayConfig, DEFAULT_API_PREFIX};
 pub use fanout::{EventFanout, FanoutEvent};
 pub use follow::{TaskEvent, TaskEvents};
 pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError, NewTask, MAX_FLY_BYTES};
-pub use http::Listener;
+pub use http::{no_delay, Listener, NoDelayListener};
 pub use ingress::Ingress;
 #[cfg(feature = "postgres")]
 pub use postgres::{attach_postgres_fanout, PostgresStore};

@@ -309,8 +309,8 @@ impl Mesh {
                 let mut stop = shutdown_rx.clone();
                 let what = own.what;
                 adapter_servers.push(tokio::spawn(async move {
-                    let serve =
-                        axum::serve(own.listener, own.router).with_graceful_shutdown(async move {
+                    let serve = axum::serve(troupe_gateway::no_delay(own.listener), own.router)
+                        .with_graceful_shutdown(async move {
                             let _ = stop.wait_for(|s| *s).await;
                         });
                     if let Err(e) = serve.await {
@@ -333,9 +333,10 @@ impl Mesh {
         };
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|s| *s).await;
-            });
+            let serve = axum::serve(troupe_gateway::no_delay(listener), router)
+                .with_graceful_shutdown(async move {
+                    let _ = server_shutdown.wait_for(|s| *s).await;
+                });
             if let Err(e) = serve.await {
                 warn!(error = %e, "mesh API listener stopped");
             }
