@@ -6,8 +6,14 @@
 //!
 //! `troupe-bench gateway [...]`: the same pipeline through the mesh's gateway (overhead,
 //! sustained creates, SSE fan-out); see [`gateway`].
+//!
+//! `troupe-bench brokers [...]`: the same pipeline on RabbitMQ and Redis, side by side with
+//! Celery, Dramatiq and a raw-broker floor; see [`brokers`].
 
+mod brokerrun;
+mod brokers;
 mod floor;
+mod floor_broker;
 mod gateway;
 mod gwclient;
 mod gwreport;
@@ -76,6 +82,8 @@ pub struct Args {
 pub enum Command {
     /// The mesh's gateway: create-to-SSE overhead, sustained creates, 1,000 SSE subscribers.
     Gateway(gateway::GatewayArgs),
+    /// The pipeline on RabbitMQ and Redis: Troupe, Celery, Dramatiq and a raw-broker floor.
+    Brokers(brokers::BrokersArgs),
     /// The gateway benchmark's HTTP client process (started by `gateway`).
     #[command(hide = true)]
     GatewayClient(gwclient::ClientArgs),
@@ -107,6 +115,7 @@ fn main() -> Result<()> {
     match &args.command {
         Some(Command::Gateway(g)) => return gateway::main(g),
         Some(Command::GatewayClient(c)) => return gwclient::main(c),
+        Some(Command::Brokers(b)) => return brokers::main(b),
         None => {}
     }
     let machine = report::Machine::probe(&args.python);
