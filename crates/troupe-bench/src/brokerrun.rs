@@ -37,6 +37,7 @@ pub fn mesh_yaml(
     transport: &str,
     work: Work,
     concurrency: usize,
+    pipeline: Option<usize>,
 ) -> String {
     let q = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
     let mut y = format!(
@@ -49,6 +50,9 @@ pub fn mesh_yaml(
             "  - actor: {actor}\n    handler: work.{}\n    replicas: 1\n    scaling: {{enabled: false}}\n    concurrency: {concurrency}\n",
             work.handler()
         ));
+        if let Some(p) = pipeline {
+            y.push_str(&format!("    pipeline: {p}\n"));
+        }
     }
     y
 }
@@ -79,6 +83,8 @@ pub struct TroupeRun<'a> {
     pub work: Work,
     /// Messages in flight per sidecar.
     pub concurrency: usize,
+    /// `pipeline:` of the actors; `None` keeps the engine's default.
+    pub pipeline: Option<usize>,
 }
 
 /// Writes the project, runs the mesh on the broker, measures, stops it.
@@ -88,7 +94,14 @@ pub async fn run(r: TroupeRun<'_>, phases: Phases) -> Result<RunResult> {
     let mesh_file = dir.join(troupe_mesh::config::MESH_FILE_NAME);
     std::fs::write(
         &mesh_file,
-        mesh_yaml(r.python, r.namespace, r.transport, r.work, r.concurrency),
+        mesh_yaml(
+            r.python,
+            r.namespace,
+            r.transport,
+            r.work,
+            r.concurrency,
+            r.pipeline,
+        ),
     )?;
     std::fs::write(dir.join("work.py"), WORK_PY)?;
     let (config, warnings) = MeshConfig::load(&mesh_file).map_err(|e| anyhow!("{e}"))?;
@@ -300,6 +313,7 @@ mod tests {
                 "amqp://guest:guest@127.0.0.1:5672/%2f",
                 Work::Cpu1ms,
                 4,
+                Some(3),
             ),
         )
         .unwrap();
@@ -310,6 +324,7 @@ mod tests {
         assert!(!mesh.crew.persist_results);
         let handlers: Vec<&str> = mesh.actors.iter().map(|a| a.handler.as_str()).collect();
         assert_eq!(handlers, ["work.spin", "work.spin", "work.spin"]);
+        assert!(mesh.actors.iter().all(|a| a.pipeline == 3));
         assert!(mesh.actors.iter().all(|a| a.concurrency == 4));
     }
 

@@ -78,8 +78,11 @@ impl BrokerKind {
 pub enum System {
     /// Rust client moving the envelopes through three queues, no Python.
     Floor,
-    /// The in-process mesh with the broker transport, concurrency 1.
+    /// The in-process mesh with the broker transport, concurrency 1, default pipeline.
     Troupe,
+    /// The same with `pipeline: 4` (four messages wait for their broker confirms while
+    /// the next runs).
+    TroupeP4,
     /// The same with `concurrency: 4` (4 messages in flight per sidecar; the runtime still
     /// handles one at a time).
     TroupeC4,
@@ -96,6 +99,7 @@ impl System {
         match self {
             System::Floor => "floor (Rust, no Python)",
             System::Troupe => "troupe",
+            System::TroupeP4 => "troupe (pipeline 4)",
             System::TroupeC4 => "troupe (concurrency 4)",
             System::Celery => "celery (prefork)",
             System::CelerySolo => "celery (solo)",
@@ -107,6 +111,7 @@ impl System {
         match self {
             System::Floor => "floor",
             System::Troupe => "troupe",
+            System::TroupeP4 => "troupe-p4",
             System::TroupeC4 => "troupe-c4",
             System::Celery => "celery",
             System::CelerySolo => "celery-solo",
@@ -128,7 +133,7 @@ pub struct BrokersArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,troupe,troupe-c4,celery,celery-solo,dramatiq"
+        default_value = "floor,troupe,troupe-p4,celery,celery-solo,dramatiq"
     )]
     pub systems: Vec<System>,
     /// Runs of each combination (the table shows medians).
@@ -146,6 +151,10 @@ pub struct BrokersArgs {
     /// Sequential pipelines for the end-to-end latency.
     #[arg(long, default_value_t = 200)]
     pub unloaded: usize,
+    /// `pipeline:` of Troupe's actors (messages settling per worker while the next one
+    /// runs); unset keeps the engine's default.
+    #[arg(long)]
+    pub troupe_pipeline: Option<usize>,
     /// Dramatiq worker threads (`--processes 1 --threads N`).
     #[arg(long, default_value_t = 1)]
     pub dramatiq_threads: usize,
@@ -361,7 +370,9 @@ async fn run_harness(
             "--dramatiq-threads".to_owned(),
             args.dramatiq_threads.to_string(),
         ]),
-        System::Floor | System::Troupe | System::TroupeC4 => bail!("not a harness system"),
+        System::Floor | System::Troupe | System::TroupeP4 | System::TroupeC4 => {
+            bail!("not a harness system")
+        }
     };
     cmd.arg("--broker-url")
         .arg(&broker.url)
@@ -452,7 +463,9 @@ fn phases(args: &BrokersArgs) -> Phases {
 /// Which Python to use: `--python`, else bench/brokers/.venv, else `python3`.
 fn python(args: &BrokersArgs, repo: &Path) -> PathBuf {
     if let Some(p) = &args.python {
-        return p.clone();
+        // Absolute, because the meshes run from their own folders; not canonical, which
+        // would resolve a venv's python link to the bare interpreter.
+        return std::path::absolute(p).unwrap_or_else(|_| p.clone());
     }
     let venv = repo.join("bench/brokers/.venv/bin/python");
     if venv.exists() {
@@ -566,10 +579,9 @@ fn verdict(rows: &[Row]) -> String {
     };
     let mut combos: Vec<(BrokerKind, Work)> = rows.iter().map(|r| (r.broker, r.work)).collect();
     combos.dedup();
-    for (b, w, troupe) in combos
-        .iter()
-        .flat_map(|(b, w)| [(*b, *w, System::Troupe), (*b, *w, System::TroupeC4)])
-    {
+    for (b, w, troupe) in combos.iter().flat_map(|(b, w)| {
+        [System::Troupe, System::TroupeP4, System::TroupeC4].map(|t| (*b, *w, t))
+    }) {
         let Some(t) = find(b, w, troupe) else {
             continue;
         };
@@ -742,8 +754,12 @@ fn one(
             crate::floor_broker::run(&url, &namespace, broker.pid, row.work, phases)?,
             json!({"stages": 3, "prefetch": 1, "runtime": "tokio multi-thread, 3 workers"}),
         )),
-        System::Troupe | System::TroupeC4 => {
-            let concurrency = if row.system == System::Troupe { 1 } else { 4 };
+        System::Troupe | System::TroupeP4 | System::TroupeC4 => {
+            let concurrency = if row.system == System::TroupeC4 { 4 } else { 1 };
+            let pipeline = match row.system {
+                System::TroupeP4 => Some(4),
+                _ => args.troupe_pipeline,
+            };
             let rt = crate::mesh_runtime(0)?;
             let dir = tmp.join(&namespace);
             let py = python.display().to_string();
@@ -756,13 +772,14 @@ fn one(
                     broker_pid: broker.pid,
                     work: row.work,
                     concurrency,
+                    pipeline,
                 },
                 phases,
             ));
             rt.shutdown_timeout(Duration::from_secs(1));
             Ok((
                 r?,
-                json!({"replicas": 1, "concurrency": concurrency, "persist_results": false, "runtime": "current-thread"}),
+                json!({"replicas": 1, "concurrency": concurrency, "pipeline": pipeline.unwrap_or(troupe_engine::settings::DEFAULT_PIPELINE), "persist_results": false, "runtime": "current-thread"}),
             ))
         }
         System::Celery | System::CelerySolo | System::Dramatiq => {

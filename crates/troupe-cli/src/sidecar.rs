@@ -30,7 +30,7 @@ pub async fn run() -> u8 {
     };
     let mut options = ConnectOptions::new(config.namespace.clone());
     options.visibility_timeout = config.settings.actor_timeout.saturating_mul(2);
-    options.prefetch = u16::try_from(config.settings.concurrency).unwrap_or(u16::MAX);
+    options.prefetch = u16::try_from(config.prefetch).unwrap_or(u16::MAX);
     tracing::info!(actor = %config.settings.actor, broker = %spec.describe(), "sidecar starting");
     let shutdown = async {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,5 +1,6 @@
-//! The receive loop of one replica: `concurrency` workers, each receiving and
-//! processing one message at a time, stopping cleanly on request.
+//! The receive loop of one replica: `concurrency` workers, each running one message at
+//! a time through the handler while up to `pipeline` earlier ones wait for their sends
+//! to be confirmed before their ack, stopping cleanly on request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub async fn run_replica(
     stop: watch::Receiver<bool>,
 ) -> ReplicaExit {
     let workers = engine.settings().concurrency.max(1);
+    let depth = engine.settings().pipeline;
     let (fatal_tx, _) = watch::channel(None::<ReplicaExit>);
     let fatal_tx = Arc::new(fatal_tx);
     let mut set = JoinSet::new();
@@ -48,6 +50,8 @@ pub async fn run_replica(
         let fatal_tx = fatal_tx.clone();
         let mut fatal = fatal_tx.subscribe();
         set.spawn(async move {
+        let mut settling = JoinSet::new();
+        let work = async {
             let mut errors = 0u32;
             loop {
                 if *stop.borrow() || fatal.borrow().is_some() {
@@ -79,7 +83,19 @@ pub async fn run_replica(
                         continue;
                     }
                 };
-                let disposition = engine.process(&handler, &delivery).await;
+                let begun = engine.begin(&handler, &delivery).await;
+                if depth > 0 && begun.has_pending_sends() && !begun.runtime_lost() {
+                    // Settle in the background while the next message runs; at most
+                    // `depth` wait at once, so the broker's prefetch covers them.
+                    while settling.try_join_next().is_some() {}
+                    while settling.len() >= depth {
+                        settling.join_next().await;
+                    }
+                    let engine = engine.clone();
+                    settling.spawn(async move { engine.settle(begun, &delivery).await });
+                    continue;
+                }
+                let disposition = engine.settle(begun, &delivery).await;
                 if disposition.runtime_lost() {
                     let exit = if disposition == Disposition::RuntimeTimedOut {
                         ReplicaExit::RuntimeTimedOut
@@ -91,6 +107,11 @@ pub async fn run_replica(
                     return;
                 }
             }
+        };
+        work.await;
+        // Messages still settling finish before the worker ends; dropping the worker
+        // (grace expired) aborts them, and the broker redelivers.
+        while settling.join_next().await.is_some() {}
         });
     }
     while set.join_next().await.is_some() {}

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use troupe_protocol::resiliency::Resiliency;
 
+/// Default [`ActorSettings::pipeline`]: one message settling behind the one in the
+/// handler hides a broker round trip without hoarding messages other replicas could take.
+pub const DEFAULT_PIPELINE: usize = 1;
+
 /// What one actor's sidecar engine needs to know.
 #[derive(Debug, Clone)]
 pub struct ActorSettings {
@@ -17,8 +21,11 @@ pub struct ActorSettings {
     pub actor_timeout: Duration,
     /// Parsed `ASYA_RESILIENCY_POLICIES` / `_RULES`; `None` = not configured.
     pub resiliency: Option<Resiliency>,
-    /// `TROUPE_CONCURRENCY`: in-flight messages per replica.
+    /// `TROUPE_CONCURRENCY`: messages in the handler at once per replica.
     pub concurrency: usize,
+    /// `TROUPE_PIPELINE`: per worker, messages whose handler is done that may still wait
+    /// for the broker to confirm their sends while the next message runs (0: none).
+    pub pipeline: usize,
     /// `ASYA_GATEWAY_URL`.
     pub gateway_url: Option<String>,
     /// `TROUPE_GATEWAY_ALLOWED_HOSTS`.
@@ -40,11 +47,18 @@ impl ActorSettings {
             actor_timeout: Duration::from_secs(300),
             resiliency: None,
             concurrency: 1,
+            pipeline: DEFAULT_PIPELINE,
             gateway_url: None,
             gateway_allowed_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             known_actors: None,
         }
+    }
+
+    /// Messages a broker consumer must be allowed to hold unacked (AMQP prefetch) so
+    /// that every worker can run one message while `pipeline` more settle.
+    pub fn prefetch(&self) -> usize {
+        self.concurrency.max(1).saturating_mul(1 + self.pipeline)
     }
 
     /// True for the end actors (x-sink, x-sump).

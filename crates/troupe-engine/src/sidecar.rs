@@ -1,5 +1,6 @@
 //! The per-message algorithm (protocol.md §8) for one actor.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use troupe_protocol::duration::format_go_duration;
 use troupe_protocol::envelope::{Envelope, ErrorInfo, Frame, Phase, Reason};
 use troupe_protocol::{errors, headers, lifecycle, report, route};
 use troupe_runtime::client::{RuntimeCallError, RuntimeClient, RuntimeEvent};
-use troupe_transport::{Delivery, Transport};
+use troupe_transport::{Delivery, PendingSend, Transport};
 
 use crate::handler::{EndHandler, NativeHandler};
 use crate::metrics::{self as m, ActorStats};
@@ -62,16 +63,16 @@ impl Disposition {
 }
 
 /// Counts one message in [`ActorStats::in_flight`] while alive.
-struct InFlight<'a>(&'a ActorStats);
+struct InFlight(Arc<ActorStats>);
 
-impl<'a> InFlight<'a> {
-    fn enter(stats: &'a ActorStats) -> Self {
+impl InFlight {
+    fn enter(stats: &Arc<ActorStats>) -> Self {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(stats)
+        Self(stats.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -80,6 +81,41 @@ impl Drop for InFlight<'_> {
 /// A failed send; the input must be requeued.
 #[derive(Debug)]
 struct SendFailed;
+
+/// One send of the current message whose broker confirm is still outstanding.
+struct Pending {
+    queue: String,
+    started: Instant,
+    confirm: PendingSend,
+}
+
+tokio::task_local! {
+    /// The outstanding sends of the message [`Engine::begin`] is processing. A task-local
+    /// rather than a parameter because sends happen deep in frame dispatch, the local
+    /// sink and hook delivery; outside a scope a send waits for its confirm itself.
+    static PENDING: RefCell<Vec<Pending>>;
+}
+
+/// A message whose handler part is done (see [`Engine::begin`]); what is left is to wait
+/// for its sends to become durable and then ack or requeue it ([`Engine::settle`]).
+pub struct Begun {
+    outcome: Result<Disposition, SendFailed>,
+    pending: Vec<Pending>,
+    started: Instant,
+    _in_flight: InFlight,
+}
+
+impl Begun {
+    /// True when the replica must stop and its runtime be replaced.
+    pub fn runtime_lost(&self) -> bool {
+        matches!(&self.outcome, Ok(d) if d.runtime_lost())
+    }
+
+    /// True when sends still wait for the broker.
+    pub fn has_pending_sends(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
 
 /// The engine of one actor, shared by its replicas.
 pub struct Engine {
@@ -185,17 +221,65 @@ impl Engine {
 
     /// Processes one delivery end to end, acking or requeueing it.
     pub async fn process(&self, handler: &Handler, delivery: &Delivery) -> Disposition {
-        // A guard, so a caller that drops this future (shutdown grace expired) does not
+        let begun = self.begin(handler, delivery).await;
+        self.settle(begun, delivery).await
+    }
+
+    /// The first part of [`Engine::process`]: runs the message through the handler and
+    /// hands its output to the transport, without waiting for the broker to confirm it.
+    /// The caller may begin the next message before settling this one (pipelining).
+    pub async fn begin(&self, handler: &Handler, delivery: &Delivery) -> Begun {
+        // A guard, so a caller that drops this message (shutdown grace expired) does not
         // leave the in-flight count raised for good.
-        let _in_flight = InFlight::enter(&self.stats);
+        let in_flight = InFlight::enter(&self.stats);
         let started = Instant::now();
         self.hot.received.increment(1);
         self.hot.active.increment(1.0);
         self.hot.size_received.record(delivery.body.len() as f64);
-        let outcome = match handler {
-            Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
-            _ => self.process_regular(handler, &delivery.body).await,
+        let run = async {
+            let outcome = match handler {
+                Handler::End(h) => self.process_end(h.as_ref(), &delivery.body).await,
+                _ => self.process_regular(handler, &delivery.body).await,
+            };
+            (outcome, PENDING.with(RefCell::take))
         };
+        let (outcome, pending) = PENDING.scope(RefCell::new(Vec::new()), run).await;
+        Begun {
+            outcome,
+            pending,
+            started,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The second part of [`Engine::process`]: waits until every send of the message is
+    /// durable, then acks it; a send the broker did not take requeues it instead.
+    pub async fn settle(&self, begun: Begun, delivery: &Delivery) -> Disposition {
+        let Begun {
+            mut outcome,
+            pending,
+            started,
+            _in_flight,
+        } = begun;
+        for p in pending {
+            match p.confirm.await {
+                Ok(()) => {
+                    self.send_durations.record(
+                        &p.queue,
+                        self.transport.kind(),
+                        p.started.elapsed(),
+                    );
+                }
+                Err(e) => {
+                    if outcome.is_ok() {
+                        warn!(actor = %self.settings.actor, queue = %p.queue, error = %e, "send failed; requeueing the input");
+                    }
+                    if !matches!(outcome, Ok(Disposition::RuntimeNotReached)) {
+                        outcome = Err(SendFailed);
+                    }
+                }
+            }
+        }
         let disposition = match outcome {
             Ok(Disposition::RuntimeNotReached) => {
                 if let Err(e) = self.transport.requeue(delivery).await {
@@ -248,11 +332,25 @@ impl Engine {
         let body = Bytes::from(env.to_vec());
         let size = body.len();
         let started = Instant::now();
-        match self.transport.send(queue, body).await {
-            Ok(()) => {
+        match self.transport.send_pipelined(queue, body).await {
+            Ok(confirm) => {
+                if PENDING.try_with(|_| ()).is_ok() {
+                    let queue = queue.to_owned();
+                    PENDING.with(|p| {
+                        p.borrow_mut().push(Pending {
+                            queue,
+                            started,
+                            confirm,
+                        })
+                    });
+                } else if let Err(e) = confirm.await {
+                    warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                    return Err(SendFailed);
+                } else {
+                    self.send_durations
+                        .record(queue, self.transport.kind(), started.elapsed());
+                }
                 self.hot.size_sent.record(size as f64);
-                self.send_durations
-                    .record(queue, self.transport.kind(), started.elapsed());
                 if kind == m::sent::SINK {
                     self.hot.sent_sink.increment(1);
                 } else {

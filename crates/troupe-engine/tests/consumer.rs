@@ -20,7 +20,7 @@ use troupe_engine::report::NoReporter;
 use troupe_engine::{Engine, Handler};
 use troupe_protocol::{Envelope, Frame, SystemClock};
 use troupe_runtime::client::RuntimeClient;
-use troupe_transport::Transport;
+use troupe_transport::{DeliveryHandle, Transport};
 use troupe_transport_embedded::{EmbeddedOptions, EmbeddedTransport};
 
 fn acks(b: &Bench) -> usize {
@@ -336,4 +336,139 @@ async fn cancelled_processing_does_not_leak_the_in_flight_count() {
     }
     assert_eq!(ActorStats::get(&b.stats.in_flight), 0);
     assert_eq!(acks(&b), 0, "not acked: it will be redelivered");
+}
+
+fn acked(b: &Bench, seq: u64) -> bool {
+    b.ops().contains(&Op::Ack(DeliveryHandle::Seq(seq)))
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// A replica of actor `b` with `pipeline` over a transport that holds confirms, with
+/// `messages` queued and a pass-through handler.
+fn pipelined(
+    pipeline: usize,
+    messages: usize,
+) -> (
+    Bench,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<ReplicaExit>,
+) {
+    let mut s = settings();
+    s.pipeline = pipeline;
+    let b = Bench::new(s);
+    b.transport.hold_confirms();
+    let h = b.native(|e| Ok(vec![pass_through(e, json!(1))]));
+    for _ in 0..messages {
+        b.transport.push("q.b", body());
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    (b, stop, replica)
+}
+
+#[tokio::test]
+async fn the_next_message_runs_while_confirms_are_pending_and_acks_wait_for_them() {
+    let (b, stop, replica) = pipelined(1, 2);
+    // Both handlers ran and sent before any broker confirm arrived...
+    wait_until("both messages sent", || b.sends().len() == 2).await;
+    assert_eq!(acks(&b), 0, "no ack before the confirm");
+    // ...and each input is acked only once its own output is durable.
+    b.transport.confirm(true);
+    wait_until("message 1 acked", || acked(&b, 1)).await;
+    assert!(!acked(&b, 2), "message 2 acked before its confirm");
+    b.transport.confirm(true);
+    wait_until("message 2 acked", || acked(&b, 2)).await;
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert_eq!(ActorStats::get(&b.stats.in_flight), 0);
+}
+
+#[tokio::test]
+async fn the_pipeline_depth_bounds_messages_waiting_for_confirms() {
+    let (b, stop, replica) = pipelined(1, 3);
+    wait_until("two messages sent", || b.sends().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        b.sends().len(),
+        2,
+        "a third message began with one settling and one waiting"
+    );
+    assert_eq!(ActorStats::get(&b.stats.in_flight), 2);
+    b.transport.confirm(true);
+    wait_until("the third message sent", || b.sends().len() == 3).await;
+    b.transport.confirm(true);
+    b.transport.confirm(true);
+    wait_until("all acked", || acks(&b) == 3).await;
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+#[tokio::test]
+async fn pipeline_zero_acks_each_message_before_taking_the_next() {
+    let (b, stop, replica) = pipelined(0, 2);
+    wait_until("message 1 sent", || b.sends().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        b.sends().len(),
+        1,
+        "message 2 began before message 1 settled"
+    );
+    b.transport.confirm(true);
+    wait_until("message 1 acked", || acked(&b, 1)).await;
+    wait_until("message 2 sent", || b.sends().len() == 2).await;
+    b.transport.confirm(true);
+    wait_until("message 2 acked", || acked(&b, 2)).await;
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+#[tokio::test]
+async fn a_refused_confirm_requeues_the_input_instead_of_acking_it() {
+    let (b, stop, replica) = pipelined(1, 2);
+    wait_until("both messages sent", || b.sends().len() == 2).await;
+    b.transport.confirm(false);
+    b.transport.confirm(true);
+    wait_until("both settled", || {
+        acks(&b) == 1 && b.ops().iter().any(|o| matches!(o, Op::Nack(..)))
+    })
+    .await;
+    assert!(b
+        .ops()
+        .contains(&Op::Nack(DeliveryHandle::Seq(1), Duration::ZERO)));
+    assert!(
+        !acked(&b, 1),
+        "a message whose output the broker refused was acked"
+    );
+    assert!(acked(&b, 2));
+    assert_eq!(ActorStats::get(&b.stats.requeued), 1);
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+#[tokio::test]
+async fn stop_waits_for_messages_still_settling() {
+    let (b, stop, mut replica) = pipelined(1, 1);
+    wait_until("message sent", || b.sends().len() == 1).await;
+    stop.send_replace(true);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut replica)
+            .await
+            .is_err(),
+        "returned while a message waited for its confirm"
+    );
+    b.transport.confirm(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+    assert!(
+        acked(&b, 1),
+        "the settling message was acked before the replica stopped"
+    );
 }

@@ -16,6 +16,7 @@
 //!   - actor: preprocess
 //!     handler: pipeline.preprocess
 //!     concurrency: 1          # Troupe extension (TROUPE_CONCURRENCY)
+//!     pipeline: 1             # Troupe extension (TROUPE_PIPELINE): messages settling per worker
 //! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow,
 //!        persist_results: true}
 //! ```
@@ -102,6 +103,7 @@ const ACTOR_FIELDS: &[&str] = &[
     "stateProxy",
     "compositionRef",
     "concurrency",
+    "pipeline",
 ];
 
 /// Actor fields accepted for Kubernetes compatibility but without local effect, with the advice
@@ -244,6 +246,8 @@ pub struct ActorConfig {
     pub rules_json: Option<serde_json::Value>,
     /// In-flight messages per sidecar (`TROUPE_CONCURRENCY`).
     pub concurrency: usize,
+    /// Messages per worker settling behind the one in the handler (`TROUPE_PIPELINE`).
+    pub pipeline: usize,
     /// 1-based line of the actor's `actor` field in the mesh file.
     pub line: usize,
 }
@@ -1668,6 +1672,18 @@ impl Checker<'_> {
                 None => {}
             }
         }
+        let mut pipeline = troupe_engine::settings::DEFAULT_PIPELINE;
+        if let Some(v) = f.get("pipeline") {
+            let q = p.key("pipeline");
+            match self.uint(v, &q) {
+                Some(n) if n <= 64 => pipeline = n as usize,
+                Some(_) => self.error(
+                    &q,
+                    "pipeline must be from 0 to 64 (messages settling per worker; 0 acks each message before taking the next)",
+                ),
+                None => {}
+            }
+        }
 
         if self.errors.len() > errors_before {
             return None;
@@ -1685,6 +1701,7 @@ impl Checker<'_> {
             policies_json,
             rules_json,
             concurrency,
+            pipeline,
             line,
         })
     }

@@ -265,6 +265,7 @@ impl Mesh {
         for actor in &config.actors {
             let mut settings =
                 settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
+            settings.pipeline = actor.pipeline;
             settings.resiliency = actor.resiliency.clone();
             let mut engine = Engine::new(
                 settings,
@@ -463,7 +464,7 @@ async fn open_transport(
     options.prefetch = config
         .actors
         .iter()
-        .map(|a| a.concurrency)
+        .map(|a| a.concurrency.max(1).saturating_mul(1 + a.pipeline))
         .max()
         .unwrap_or(1)
         .clamp(1, usize::from(u16::MAX)) as u16;

@@ -26,6 +26,10 @@ pub struct SidecarConfig {
     pub settings: ActorSettings,
     /// `ASYA_NAMESPACE`.
     pub namespace: String,
+    /// Unacked messages the broker may hand this sidecar: enough for `TROUPE_CONCURRENCY`
+    /// workers with `TROUPE_PIPELINE` messages settling each, or `ASYA_RABBITMQ_PREFETCH`
+    /// when that is larger.
+    pub prefetch: usize,
     /// `ASYA_TRANSPORT` (default `rabbitmq`).
     pub transport: String,
     /// The runtime's socket: `{ASYA_SOCKET_DIR}/asya-runtime.sock`.
@@ -56,6 +60,30 @@ fn var(get: Lookup<'_>, name: &str) -> Option<String> {
 
 fn bad(name: &str, value: &str, hint: &str) -> SidecarError {
     SidecarError::Config(format!("{name}={value}: {hint}"))
+}
+
+/// A whole-number variable within `range`, `default` when unset.
+fn count(
+    get: Lookup<'_>,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, SidecarError> {
+    let Some(v) = var(get, name) else {
+        return Ok(default);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(bad(
+            name,
+            &v,
+            &format!(
+                "use a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
 }
 
 fn duration(get: Lookup<'_>, name: &str, default: Duration) -> Result<Duration, SidecarError> {
@@ -161,19 +189,13 @@ impl SidecarConfig {
                     .collect()
             })
             .unwrap_or_default();
-        settings.concurrency = match var(get, "TROUPE_CONCURRENCY") {
-            None => 1,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => n,
-                _ => {
-                    return Err(bad(
-                        "TROUPE_CONCURRENCY",
-                        &v,
-                        "use a whole number from 1 to 1024",
-                    ))
-                }
-            },
-        };
+        settings.concurrency = count(get, "TROUPE_CONCURRENCY", 1, 1..=1024)?;
+        settings.pipeline = count(get, "TROUPE_PIPELINE", settings.pipeline, 0..=64)?;
+        // ASYA_RABBITMQ_PREFETCH can only raise the prefetch: below what the workers
+        // hold, the pipeline would stall on the broker.
+        let prefetch = settings
+            .prefetch()
+            .max(count(get, "ASYA_RABBITMQ_PREFETCH", 1, 1..=65535)?);
         settings.shutdown_grace = duration(get, "TROUPE_SHUTDOWN_GRACE", Duration::from_secs(30))?;
 
         let is_end_actor = boolean(get, "ASYA_IS_END_ACTOR", false)?;
@@ -210,6 +232,7 @@ impl SidecarConfig {
         Ok(SidecarConfig {
             settings,
             namespace,
+            prefetch,
             transport: var(get, "ASYA_TRANSPORT").unwrap_or_else(|| "rabbitmq".to_owned()),
             socket: PathBuf::from(
                 var(get, "ASYA_SOCKET_DIR").unwrap_or_else(|| "/var/run/asya".to_owned()),
@@ -256,6 +279,8 @@ mod tests {
         assert_eq!(c.settings.actor_timeout, Duration::from_secs(300));
         assert!(c.settings.resiliency.is_none());
         assert_eq!(c.settings.concurrency, 1);
+        assert_eq!(c.settings.pipeline, 1);
+        assert_eq!(c.prefetch, 2);
         assert_eq!(c.transport, "rabbitmq");
         assert_eq!(c.socket, PathBuf::from("/var/run/asya/asya-runtime.sock"));
         assert!(!c.is_end_actor && c.crew.is_none());
@@ -282,6 +307,7 @@ mod tests {
             ("ASYA_GATEWAY_URL", "http://gw:8081"),
             ("TROUPE_GATEWAY_ALLOWED_HOSTS", "gw:8081, other"),
             ("TROUPE_CONCURRENCY", "4"),
+            ("TROUPE_PIPELINE", "2"),
             ("ASYA_RUNTIME_READY_TIMEOUT", "10s"),
             ("ASYA_METRICS_ENABLED", "false"),
             ("ASYA_METRICS_ADDR", "127.0.0.1:9100"),
@@ -300,10 +326,45 @@ mod tests {
         assert_eq!(c.settings.gateway_url.as_deref(), Some("http://gw:8081"));
         assert_eq!(c.settings.gateway_allowed_hosts, vec!["gw:8081", "other"]);
         assert_eq!(c.settings.concurrency, 4);
+        assert_eq!(c.settings.pipeline, 2);
+        assert_eq!(
+            c.prefetch, 12,
+            "4 workers, each with 1 running and 2 settling"
+        );
         assert_eq!(c.runtime_ready_timeout, Duration::from_secs(10));
         assert!(!c.metrics_enabled);
         assert_eq!(c.metrics_addr, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(c.metrics_namespace, "team_a");
+    }
+
+    #[test]
+    fn prefetch_covers_the_pipeline_and_honours_a_larger_asya_prefetch() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = BASE.to_vec();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        let strict = with(&[("TROUPE_PIPELINE", "0")]).unwrap();
+        assert_eq!((strict.settings.pipeline, strict.prefetch), (0, 1));
+        // A smaller ASYA_RABBITMQ_PREFETCH cannot starve the pipeline...
+        assert_eq!(
+            with(&[("ASYA_RABBITMQ_PREFETCH", "1")]).unwrap().prefetch,
+            2
+        );
+        // ...a larger one is kept.
+        assert_eq!(
+            with(&[("ASYA_RABBITMQ_PREFETCH", "50")]).unwrap().prefetch,
+            50
+        );
+        for (name, value) in [
+            ("TROUPE_PIPELINE", "65"),
+            ("TROUPE_PIPELINE", "-1"),
+            ("ASYA_RABBITMQ_PREFETCH", "0"),
+            ("TROUPE_CONCURRENCY", "0"),
+        ] {
+            let e = with(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("whole number"), "{e}");
+        }
     }
 
     #[test]

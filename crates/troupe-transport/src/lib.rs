@@ -4,6 +4,8 @@
 //! The sidecar engine only ever talks to a `dyn Transport`; adding a broker never changes
 //! the engine.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,6 +173,16 @@ pub struct Delivery {
     pub delivery_count: Option<u32>,
 }
 
+/// A send handed to the broker whose durability is not confirmed yet: it resolves once
+/// the message is durable (the same point at which [`Transport::send`] returns), or
+/// with the error `send` would have returned. Await it before acking the input.
+pub type PendingSend = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'static>>;
+
+/// A [`PendingSend`] that is already durable.
+pub fn durable() -> PendingSend {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 /// Queue depth, as the autoscaler and `troupe status` see it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -213,6 +225,20 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Sends `body` to `queue`; returns once it is durable.
     async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError>;
+
+    /// Hands `body` to the broker for `queue` without waiting for it to become durable;
+    /// the returned [`PendingSend`] resolves when it is. Sends from one caller keep their
+    /// order on the queue. A broker with asynchronous confirms (RabbitMQ) lets the
+    /// sidecar start the next message while confirms are in flight; the default is
+    /// [`Transport::send`], durable on return.
+    async fn send_pipelined(
+        &self,
+        queue: &str,
+        body: Bytes,
+    ) -> Result<PendingSend, TransportError> {
+        self.send(queue, body).await?;
+        Ok(durable())
+    }
 
     /// Sends `body` to `queue`, receivable no earlier than `now + delay`.
     async fn send_with_delay(

@@ -134,6 +134,7 @@ macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@cases $harness;
             send_receive_ack,
+            pipelined_sends,
             requeue_redelivers,
             dead_consumer_redelivers,
             delayed_delivery,
@@ -303,6 +304,32 @@ pub async fn send_receive_ack(h: &dyn Harness) {
         "after ack",
     )
     .await;
+    t.close().await;
+}
+
+/// Case 1b: sends handed over with `send_pipelined` and confirmed later all arrive once
+/// their confirms resolved, to a queue never used before.
+pub async fn pipelined_sends(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let t = h.connect().await;
+    let queue = t.queue_name(&unique_actor("conf-pipe"));
+    let bodies: Vec<Bytes> = (0..20)
+        .map(|i| envelope(&format!("p{i}"), &i.to_string()))
+        .collect();
+    let mut pending = Vec::new();
+    for b in &bodies {
+        pending.push(t.send_pipelined(&queue, b.clone()).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let mut got = HashSet::new();
+    for _ in 0..bodies.len() {
+        let d = must_receive(&*t, &queue, RECEIVE_WAIT, "pipelined send").await;
+        assert!(bodies.contains(&d.body), "body changed in transit");
+        assert!(got.insert(d.body.clone()), "one message delivered twice");
+        t.ack(&d).await.unwrap();
+    }
     t.close().await;
 }
 

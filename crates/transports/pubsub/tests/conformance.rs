@@ -73,6 +73,7 @@ troupe_transport_conformance::conformance_tests!(@cases
         None => return,
     };
     send_receive_ack,
+    pipelined_sends,
     requeue_redelivers,
     dead_consumer_redelivers,
     delayed_delivery,

@@ -8,7 +8,9 @@
 //!   the entity with other arguments) falls back to a passive declare.
 //! - **Send**: `basic.publish` to the exchange with key `{actor}`, persistent,
 //!   `content_type: application/json`, mandatory; `send` returns only after the
-//!   broker's publisher confirm (a nack or a return is an error).
+//!   broker's publisher confirm (a nack or a return is an error). `send_pipelined`
+//!   publishes at once and hands back the confirm, so the sidecar can run the next
+//!   message while the broker makes this one durable.
 //! - **Receive**: one consumer (own channel, prefetch = `ConnectOptions::prefetch`) per
 //!   queue; dropping a pending `receive` loses nothing, deliveries wait in the
 //!   consumer's buffer.
@@ -51,7 +53,8 @@ use lapin::{
 };
 use tokio::time::Instant;
 use troupe_transport::{
-    redact_url, ConnectOptions, Delivery, DeliveryHandle, QueueDepth, Transport, TransportError,
+    redact_url, ConnectOptions, Delivery, DeliveryHandle, PendingSend, QueueDepth, Transport,
+    TransportError,
 };
 
 pub use naming::{
@@ -582,6 +585,16 @@ impl Inner {
         }
     }
 
+    fn refused(&self, queue: &str) -> TransportError {
+        TransportError::Io {
+            queue: queue.to_owned(),
+            message: format!(
+                "the RabbitMQ broker at {} refused the message (publisher nack); check its disk and memory alarms",
+                self.redacted
+            ),
+        }
+    }
+
     fn check_size(&self, queue: &str, size: usize) -> Result<(), TransportError> {
         let limit = self.max_message_size.load(Ordering::Relaxed);
         if size > limit {
@@ -631,15 +644,7 @@ impl Inner {
             match result {
                 Ok(Confirmation::Ack(None)) => return Ok(Published::Stored),
                 Ok(Confirmation::Ack(Some(_))) => return Ok(Published::Unroutable),
-                Ok(Confirmation::Nack(_)) => {
-                    return Err(TransportError::Io {
-                        queue: queue.to_owned(),
-                        message: format!(
-                            "the RabbitMQ broker at {} refused the message (publisher nack); check its disk and memory alarms",
-                            self.redacted
-                        ),
-                    })
-                }
+                Ok(Confirmation::Nack(_)) => return Err(self.refused(queue)),
                 Ok(Confirmation::NotRequested) => {
                     return Err(TransportError::Io {
                         queue: queue.to_owned(),
@@ -695,6 +700,38 @@ impl Inner {
             }
         }
         Err(TransportError::NoSuchQueue(queue.to_owned()))
+    }
+
+    /// Publishes to `queue` without waiting for the confirm. `None` when the publish
+    /// could not be handed to a channel (the caller then takes the confirmed path, which
+    /// retries and names the error).
+    async fn publish_unconfirmed(
+        &self,
+        queue: &str,
+        body: &[u8],
+        props: &BasicProperties,
+    ) -> Result<Option<lapin::PublisherConfirm>, TransportError> {
+        self.check_size(queue, body.len())?;
+        let ch = {
+            let mut st = self.state.lock().await;
+            self.ensure_queue(&mut st, queue).await?;
+            self.publisher(&mut st).await?
+        };
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let key = routing_key(&self.options.namespace, queue);
+        Ok(ch
+            .basic_publish(
+                self.exchange.as_str().into(),
+                key.into(),
+                opts,
+                body,
+                props.clone(),
+            )
+            .await
+            .ok())
     }
 
     /// Publishes to the wait queue for `seconds`, from which it dead-letters into
@@ -1069,6 +1106,34 @@ impl Transport for RabbitMqTransport {
         self.inner
             .send_to_queue(queue, &body, &naming::new_message_properties())
             .await
+    }
+
+    /// Publishes at once and confirms later. Anything but a plain ack (a return because
+    /// the queue was deleted, a lost channel, a size refusal) resends through the
+    /// confirmed path of [`Transport::send`], which recovers or names the error; a nack or
+    /// no confirm in time is an error. A resend may store the message twice
+    /// (at-least-once).
+    async fn send_pipelined(
+        &self,
+        queue: &str,
+        body: Bytes,
+    ) -> Result<PendingSend, TransportError> {
+        self.inner.check_open()?;
+        let props = naming::new_message_properties();
+        let Some(confirm) = self.inner.publish_unconfirmed(queue, &body, &props).await? else {
+            self.inner.send_to_queue(queue, &body, &props).await?;
+            return Ok(troupe_transport::durable());
+        };
+        let inner = self.inner.clone();
+        let queue = queue.to_owned();
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(inner.settings.confirm_timeout, confirm).await {
+                Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+                Ok(Ok(Confirmation::Nack(_))) => Err(inner.refused(&queue)),
+                Err(_) => Err(inner.no_confirm(&queue)),
+                Ok(_) => inner.send_to_queue(&queue, &body, &props).await,
+            }
+        }))
     }
 
     async fn send_with_delay(

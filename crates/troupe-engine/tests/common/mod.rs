@@ -21,7 +21,9 @@ use troupe_engine::metrics::ActorStats;
 use troupe_engine::report::Reporter;
 use troupe_engine::{ActorSettings, Disposition, Engine, Handler};
 use troupe_protocol::{Clock, Envelope, Frame};
-use troupe_transport::{Delivery, DeliveryHandle, QueueDepth, Transport, TransportError};
+use troupe_transport::{
+    durable, Delivery, DeliveryHandle, PendingSend, QueueDepth, Transport, TransportError,
+};
 
 /// The tests' "now": 2026-01-01T00:00:10Z.
 pub const NOW: OffsetDateTime = datetime!(2026-01-01 00:00:10 UTC);
@@ -106,6 +108,9 @@ pub struct FakeTransport {
     inbox: Mutex<HashMap<String, VecDeque<Delivery>>>,
     arrived: Notify,
     seq: AtomicU64,
+    /// When set, each `send_pipelined` confirm waits until [`FakeTransport::confirm`]
+    /// releases it, in send order (a broker slow to confirm).
+    held: Mutex<Option<VecDeque<tokio::sync::oneshot::Sender<bool>>>>,
 }
 
 impl FakeTransport {
@@ -132,6 +137,27 @@ impl FakeTransport {
             .push_back(d.clone());
         self.arrived.notify_waiters();
         d
+    }
+
+    /// From now on, confirms of pipelined sends wait for [`FakeTransport::confirm`].
+    pub fn hold_confirms(&self) {
+        *self.held.lock().unwrap() = Some(VecDeque::new());
+    }
+
+    /// Resolves the oldest held confirm: durable when `ok`, refused otherwise.
+    pub fn confirm(&self, ok: bool) {
+        let tx = self
+            .held
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(VecDeque::pop_front);
+        tx.expect("a held confirm").send(ok).unwrap();
+    }
+
+    /// Confirms waiting for [`FakeTransport::confirm`].
+    pub fn held_confirms(&self) -> usize {
+        self.held.lock().unwrap().as_ref().map_or(0, VecDeque::len)
     }
 
     fn record_send(
@@ -202,6 +228,30 @@ impl Transport for FakeTransport {
 
     async fn send(&self, queue: &str, body: Bytes) -> Result<(), TransportError> {
         self.record_send(queue, &body, None)
+    }
+
+    async fn send_pipelined(
+        &self,
+        queue: &str,
+        body: Bytes,
+    ) -> Result<PendingSend, TransportError> {
+        self.record_send(queue, &body, None)?;
+        let mut held = self.held.lock().unwrap();
+        let Some(held) = held.as_mut() else {
+            return Ok(durable());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        held.push_back(tx);
+        let queue = queue.to_owned();
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(true) => Ok(()),
+                _ => Err(TransportError::Io {
+                    queue,
+                    message: "injected confirm refusal".into(),
+                }),
+            }
+        }))
     }
 
     async fn send_with_delay(
