@@ -39,84 +39,91 @@ pub async fn run_replica(
     stop: watch::Receiver<bool>,
 ) -> ReplicaExit {
     let workers = engine.settings().concurrency.max(1);
-    let depth = engine.settings().pipeline;
     let (fatal_tx, _) = watch::channel(None::<ReplicaExit>);
     let fatal_tx = Arc::new(fatal_tx);
     let mut set = JoinSet::new();
     for _ in 0..workers {
-        let engine = engine.clone();
-        let handler = handler.clone();
-        let mut stop = stop.clone();
-        let fatal_tx = fatal_tx.clone();
-        let mut fatal = fatal_tx.subscribe();
+        let (engine, handler) = (engine.clone(), handler.clone());
+        let (stop, fatal_tx) = (stop.clone(), fatal_tx.clone());
         set.spawn(async move {
-        let mut settling = JoinSet::new();
-        let work = async {
-            let mut errors = 0u32;
-            loop {
-                if *stop.borrow() || fatal.borrow().is_some() {
-                    return;
-                }
-                let waiting = tokio::time::Instant::now();
-                let received = tokio::select! {
-                    biased;
-                    // A dropped sender can never ask to stop; treat it as a stop rather
-                    // than spin on a `changed()` that fails at once forever.
-                    r = stop.changed() => if r.is_err() { return } else { continue },
-                    _ = fatal.changed() => continue,
-                    r = engine.transport().receive(engine.queue()) => r,
-                };
-                let delivery = match received {
-                    Ok(d) => {
-                        errors = 0;
-                        engine.record_receive_wait(waiting.elapsed());
-                        d
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        let wait = receive_backoff(errors);
-                        warn!(actor = %engine.settings().actor, error = %e, ?wait, "receive failed; backing off");
-                        tokio::select! {
-                            r = stop.changed() => if r.is_err() { return },
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        continue;
-                    }
-                };
-                let begun = engine.begin(&handler, &delivery).await;
-                if depth > 0 && begun.has_pending_sends() && !begun.runtime_lost() {
-                    // Settle in the background while the next message runs; at most
-                    // `depth` wait at once, so the broker's prefetch covers them.
-                    while settling.try_join_next().is_some() {}
-                    while settling.len() >= depth {
-                        settling.join_next().await;
-                    }
-                    let engine = engine.clone();
-                    settling.spawn(async move { engine.settle(begun, &delivery).await });
-                    continue;
-                }
-                let disposition = engine.settle(begun, &delivery).await;
-                if disposition.runtime_lost() {
-                    let exit = if disposition == Disposition::RuntimeTimedOut {
-                        ReplicaExit::RuntimeTimedOut
-                    } else {
-                        ReplicaExit::RuntimeLost
-                    };
-                    // The first failure names the exit; later workers only stop.
-                    fatal_tx.send_if_modified(|f| f.is_none() && f.replace(exit).is_none());
-                    return;
-                }
-            }
-        };
-        work.await;
-        // Messages still settling finish before the worker ends; dropping the worker
-        // (grace expired) aborts them, and the broker redelivers.
-        while settling.join_next().await.is_some() {}
+            let mut settling = JoinSet::new();
+            worker(&engine, &handler, stop, &fatal_tx, &mut settling).await;
+            // Messages still settling finish before the worker ends; dropping the worker
+            // (grace expired) aborts them, and the broker redelivers.
+            while settling.join_next().await.is_some() {}
         });
     }
     while set.join_next().await.is_some() {}
     let exit = *fatal_tx.borrow();
     exit.unwrap_or(ReplicaExit::Stopped)
+}
+
+/// One worker: receives and runs one message at a time until stopped, leaving up to
+/// [`Engine::pipeline_depth`] earlier messages in `settling`.
+async fn worker(
+    engine: &Arc<Engine>,
+    handler: &Handler,
+    mut stop: watch::Receiver<bool>,
+    fatal_tx: &watch::Sender<Option<ReplicaExit>>,
+    settling: &mut JoinSet<Disposition>,
+) {
+    let mut fatal = fatal_tx.subscribe();
+    let mut errors = 0u32;
+    loop {
+        if *stop.borrow() || fatal.borrow().is_some() {
+            return;
+        }
+        let waiting = tokio::time::Instant::now();
+        let received = tokio::select! {
+            biased;
+            // A dropped sender can never ask to stop; treat it as a stop rather than spin
+            // on a `changed()` that fails at once forever.
+            r = stop.changed() => if r.is_err() { return } else { continue },
+            _ = fatal.changed() => continue,
+            r = engine.transport().receive(engine.queue()) => r,
+        };
+        let delivery = match received {
+            Ok(d) => {
+                errors = 0;
+                engine.record_receive_wait(waiting.elapsed());
+                d
+            }
+            Err(e) => {
+                errors += 1;
+                let wait = receive_backoff(errors);
+                warn!(actor = %engine.settings().actor, error = %e, ?wait, "receive failed; backing off");
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        let begun = engine.begin(handler, &delivery).await;
+        let depth = engine.pipeline_depth();
+        if depth > 0 && begun.has_pending_sends() && !begun.runtime_lost() {
+            // Settle in the background while the next message runs; at most `depth` wait
+            // at once, so the broker's prefetch covers them.
+            while settling.try_join_next().is_some() {}
+            while settling.len() >= depth {
+                settling.join_next().await;
+            }
+            let engine = engine.clone();
+            settling.spawn(async move { engine.settle(begun, &delivery).await });
+            continue;
+        }
+        let disposition = engine.settle(begun, &delivery).await;
+        if disposition.runtime_lost() {
+            let exit = if disposition == Disposition::RuntimeTimedOut {
+                ReplicaExit::RuntimeTimedOut
+            } else {
+                ReplicaExit::RuntimeLost
+            };
+            // The first failure names the exit; later workers only stop.
+            fatal_tx.send_if_modified(|f| f.is_none() && f.replace(exit).is_none());
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod report;
 pub mod settings;
 pub mod sidecar;
+pub mod tuner;
 
 pub use settings::ActorSettings;
 pub use sidecar::{Disposition, Engine, Handler};

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use troupe_protocol::resiliency::Resiliency;
 
-/// Default [`ActorSettings::pipeline`]: one message settling behind the one in the
-/// handler hides a broker round trip without hoarding messages other replicas could take.
-pub const DEFAULT_PIPELINE: usize = 1;
+/// Default [`ActorSettings::pipeline`]: the ceiling of the adaptive depth
+/// ([`crate::tuner`]); fast handlers reach it, slow ones run with none.
+pub const DEFAULT_PIPELINE: usize = 4;
 
 /// What one actor's sidecar engine needs to know.
 #[derive(Debug, Clone)]
@@ -23,9 +23,12 @@ pub struct ActorSettings {
     pub resiliency: Option<Resiliency>,
     /// `TROUPE_CONCURRENCY`: messages in the handler at once per replica.
     pub concurrency: usize,
-    /// `TROUPE_PIPELINE`: per worker, messages whose handler is done that may still wait
-    /// for the broker to confirm their sends while the next message runs (0: none).
+    /// `TROUPE_PIPELINE`: per worker, at most this many messages whose handler is done
+    /// may still wait for the broker to confirm their sends while the next message runs
+    /// (0: none). The engine adapts the depth below it ([`crate::tuner`]).
     pub pipeline: usize,
+    /// The prefetch never goes below this (`ASYA_RABBITMQ_PREFETCH`).
+    pub min_prefetch: usize,
     /// `ASYA_GATEWAY_URL`.
     pub gateway_url: Option<String>,
     /// `TROUPE_GATEWAY_ALLOWED_HOSTS`.
@@ -48,6 +51,7 @@ impl ActorSettings {
             resiliency: None,
             concurrency: 1,
             pipeline: DEFAULT_PIPELINE,
+            min_prefetch: 1,
             gateway_url: None,
             gateway_allowed_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -55,10 +59,13 @@ impl ActorSettings {
         }
     }
 
-    /// Messages a broker consumer must be allowed to hold unacked (AMQP prefetch) so
-    /// that every worker can run one message while `pipeline` more settle.
-    pub fn prefetch(&self) -> usize {
-        self.concurrency.max(1).saturating_mul(1 + self.pipeline)
+    /// The prefetch a consumer starts with: every worker running one message with one
+    /// settling (none with `pipeline: 0`); the engine changes it as it adapts.
+    pub fn initial_prefetch(&self) -> usize {
+        self.concurrency
+            .max(1)
+            .saturating_mul(1 + self.pipeline.min(1))
+            .max(self.min_prefetch)
     }
 
     /// True for the end actors (x-sink, x-sump).

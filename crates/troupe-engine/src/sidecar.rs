@@ -20,6 +20,7 @@ use crate::handler::{EndHandler, NativeHandler};
 use crate::metrics::{self as m, ActorStats};
 use crate::report::Reporter;
 use crate::settings::ActorSettings;
+use crate::tuner::Tuner;
 
 /// How one replica runs the handler.
 #[derive(Clone)]
@@ -102,6 +103,8 @@ pub struct Begun {
     outcome: Result<Disposition, SendFailed>,
     pending: Vec<Pending>,
     started: Instant,
+    /// How long the handler part took.
+    head: Duration,
     _in_flight: InFlight,
 }
 
@@ -129,6 +132,7 @@ pub struct Engine {
     sump_queue: String,
     hot: m::HotCounters,
     send_durations: m::SendDurations,
+    tuner: Tuner,
     local_sink: Option<LocalEnd>,
 }
 
@@ -167,6 +171,11 @@ impl Engine {
         let sink_queue = transport.queue_name(&settings.sink);
         let sump_queue = transport.queue_name(&settings.sump);
         let hot = m::HotCounters::register(&settings.actor, &sink_queue, transport.kind());
+        let tuner = Tuner::new(
+            settings.pipeline,
+            settings.concurrency,
+            settings.min_prefetch,
+        );
         Self {
             settings,
             transport,
@@ -178,6 +187,7 @@ impl Engine {
             sump_queue,
             hot,
             send_durations: m::SendDurations::default(),
+            tuner,
             local_sink: None,
         }
     }
@@ -248,6 +258,7 @@ impl Engine {
             outcome,
             pending,
             started,
+            head: started.elapsed(),
             _in_flight: in_flight,
         }
     }
@@ -259,8 +270,10 @@ impl Engine {
             mut outcome,
             pending,
             started,
+            head,
             _in_flight,
         } = begun;
+        let settling = Instant::now();
         for p in pending {
             match p.confirm.await {
                 Ok(()) => {
@@ -307,7 +320,16 @@ impl Engine {
         };
         self.hot.active.decrement(1.0);
         self.hot.processing.record(started.elapsed().as_secs_f64());
+        if let Some(prefetch) = self.tuner.observe(head, settling.elapsed()) {
+            debug!(actor = %self.settings.actor, depth = self.tuner.depth(), prefetch, "pipeline depth changed");
+            self.transport.set_prefetch(&self.own_queue, prefetch).await;
+        }
         disposition
+    }
+
+    /// How many messages per worker may settle behind the one in the handler now.
+    pub fn pipeline_depth(&self) -> usize {
+        self.tuner.depth()
     }
 
     fn now(&self) -> time::OffsetDateTime {

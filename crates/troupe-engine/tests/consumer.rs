@@ -472,3 +472,82 @@ async fn stop_waits_for_messages_still_settling() {
         "the settling message was acked before the replica stopped"
     );
 }
+
+fn prefetches(b: &Bench) -> Vec<u16> {
+    b.ops()
+        .into_iter()
+        .filter_map(|o| match o {
+            Op::Prefetch(q, n) if q == "q.b" => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fast_handler_with_slow_confirms_deepens_the_pipeline() {
+    let mut s = settings();
+    s.pipeline = 4;
+    let b = Bench::new(s);
+    b.transport.hold_confirms();
+    let h = b.native(|e| Ok(vec![pass_through(e, json!(1))]));
+    for _ in 0..40 {
+        b.transport.push("q.b", body());
+    }
+    assert_eq!(b.engine.pipeline_depth(), 1, "starts with one settling");
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    // The broker confirms each send 3 ms after it was made; the handler takes µs.
+    let t = b.transport.clone();
+    let confirmer = tokio::spawn(async move {
+        for _ in 0..40 {
+            while t.held_confirms() == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            t.confirm(true);
+        }
+    });
+    wait_until("all acked", || acks(&b) == 40).await;
+    confirmer.await.unwrap();
+    assert_eq!(
+        prefetches(&b),
+        vec![5],
+        "raised once, to 1 running + 4 settling"
+    );
+    assert_eq!(b.engine.pipeline_depth(), 4);
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+#[tokio::test]
+async fn a_slow_handler_runs_without_a_pipeline_and_holds_one_message() {
+    let mut s = settings();
+    s.pipeline = 4;
+    let b = Bench::new(s);
+    let h = Handler::Native(Arc::new(Sleepy(Duration::from_millis(120))));
+    for _ in 0..2 {
+        b.transport.push("q.b", body());
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    wait_until("both acked", || acks(&b) == 2).await;
+    assert_eq!(
+        prefetches(&b),
+        vec![1],
+        "dropped to prefetch 1 after the first slow call"
+    );
+    assert_eq!(b.engine.pipeline_depth(), 0);
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+/// Takes its time, then passes the payload on.
+struct Sleepy(Duration);
+
+#[async_trait]
+impl NativeHandler for Sleepy {
+    async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure> {
+        tokio::time::sleep(self.0).await;
+        Ok(vec![pass_through(input, json!("slow"))])
+    }
+}

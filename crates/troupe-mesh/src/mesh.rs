@@ -464,7 +464,7 @@ async fn open_transport(
     options.prefetch = config
         .actors
         .iter()
-        .map(|a| a.concurrency.max(1).saturating_mul(1 + a.pipeline))
+        .map(|a| a.concurrency.max(1).saturating_mul(1 + a.pipeline.min(1)))
         .max()
         .unwrap_or(1)
         .clamp(1, usize::from(u16::MAX)) as u16;

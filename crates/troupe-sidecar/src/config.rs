@@ -26,9 +26,9 @@ pub struct SidecarConfig {
     pub settings: ActorSettings,
     /// `ASYA_NAMESPACE`.
     pub namespace: String,
-    /// Unacked messages the broker may hand this sidecar: enough for `TROUPE_CONCURRENCY`
-    /// workers with `TROUPE_PIPELINE` messages settling each, or `ASYA_RABBITMQ_PREFETCH`
-    /// when that is larger.
+    /// Unacked messages the broker may hand this sidecar at first: one running and one
+    /// settling per `TROUPE_CONCURRENCY` worker (one with `TROUPE_PIPELINE=0`), or
+    /// `ASYA_RABBITMQ_PREFETCH` when larger; the engine adapts it from there.
     pub prefetch: usize,
     /// `ASYA_TRANSPORT` (default `rabbitmq`).
     pub transport: String,
@@ -191,11 +191,10 @@ impl SidecarConfig {
             .unwrap_or_default();
         settings.concurrency = count(get, "TROUPE_CONCURRENCY", 1, 1..=1024)?;
         settings.pipeline = count(get, "TROUPE_PIPELINE", settings.pipeline, 0..=64)?;
-        // ASYA_RABBITMQ_PREFETCH can only raise the prefetch: below what the workers
-        // hold, the pipeline would stall on the broker.
-        let prefetch = settings
-            .prefetch()
-            .max(count(get, "ASYA_RABBITMQ_PREFETCH", 1, 1..=65535)?);
+        // ASYA_RABBITMQ_PREFETCH is a floor: the engine raises the prefetch above it for
+        // a fast handler's pipeline, never below.
+        settings.min_prefetch = count(get, "ASYA_RABBITMQ_PREFETCH", 1, 1..=65535)?;
+        let prefetch = settings.initial_prefetch();
         settings.shutdown_grace = duration(get, "TROUPE_SHUTDOWN_GRACE", Duration::from_secs(30))?;
 
         let is_end_actor = boolean(get, "ASYA_IS_END_ACTOR", false)?;
@@ -279,8 +278,11 @@ mod tests {
         assert_eq!(c.settings.actor_timeout, Duration::from_secs(300));
         assert!(c.settings.resiliency.is_none());
         assert_eq!(c.settings.concurrency, 1);
-        assert_eq!(c.settings.pipeline, 1);
-        assert_eq!(c.prefetch, 2);
+        assert_eq!(c.settings.pipeline, 4);
+        assert_eq!(
+            c.prefetch, 2,
+            "one running and one settling until the engine adapts"
+        );
         assert_eq!(c.transport, "rabbitmq");
         assert_eq!(c.socket, PathBuf::from("/var/run/asya/asya-runtime.sock"));
         assert!(!c.is_end_actor && c.crew.is_none());
@@ -338,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn prefetch_covers_the_pipeline_and_honours_a_larger_asya_prefetch() {
+    fn prefetch_starts_with_one_settling_and_honours_a_larger_asya_prefetch() {
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut v = BASE.to_vec();
             v.extend_from_slice(extra);
@@ -347,15 +349,11 @@ mod tests {
         let strict = with(&[("TROUPE_PIPELINE", "0")]).unwrap();
         assert_eq!((strict.settings.pipeline, strict.prefetch), (0, 1));
         // A smaller ASYA_RABBITMQ_PREFETCH cannot starve the pipeline...
-        assert_eq!(
-            with(&[("ASYA_RABBITMQ_PREFETCH", "1")]).unwrap().prefetch,
-            2
-        );
-        // ...a larger one is kept.
-        assert_eq!(
-            with(&[("ASYA_RABBITMQ_PREFETCH", "50")]).unwrap().prefetch,
-            50
-        );
+        let small = with(&[("ASYA_RABBITMQ_PREFETCH", "1")]).unwrap();
+        assert_eq!((small.prefetch, small.settings.min_prefetch), (2, 1));
+        // ...a larger one is kept, also as the engine's floor.
+        let large = with(&[("ASYA_RABBITMQ_PREFETCH", "50")]).unwrap();
+        assert_eq!((large.prefetch, large.settings.min_prefetch), (50, 50));
         for (name, value) in [
             ("TROUPE_PIPELINE", "65"),
             ("TROUPE_PIPELINE", "-1"),

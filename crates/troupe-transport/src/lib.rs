@@ -262,6 +262,13 @@ pub trait Transport: Send + Sync + 'static {
     /// Current depth of `queue`.
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError>;
 
+    /// Changes how many unacked messages the consumer of `queue` may hold (AMQP
+    /// prefetch) from now on; a consumer started later uses it too. Transports without
+    /// a prefetch window ignore it.
+    async fn set_prefetch(&self, queue: &str, prefetch: u16) {
+        let _ = (queue, prefetch);
+    }
+
     /// Whether [`Transport::depth`] sees messages other processes sent (`ready`). A
     /// transport that cannot count the backlog (Pub/Sub's data plane has no count)
     /// answers `false`, and an autoscaler must then keep at least one consumer running.

@@ -183,6 +183,10 @@ struct Inner {
     max_message_size: AtomicUsize,
     state: tokio::sync::Mutex<ConnState>,
     consumers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<QueueConsumer>>>>>,
+    /// Prefetch per queue set by `set_prefetch`.
+    prefetch: Mutex<HashMap<String, u16>>,
+    /// The channel of each queue's current consumer, for `set_prefetch`.
+    consumer_channels: Mutex<HashMap<String, Channel>>,
     in_flight: Mutex<HashMap<u64, InFlight>>,
     /// Seconds of the wait queues used per queue, for `depth().delayed`.
     delays: Mutex<HashMap<String, BTreeSet<u64>>>,
@@ -246,6 +250,8 @@ impl RabbitMqTransport {
             settings,
             state: tokio::sync::Mutex::new(ConnState::default()),
             consumers: Mutex::new(HashMap::new()),
+            prefetch: Mutex::new(HashMap::new()),
+            consumer_channels: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             delays: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -808,6 +814,31 @@ impl Inner {
         Err(TransportError::NoSuchQueue(dead_letter_queue_name(queue)))
     }
 
+    /// The prefetch for `queue`'s consumer: set by `set_prefetch`, else the options'.
+    fn prefetch_of(&self, queue: &str) -> u16 {
+        lock(&self.prefetch)
+            .get(queue)
+            .copied()
+            .unwrap_or(self.options.prefetch)
+            .max(1)
+    }
+
+    async fn set_prefetch(&self, queue: &str, prefetch: u16) {
+        let prefetch = prefetch.max(1);
+        lock(&self.prefetch).insert(queue.to_owned(), prefetch);
+        // Not through the consumer slot: a pending `receive` holds it.
+        let channel = lock(&self.consumer_channels).get(queue).cloned();
+        if let Some(channel) = channel.filter(|c| c.status().connected()) {
+            // A failure leaves the old limit; the next consumer starts with the new one.
+            if let Err(e) = channel
+                .basic_qos(prefetch, BasicQosOptions { global: true })
+                .await
+            {
+                tracing::debug!(queue, error = %e, "changing the prefetch failed");
+            }
+        }
+    }
+
     fn consumer_slot(&self, queue: &str) -> Arc<tokio::sync::Mutex<Option<QueueConsumer>>> {
         lock(&self.consumers)
             .entry(queue.to_owned())
@@ -831,8 +862,12 @@ impl Inner {
                     .create_channel()
                     .await
                     .map_err(|e| self.io(queue, "opening a consumer channel", &e))?;
+                lock(&self.consumer_channels).insert(queue.to_owned(), channel.clone());
+                // Channel-wide ("global") so that `set_prefetch` can change it later:
+                // RabbitMQ fixes a per-consumer prefetch when the consumer starts. Each
+                // consumer has its own channel, so the two mean the same limit.
                 channel
-                    .basic_qos(self.options.prefetch.max(1), BasicQosOptions::default())
+                    .basic_qos(self.prefetch_of(queue), BasicQosOptions { global: true })
                     .await
                     .map_err(|e| self.io(queue, "setting the prefetch", &e))?;
                 let consumer = channel
@@ -1160,6 +1195,10 @@ impl Transport for RabbitMqTransport {
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
         self.inner.depth(queue).await
+    }
+
+    async fn set_prefetch(&self, queue: &str, prefetch: u16) {
+        self.inner.set_prefetch(queue, prefetch).await;
     }
 
     async fn close(&self) {

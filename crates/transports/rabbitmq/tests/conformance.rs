@@ -284,6 +284,61 @@ async fn pipelined_sends_keep_order_recover_a_deleted_queue_and_refuse_oversize(
     t.close().await;
 }
 
+/// Waits until `queue` has `ready` messages the broker has not handed out.
+async fn wait_ready(t: &RabbitMqTransport, queue: &str, ready: u64, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = t.depth(queue).await.unwrap().ready;
+        if got == ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {got} ready, expected {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn set_prefetch_changes_a_running_consumers_window() {
+    let broker = shared_broker().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("qos"), settings())
+        .await
+        .unwrap();
+    let queue = t.queue_name(&troupe_transport_conformance::unique_actor("qos"));
+    for i in 0..6 {
+        t.send(&queue, Bytes::from(format!("{{\"n\":{i}}}")))
+            .await
+            .unwrap();
+    }
+    // Prefetch 1: the consumer holds the one delivery it handed out, nothing more.
+    let first = t.receive(&queue).await.unwrap();
+    wait_ready(&t, &queue, 5, "prefetch 1").await;
+    // Raised while the consumer runs: two more come over at once.
+    t.set_prefetch(&queue, 3).await;
+    wait_ready(&t, &queue, 3, "prefetch 3").await;
+    // Lowered again: after the acks the consumer may hold only one.
+    t.set_prefetch(&queue, 1).await;
+    t.ack(&first).await.unwrap();
+    for _ in 0..2 {
+        let d = t.receive(&queue).await.unwrap();
+        t.ack(&d).await.unwrap();
+    }
+    wait_ready(&t, &queue, 2, "back to prefetch 1").await;
+    // A restarted consumer keeps the last value.
+    t.set_prefetch(&queue, 2).await;
+    t.close().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("qos"), settings())
+        .await
+        .unwrap();
+    t.set_prefetch(&queue, 2).await;
+    let d = t.receive(&queue).await.unwrap();
+    wait_ready(&t, &queue, 1, "new consumer with prefetch 2").await;
+    t.ack(&d).await.unwrap();
+    t.close().await;
+}
+
 /// A raw AMQP client doing what Asya's Go sidecar does.
 async fn raw_channel(url: &str) -> (lapin::Connection, lapin::Channel) {
     let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())

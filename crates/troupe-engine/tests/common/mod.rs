@@ -69,6 +69,8 @@ pub enum Op {
     Handled(Value),
     /// A native handler's after-dispatch step ran.
     AfterDispatch,
+    /// The engine changed the prefetch of a queue.
+    Prefetch(String, u16),
 }
 
 /// Shared, ordered record of engine effects.
@@ -275,6 +277,10 @@ impl Transport for FakeTransport {
 
     async fn depth(&self, _queue: &str) -> Result<QueueDepth, TransportError> {
         Ok(QueueDepth::default())
+    }
+
+    async fn set_prefetch(&self, queue: &str, prefetch: u16) {
+        self.log.push(Op::Prefetch(queue.to_owned(), prefetch));
     }
 
     async fn close(&self) {}
