@@ -102,6 +102,7 @@ fn average(slot: &AtomicU64, sample: Duration) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
