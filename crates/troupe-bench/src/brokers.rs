@@ -80,9 +80,9 @@ pub enum System {
     Floor,
     /// The in-process mesh with the broker transport, concurrency 1, default pipeline.
     Troupe,
-    /// The same with `pipeline: 4` (four messages wait for their broker confirms while
-    /// the next runs).
-    TroupeP4,
+    /// The same with `pipeline: 0`: each message acked before the next is taken (Asya's
+    /// sidecar).
+    TroupeP0,
     /// The same with `concurrency: 4` (4 messages in flight per sidecar; the runtime still
     /// handles one at a time).
     TroupeC4,
@@ -99,7 +99,7 @@ impl System {
         match self {
             System::Floor => "floor (Rust, no Python)",
             System::Troupe => "troupe",
-            System::TroupeP4 => "troupe (pipeline 4)",
+            System::TroupeP0 => "troupe (pipeline 0)",
             System::TroupeC4 => "troupe (concurrency 4)",
             System::Celery => "celery (prefork)",
             System::CelerySolo => "celery (solo)",
@@ -111,7 +111,7 @@ impl System {
         match self {
             System::Floor => "floor",
             System::Troupe => "troupe",
-            System::TroupeP4 => "troupe-p4",
+            System::TroupeP0 => "troupe-p0",
             System::TroupeC4 => "troupe-c4",
             System::Celery => "celery",
             System::CelerySolo => "celery-solo",
@@ -133,7 +133,7 @@ pub struct BrokersArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,troupe,troupe-p4,celery,celery-solo,dramatiq"
+        default_value = "floor,troupe,troupe-p0,celery,celery-solo,dramatiq"
     )]
     pub systems: Vec<System>,
     /// Runs of each combination (the table shows medians).
@@ -370,7 +370,7 @@ async fn run_harness(
             "--dramatiq-threads".to_owned(),
             args.dramatiq_threads.to_string(),
         ]),
-        System::Floor | System::Troupe | System::TroupeP4 | System::TroupeC4 => {
+        System::Floor | System::Troupe | System::TroupeP0 | System::TroupeC4 => {
             bail!("not a harness system")
         }
     };
@@ -580,7 +580,7 @@ fn verdict(rows: &[Row]) -> String {
     let mut combos: Vec<(BrokerKind, Work)> = rows.iter().map(|r| (r.broker, r.work)).collect();
     combos.dedup();
     for (b, w, troupe) in combos.iter().flat_map(|(b, w)| {
-        [System::Troupe, System::TroupeP4, System::TroupeC4].map(|t| (*b, *w, t))
+        [System::Troupe, System::TroupeP0, System::TroupeC4].map(|t| (*b, *w, t))
     }) {
         let Some(t) = find(b, w, troupe) else {
             continue;
@@ -754,10 +754,10 @@ fn one(
             crate::floor_broker::run(&url, &namespace, broker.pid, row.work, phases)?,
             json!({"stages": 3, "prefetch": 1, "runtime": "tokio multi-thread, 3 workers"}),
         )),
-        System::Troupe | System::TroupeP4 | System::TroupeC4 => {
+        System::Troupe | System::TroupeP0 | System::TroupeC4 => {
             let concurrency = if row.system == System::TroupeC4 { 4 } else { 1 };
             let pipeline = match row.system {
-                System::TroupeP4 => Some(4),
+                System::TroupeP0 => Some(0),
                 _ => args.troupe_pipeline,
             };
             let rt = crate::mesh_runtime(0)?;

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -355,8 +356,24 @@ impl Engine {
         let size = body.len();
         let started = Instant::now();
         match self.transport.send_pipelined(queue, body).await {
-            Ok(confirm) => {
-                if PENDING.try_with(|_| ()).is_ok() {
+            Ok(mut confirm) => {
+                // Most transports are durable on return: settle those here, so only a
+                // send the broker still has to confirm makes the message pipelined.
+                let ready = match confirm
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                };
+                if let Some(r) = ready {
+                    if let Err(e) = r {
+                        warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                        return Err(SendFailed);
+                    }
+                    self.send_durations
+                        .record(queue, self.transport.kind(), started.elapsed());
+                } else if PENDING.try_with(|_| ()).is_ok() {
                     let queue = queue.to_owned();
                     PENDING.with(|p| {
                         p.borrow_mut().push(Pending {

@@ -16,7 +16,7 @@
 //!   - actor: preprocess
 //!     handler: pipeline.preprocess
 //!     concurrency: 1          # Troupe extension (TROUPE_CONCURRENCY)
-//!     pipeline: 1             # Troupe extension (TROUPE_PIPELINE): messages settling per worker
+//!     pipeline: 4             # Troupe extension (TROUPE_PIPELINE): most messages settling per worker
 //! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow,
 //!        persist_results: true}
 //! ```
