@@ -330,8 +330,8 @@ mod tests {
         assert_eq!(c.settings.concurrency, 4);
         assert_eq!(c.settings.pipeline, 2);
         assert_eq!(
-            c.prefetch, 12,
-            "4 workers, each with 1 running and 2 settling"
+            c.prefetch, 8,
+            "4 workers, each with 1 running and 1 settling at first"
         );
         assert_eq!(c.runtime_ready_timeout, Duration::from_secs(10));
         assert!(!c.metrics_enabled);
