@@ -65,6 +65,9 @@ pub use naming::{
 
 const KIND: &str = "rabbitmq";
 
+/// Longest wait for the broker's `connection.close-ok`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Retry and limit settings; [`RabbitMqSettings::default`] follows platform.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RabbitMqSettings {
@@ -1112,10 +1115,17 @@ impl Inner {
             conn
         };
         lock(&self.in_flight).clear();
+        lock(&self.consumer_channels).clear();
         if let Some(conn) = conn {
-            // Unacked deliveries go back to their queues when the connection closes.
-            if let Err(e) = conn.close(200, "closing".into()).await {
-                tracing::debug!(error = %e, "closing the RabbitMQ connection failed");
+            // Unacked deliveries go back to their queues when the connection closes. A
+            // broker that never answers the close must not hang the caller: dropping
+            // the connection closes the socket, with the same effect on the broker.
+            match tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "closing".into())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "closing the RabbitMQ connection failed"),
+                Err(_) => {
+                    tracing::warn!(broker = %self.redacted, "the RabbitMQ broker did not confirm the connection close in {CLOSE_TIMEOUT:?}; dropping the connection")
+                }
             }
         }
         lock(&self.consumers).clear();
