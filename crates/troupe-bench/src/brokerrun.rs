@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
-use tokio::sync::mpsc::{self, UnboundedReceiver};
-use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
+use tokio::sync::mpsc::UnboundedReceiver;
+use troupe_mesh::Mesh;
 use troupe_protocol::{Envelope, Phase};
 use troupe_runtime::launcher::RUNTIME_FILE_NAME;
 
@@ -104,22 +104,9 @@ pub async fn run(r: TroupeRun<'_>, phases: Phases) -> Result<RunResult> {
         ),
     )?;
     std::fs::write(dir.join("work.py"), WORK_PY)?;
-    let (config, warnings) = MeshConfig::load(&mesh_file).map_err(|e| anyhow!("{e}"))?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    let (tap, mut rx) = mpsc::unbounded_channel();
-    let mesh = Mesh::start(
-        config,
-        MeshOptions {
-            grace: Some(Duration::from_secs(5)),
-            sink_tap: Some(tap),
-            skip_handler_check: false,
-            no_gateway: false,
-        },
-    )
-    .await
-    .context("starting the mesh on the broker")?;
+    let (mesh, mut rx) = crate::meshrun::start_tapped(&mesh_file)
+        .await
+        .context("starting the mesh on the broker")?;
     let result = measure(&mesh, &mut rx, broker_pid, phases).await;
     mesh.stop().await;
     result
@@ -317,7 +304,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (mesh, warnings) = MeshConfig::load(&f).unwrap();
+        let (mesh, warnings) = troupe_mesh::MeshConfig::load(&f).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(mesh.transport, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert_eq!(mesh.namespace, "bench-r1");

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
-use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
+use troupe_mesh::Mesh;
 use troupe_protocol::{Envelope, Phase};
 
 use crate::gwclient::{Job, LoadResult, SeqResult, SseResult};
@@ -452,22 +452,9 @@ async fn run(args: &GatewayArgs) -> Result<GatewayResults> {
         &project::gateway_mesh_yaml(&args.python, !args.no_persist, args.store.name()),
     )
     .context("writing the benchmark project")?;
-    let (config, warnings) = MeshConfig::load(&project.mesh_file).map_err(|e| anyhow!("{e}"))?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    let (tap_tx, tap_rx) = mpsc::unbounded_channel();
-    let mesh = Mesh::start(
-        config,
-        MeshOptions {
-            grace: Some(Duration::from_secs(5)),
-            sink_tap: Some(tap_tx),
-            skip_handler_check: false,
-            no_gateway: false,
-        },
-    )
-    .await
-    .context("starting the mesh")?;
+    let (mesh, tap_rx) = crate::meshrun::start_tapped(&project.mesh_file)
+        .await
+        .context("starting the mesh")?;
     let tap = Tap::spawn(tap_rx);
     let result = measure(&mesh, &tap, args).await;
     mesh.stop().await;

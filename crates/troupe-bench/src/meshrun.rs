@@ -196,13 +196,15 @@ async fn sequential(
     Ok(latencies)
 }
 
-/// Starts the mesh from `project`, measures, stops it.
-pub async fn run(project: &Project, opts: MeshRun) -> Result<MeshResult> {
-    let (config, warnings) = MeshConfig::load(&project.mesh_file).map_err(|e| anyhow!("{e}"))?;
+/// Loads `mesh_file` (printing its warnings) and starts the mesh with a tap on x-sink.
+pub async fn start_tapped(
+    mesh_file: &std::path::Path,
+) -> Result<(Mesh, UnboundedReceiver<Envelope>)> {
+    let (config, warnings) = MeshConfig::load(mesh_file).map_err(|e| anyhow!("{e}"))?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    let (tap, mut rx) = mpsc::unbounded_channel();
+    let (tap, rx) = mpsc::unbounded_channel();
     let mesh = Mesh::start(
         config,
         MeshOptions {
@@ -212,8 +214,15 @@ pub async fn run(project: &Project, opts: MeshRun) -> Result<MeshResult> {
             no_gateway: false,
         },
     )
-    .await
-    .context("starting the mesh")?;
+    .await?;
+    Ok((mesh, rx))
+}
+
+/// Starts the mesh from `project`, measures, stops it.
+pub async fn run(project: &Project, opts: MeshRun) -> Result<MeshResult> {
+    let (mesh, mut rx) = start_tapped(&project.mesh_file)
+        .await
+        .context("starting the mesh")?;
     let result = measure(&mesh, &mut rx, opts).await;
     mesh.stop().await;
     result
