@@ -31,15 +31,35 @@ pub struct Outage {
     kind: &'static str,
     url: String,
     down: AtomicBool,
+    started: &'static str,
+    ended: &'static str,
 }
 
 impl Outage {
     /// For the broker of `kind` at `url` (already free of secrets).
     pub fn new(kind: &'static str, url: String) -> Self {
-        Outage {
+        Outage::with_messages(
             kind,
             url,
+            "broker unreachable; retrying with backoff until it is back",
+            "broker reachable again",
+        )
+    }
+
+    /// For another kind of outage (a full disk under the embedded queue): `started` is
+    /// logged at WARN on the first failure, `ended` at INFO on the first success after.
+    pub fn with_messages(
+        kind: &'static str,
+        subject: String,
+        started: &'static str,
+        ended: &'static str,
+    ) -> Self {
+        Outage {
+            kind,
+            url: subject,
             down: AtomicBool::new(false),
+            started,
+            ended,
         }
     }
 
@@ -50,17 +70,21 @@ impl Outage {
                 transport = self.kind,
                 url = %self.url,
                 error = %message,
-                "broker unreachable; retrying with backoff until it is back"
+                "{}",
+                self.started
             );
         } else {
-            tracing::debug!(transport = self.kind, error = %message, "broker still unreachable");
+            tracing::debug!(transport = self.kind, error = %message, "still failing: {}", self.started);
         }
     }
 
-    /// A call reached the broker (whatever it answered).
+    /// A call reached the broker (whatever it answered), or succeeded.
     pub fn reached(&self) {
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
         if self.down.swap(false, Ordering::AcqRel) {
-            tracing::info!(transport = self.kind, url = %self.url, "broker reachable again");
+            tracing::info!(transport = self.kind, url = %self.url, "{}", self.ended);
         }
     }
 }

@@ -57,11 +57,16 @@
 //! sequence number (u64 LE); then records `len:u32 crc32:u32 payload`, where payload is
 //! either a send (`0x01 seq:u64 due_ms:u64 qlen:u16 queue body`; `due_ms` = wall-clock
 //! ms since the epoch, 0 for immediate) or a batch of acks (`0x02 count:u32 seq:u64…`).
-//! Recovery replays segments in order and truncates a torn tail record.
+//! Recovery replays segments in order. Bytes that do not parse as records are read
+//! around: reading resumes at the next offset whose record verifies, the damaged bytes
+//! are copied to `quarantine/{segment}-{offset}.damaged` with a WARN naming the offset
+//! and size, and only an incomplete record (or zeros) at the very end of a segment is
+//! taken for a torn write and truncated.
 
 mod crc;
 mod log;
 mod record;
+mod scan;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +79,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot, Notify};
 use tokio::time::Instant;
+use troupe_transport::retry::Outage;
 use troupe_transport::{Delivery, QueueDepth, Transport, TransportError};
 
 use crate::record::{EncodedSend, SEG_HEADER_LEN, SEND_FIXED_LEN};
@@ -251,6 +257,8 @@ struct Inner {
     bg_thread: Mutex<Option<JoinHandle<()>>>,
     /// Serialises segment deletion so batches are deleted in the order they were freed.
     delete_lock: Mutex<()>,
+    /// Log writes failing (a full disk): logged once per outage.
+    write_outage: Outage,
 }
 
 /// The embedded durable queue. Share it as `Arc<EmbeddedTransport>` (or
@@ -312,6 +320,7 @@ impl EmbeddedTransport {
         let wall = wall_ms();
         let mut fx = Effects::default();
         let recovered = rec.msgs.len();
+        let damaged_ranges = rec.damaged_ranges;
         for m in rec.msgs {
             let due = (m.due_ms > wall).then(|| now + Duration::from_millis(m.due_ms - wall));
             let msg = Msg {
@@ -333,6 +342,7 @@ impl EmbeddedTransport {
         tracing::debug!(
             dir = %dir.display(),
             recovered,
+            damaged_ranges,
             segment = seg_id,
             "embedded queue store opened"
         );
@@ -358,6 +368,12 @@ impl EmbeddedTransport {
             closed: AtomicBool::new(false),
             bg_thread: Mutex::new(None),
             delete_lock: Mutex::new(()),
+            write_outage: Outage::with_messages(
+                "embedded",
+                dir.display().to_string(),
+                "embedded queue log write failed; sends return an error until writes succeed again (check free disk space)",
+                "embedded queue log writes succeed again",
+            ),
         });
         let bg_inner = inner.clone();
         let bg_rt = rt.clone();
@@ -587,14 +603,13 @@ impl Inner {
                 for tx in s.done.drain(..) {
                     let _ = tx.send(Ok(()));
                 }
+                self.write_outage.reached();
                 true
             }
             Err(e) => {
-                tracing::error!(
-                    dir = %self.dir.display(),
-                    error = %e,
-                    "embedded queue log write failed; the affected sends return an error"
-                );
+                // A full disk fails every write until space is freed: one WARN for the
+                // outage, not one per batch.
+                self.write_outage.failed(&e.to_string());
                 for ps in s.sends.drain(..) {
                     if let Some(tx) = ps.done {
                         let _ = tx.send(Err(TransportError::Io {

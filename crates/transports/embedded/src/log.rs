@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::record::{self, Parsed, Record, SEG_HEADER_LEN, SEG_MAGIC};
+use crate::record::{self, Record, SEG_HEADER_LEN, SEG_MAGIC};
+use crate::scan::{self, Item};
 use crate::state::SegInfo;
 use crate::EmbeddedError;
 
 const SEG_EXT: &str = "seg";
 const LOCK_FILE: &str = "LOCK";
+/// Folder (inside the store) for bytes recovery could not read as records.
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 
 /// Path of segment `id`; zero-padded so a directory listing sorts in log order.
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -135,13 +138,16 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     /// Highest segment id found (0: none).
     pub(crate) last_segment: u64,
+    /// Damaged ranges read around (copied to quarantine).
+    pub(crate) damaged_ranges: usize,
 }
 
 /// Replays every segment in order: sends add messages, acks remove them.
 ///
-/// A damaged or torn record ends its segment: in the newest segment this is the expected
-/// result of a crash mid-write and the tail is truncated away; in an older segment it
-/// means damage, logged, and the rest of that segment is skipped.
+/// Damage is read around ([`crate::scan`]): the bytes that do not parse are copied to
+/// `quarantine/` and reading resumes at the next record that verifies, so one bad
+/// byte costs only the record it is in. A torn write at the end of a segment (the
+/// expected result of a crash mid-write) is truncated away.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, EmbeddedError> {
     let ids = list_segments(dir)?;
     let mut out = Recovered {
@@ -151,7 +157,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, EmbeddedError> {
     let mut slots: Vec<Option<RecoveredMsg>> = Vec::new();
     let mut index: HashMap<u64, usize> = HashMap::new();
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
-    let last = ids.last().copied();
     for &id in &ids {
         out.last_segment = id;
         let path = segment_path(dir, id);
@@ -171,77 +176,139 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, EmbeddedError> {
         let mut hdr = [0u8; 8];
         hdr.copy_from_slice(&data[8..16]);
         out.next_seq = out.next_seq.max(u64::from_le_bytes(hdr));
-        let mut off = SEG_HEADER_LEN;
-        loop {
-            match record::parse(&data[off..]) {
-                Parsed::End => break,
-                Parsed::Torn(reason) => {
-                    if Some(id) == last {
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset = off,
-                            reason,
-                            "dropping torn tail of the embedded queue log (expected after a crash)"
-                        );
-                        truncate(&path, off as u64)?;
-                    } else {
-                        tracing::error!(
-                            segment = %path.display(),
-                            offset = off,
-                            reason,
-                            "damaged record in the embedded queue log; skipping the rest of this segment"
-                        );
-                    }
+        let mut damage = Damage::default();
+        for item in scan::scan(&data, SEG_HEADER_LEN) {
+            let rec = match item {
+                Item::Record { record, .. } => record,
+                Item::Damaged { at, len, reason } => {
+                    damage.quarantine(dir, &path, id, &data[at..at + len], at, reason);
+                    continue;
+                }
+                Item::Torn { at, reason } => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = at,
+                        bytes = data.len() - at,
+                        reason,
+                        "dropping torn tail of the embedded queue log (expected after a crash)"
+                    );
+                    truncate(&path, at as u64)?;
                     break;
                 }
-                Parsed::Record(rec, used) => {
-                    off += used;
-                    match rec {
-                        Record::Send {
-                            seq,
-                            due_ms,
-                            queue,
-                            body,
-                        } => {
-                            out.next_seq = out.next_seq.max(seq.saturating_add(1));
-                            let queue = match names.get(queue) {
-                                Some(q) => q.clone(),
-                                None => {
-                                    let q: Arc<str> = Arc::from(queue);
-                                    names.insert(queue.to_owned(), q.clone());
-                                    q
-                                }
-                            };
-                            index.insert(seq, slots.len());
-                            slots.push(Some(RecoveredMsg {
-                                seq,
-                                segment: id,
-                                queue,
-                                body: Bytes::copy_from_slice(body),
-                                due_ms,
-                            }));
+            };
+            if damage.ranges > 0 {
+                damage.records_after += 1;
+            }
+            match rec {
+                Record::Send {
+                    seq,
+                    due_ms,
+                    queue,
+                    body,
+                } => {
+                    out.next_seq = out.next_seq.max(seq.saturating_add(1));
+                    let queue = match names.get(queue) {
+                        Some(q) => q.clone(),
+                        None => {
+                            let q: Arc<str> = Arc::from(queue);
+                            names.insert(queue.to_owned(), q.clone());
+                            q
                         }
-                        Record::Ack(raw) => {
-                            for seq in record::ack_seqs(raw) {
-                                out.next_seq = out.next_seq.max(seq.saturating_add(1));
-                                let Some(i) = index.remove(&seq) else {
-                                    continue;
-                                };
-                                if let Some(m) = slots[i].take() {
-                                    if m.segment != id {
-                                        info.ack_targets.insert(m.segment);
-                                    }
-                                }
+                    };
+                    index.insert(seq, slots.len());
+                    slots.push(Some(RecoveredMsg {
+                        seq,
+                        segment: id,
+                        queue,
+                        body: Bytes::copy_from_slice(body),
+                        due_ms,
+                    }));
+                }
+                Record::Ack(raw) => {
+                    for seq in record::ack_seqs(raw) {
+                        out.next_seq = out.next_seq.max(seq.saturating_add(1));
+                        let Some(i) = index.remove(&seq) else {
+                            continue;
+                        };
+                        if let Some(m) = slots[i].take() {
+                            if m.segment != id {
+                                info.ack_targets.insert(m.segment);
                             }
                         }
                     }
                 }
             }
         }
+        if damage.ranges > 0 {
+            tracing::warn!(
+                segment = %path.display(),
+                damaged_ranges = damage.ranges,
+                damaged_bytes = damage.bytes,
+                records_after_damage = damage.records_after,
+                quarantine = %dir.join(QUARANTINE_DIR).display(),
+                "embedded queue segment read around damage: the records in the damaged bytes are lost (their bytes are in quarantine), every intact record is kept"
+            );
+        }
+        out.damaged_ranges += damage.ranges;
         out.segments.insert(id, info);
     }
     out.msgs = slots.into_iter().flatten().collect();
     Ok(out)
+}
+
+/// Damage found in one segment.
+#[derive(Debug, Default)]
+struct Damage {
+    ranges: usize,
+    bytes: usize,
+    /// Records read after the first damaged range (what a reader that stopped at the
+    /// damage would have lost).
+    records_after: usize,
+}
+
+impl Damage {
+    /// Copies one damaged range to `quarantine/` and logs it. The copy is named by
+    /// segment and offset, so the next open does not copy it again while the segment
+    /// lives; failing to write it only loses the copy.
+    fn quarantine(
+        &mut self,
+        dir: &Path,
+        segment: &Path,
+        id: u64,
+        bytes: &[u8],
+        offset: usize,
+        reason: &str,
+    ) {
+        self.ranges += 1;
+        self.bytes += bytes.len();
+        let qdir = dir.join(QUARANTINE_DIR);
+        let qpath = qdir.join(format!("{id:016}-{offset:010}.damaged"));
+        let already = fs::metadata(&qpath).is_ok_and(|m| m.len() == bytes.len() as u64);
+        let saved = if already {
+            Ok(())
+        } else {
+            fs::create_dir_all(&qdir).and_then(|()| fs::write(&qpath, bytes))
+        };
+        match saved {
+            Ok(()) => tracing::warn!(
+                segment = %segment.display(),
+                offset,
+                bytes = bytes.len(),
+                reason,
+                quarantine = %qpath.display(),
+                "damaged bytes in the embedded queue log copied to quarantine; reading resumes at the next intact record"
+            ),
+            Err(e) => tracing::error!(
+                segment = %segment.display(),
+                offset,
+                bytes = bytes.len(),
+                reason,
+                quarantine = %qpath.display(),
+                error = %e,
+                "damaged bytes in the embedded queue log could not be copied to quarantine; reading resumes at the next intact record"
+            ),
+        }
+    }
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), EmbeddedError> {

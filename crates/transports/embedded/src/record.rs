@@ -8,6 +8,8 @@
 //!         | 0x02 count:u32le seq:u64le*count                      (acks)
 //! ```
 //! `due_ms` is wall-clock milliseconds since the Unix epoch so that delays survive restarts.
+//! Records carry no sync marker: a reader finds the next record after damage by trying
+//! each following offset until a frame verifies ([`crate::scan`]).
 
 use crate::crc::Crc32;
 
@@ -20,8 +22,10 @@ pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// Fixed part of a send payload: type, seq, due, queue length.
 pub(crate) const SEND_FIXED_LEN: usize = 1 + 8 + 8 + 2;
 
-const REC_SEND: u8 = 1;
-const REC_ACK: u8 = 2;
+/// Payload type of a send record.
+pub(crate) const REC_SEND: u8 = 1;
+/// Payload type of an ack record.
+pub(crate) const REC_ACK: u8 = 2;
 
 /// Segment header bytes.
 pub(crate) fn segment_header(next_seq: u64) -> [u8; SEG_HEADER_LEN] {
