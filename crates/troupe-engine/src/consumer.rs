@@ -73,6 +73,16 @@ async fn worker(
         if *stop.borrow() || fatal.borrow().is_some() {
             return;
         }
+        if let Some(at) = engine.paused_until() {
+            // Sends are failing (a full disk, a broker gone): the next message would
+            // most likely fail the same way, so wait out the backoff first.
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() { return } else { continue },
+                _ = fatal.changed() => continue,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
         let waiting = tokio::time::Instant::now();
         let received = tokio::select! {
             biased;

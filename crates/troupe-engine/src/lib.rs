@@ -6,10 +6,12 @@ pub mod consumer;
 pub mod handler;
 pub mod http_report;
 pub mod metrics;
+pub mod outage;
 pub mod report;
 pub mod settings;
 pub mod sidecar;
 pub mod tuner;
+mod unparsed;
 
 pub use settings::ActorSettings;
 pub use sidecar::{Disposition, Engine, Handler};

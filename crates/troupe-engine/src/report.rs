@@ -28,6 +28,15 @@ pub trait Reporter: Send + Sync + 'static {
     /// `POST {gw}/api/v1/mesh/{parent_id}/children` with
     /// `{"id", "parent_id", "route": {prev, curr, next}}`.
     async fn register_child(&self, gateway: &str, parent_id: &str, body: Value);
+
+    /// Creates a record for task `id`, which the gateway never created: a message that
+    /// could not be parsed, stored by x-sump (under a generated id when it had none).
+    /// `actor` is where parsing failed, `payload` the error payload (reason and raw
+    /// body). Returns whether the gateway has a record of `id` now, so the final report
+    /// that follows can mark it failed. Default: the gateway cannot be told.
+    async fn adopt(&self, _gateway: &str, _id: &str, _actor: &str, _payload: Value) -> bool {
+        false
+    }
 }
 
 /// A reporter that reports nothing (reporting disabled).

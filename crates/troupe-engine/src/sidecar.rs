@@ -19,6 +19,8 @@ use troupe_transport::{Delivery, PendingSend, Transport};
 
 use crate::handler::{EndHandler, NativeHandler};
 use crate::metrics::{self as m, ActorStats};
+use crate::outage::SendOutage;
+use crate::unparsed;
 use crate::report::Reporter;
 use crate::settings::ActorSettings;
 use crate::tuner::Tuner;
@@ -135,6 +137,7 @@ pub struct Engine {
     send_durations: m::SendDurations,
     tuner: Tuner,
     local_sink: Option<LocalEnd>,
+    outage: SendOutage,
 }
 
 /// An end actor hosted in the same process, fed directly instead of through its queue.
@@ -172,6 +175,7 @@ impl Engine {
         let sink_queue = transport.queue_name(&settings.sink);
         let sump_queue = transport.queue_name(&settings.sump);
         let hot = m::HotCounters::register(&settings.actor, &sink_queue, transport.kind());
+        let outage = SendOutage::new(&settings.actor);
         let tuner = Tuner::new(
             settings.pipeline,
             settings.concurrency,
@@ -190,6 +194,7 @@ impl Engine {
             send_durations: m::SendDurations::default(),
             tuner,
             local_sink: None,
+            outage,
         }
     }
 
@@ -286,7 +291,7 @@ impl Engine {
                 }
                 Err(e) => {
                     if outcome.is_ok() {
-                        warn!(actor = %self.settings.actor, queue = %p.queue, error = %e, "send failed; requeueing the input");
+                        self.outage.failed(&p.queue, &e);
                     }
                     if !matches!(outcome, Ok(Disposition::RuntimeNotReached)) {
                         outcome = Err(SendFailed);
@@ -302,7 +307,10 @@ impl Engine {
                 Disposition::RuntimeNotReached
             }
             Ok(d) => match self.transport.ack(delivery).await {
-                Ok(()) => d,
+                Ok(()) => {
+                    self.outage.succeeded();
+                    d
+                }
                 Err(e) => {
                     // The message will be redelivered after its visibility timeout;
                     // downstream sees a duplicate, which at-least-once allows.
@@ -326,6 +334,11 @@ impl Engine {
             self.transport.set_prefetch(&self.own_queue, prefetch).await;
         }
         disposition
+    }
+
+    /// While sends keep failing: when the actor may take its next message.
+    pub fn paused_until(&self) -> Option<tokio::time::Instant> {
+        self.outage.resume_at()
     }
 
     /// How many messages per worker may settle behind the one in the handler now.
@@ -368,7 +381,7 @@ impl Engine {
                 };
                 if let Some(r) = ready {
                     if let Err(e) = r {
-                        warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                        self.outage.failed(queue, &e);
                         return Err(SendFailed);
                     }
                     self.send_durations
@@ -383,7 +396,7 @@ impl Engine {
                         })
                     });
                 } else if let Err(e) = confirm.await {
-                    warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                    self.outage.failed(queue, &e);
                     return Err(SendFailed);
                 } else {
                     self.send_durations
@@ -398,7 +411,7 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                warn!(actor = %self.settings.actor, queue, error = %e, "send failed; requeueing the input");
+                self.outage.failed(queue, &e);
                 Err(SendFailed)
             }
         }
@@ -429,6 +442,15 @@ impl Engine {
         self.send(&self.sump_queue, env, m::sent::SUMP).await
     }
 
+    /// §8 step 1: a body that is no usable envelope goes to x-sump as a failed task under
+    /// a generated id (when it has none), with the reason and the raw body.
+    async fn unparseable(&self, body: &[u8], text: String) -> Result<(), SendFailed> {
+        let err = unparsed::failed_envelope(body, &text, &self.settings.actor, self.now());
+        warn!(actor = %self.settings.actor, id = %err.id, error = %text, "unparseable message; sent to x-sump as a failed task");
+        let what = format!("{}: {text}", err.id);
+        self.to_sump(&err, m::failed::PARSE_ERROR, what).await
+    }
+
     /// The gateway to report `env` to, if reporting is on and the gateway knows the task.
     async fn gateway(&self, env: &Envelope) -> Option<String> {
         let gw = report::gateway_target(
@@ -449,24 +471,13 @@ impl Engine {
         let mut env = match Envelope::from_slice(body) {
             Ok(env) if !env.id.is_empty() => env,
             Ok(_) => {
-                let err = errors::error_envelope_unparsed(
-                    body,
-                    errors::TEXT_MISSING_ID,
-                    actor,
-                    self.now(),
-                );
-                self.to_sump(
-                    &err,
-                    m::failed::PARSE_ERROR,
-                    errors::TEXT_MISSING_ID.to_owned(),
-                )
-                .await?;
+                self.unparseable(body, errors::TEXT_MISSING_ID.to_owned())
+                    .await?;
                 return Ok(Disposition::Acked);
             }
             Err(e) => {
-                let text = format!("{}: {e}", errors::TEXT_PARSE_FAILED);
-                let err = errors::error_envelope_unparsed(body, &text, actor, self.now());
-                self.to_sump(&err, m::failed::PARSE_ERROR, text).await?;
+                self.unparseable(body, format!("{}: {e}", errors::TEXT_PARSE_FAILED))
+                    .await?;
                 return Ok(Disposition::Acked);
             }
         };
@@ -571,7 +582,7 @@ impl Engine {
                 }
                 dispatch.finish().await?;
                 if let Err(e) = native.after_dispatch(&env).await {
-                    warn!(actor = %self.settings.actor, error = %e, "after-dispatch step failed; requeueing");
+                    self.outage.failed(&self.own_queue, &e);
                     return Err(SendFailed);
                 }
                 Ok(Disposition::Acked)
@@ -743,7 +754,7 @@ impl Engine {
                 .send_with_delay(&self.own_queue, Bytes::from(env.to_vec()), delay)
                 .await
                 .map_err(|e| {
-                    warn!(actor, error = %e, "retry send failed; requeueing the input");
+                    self.outage.failed(&self.own_queue, &e);
                     SendFailed
                 })?;
             metrics::counter!(m::MESSAGES_SENT, "destination_queue" => self.own_queue.to_string(), "message_type" => m::sent::RETRY).increment(1);
@@ -807,11 +818,26 @@ impl Engine {
         handler: &dyn EndHandler,
         body: &[u8],
     ) -> Result<Disposition, SendFailed> {
+        let is_sump = self.settings.actor == self.settings.sump;
         let env = match Envelope::from_slice(body) {
-            Ok(env) => env,
+            Ok(mut env) => {
+                if is_sump {
+                    unparsed::name_anonymous(&mut env);
+                }
+                env
+            }
             Err(e) => {
-                error!(actor = %self.settings.actor, error = %e, body = %String::from_utf8_lossy(body), "unparseable message at end actor; dropped");
-                return Ok(Disposition::Acked);
+                // Troupe stores it as a failed task where Asya only logs it (§14.1).
+                let text = format!("{}: {e}", errors::TEXT_PARSE_FAILED);
+                let err = unparsed::failed_envelope(body, &text, &self.settings.actor, self.now());
+                error!(actor = %self.settings.actor, id = %err.id, error = %text, "unparseable message at end actor; stored as a failed task");
+                if !is_sump {
+                    let what = format!("{}: {text}", err.id);
+                    self.to_sump(&err, m::failed::PARSE_ERROR, what).await?;
+                    return Ok(Disposition::Acked);
+                }
+                self.stats.record_error(format!("{}: {text}", err.id));
+                err
             }
         };
         self.end_parsed(handler, &env).await?;
@@ -823,11 +849,14 @@ impl Engine {
         let outcome = match handler.handle(env).await {
             Ok(o) => o,
             Err(e) => {
-                warn!(actor = %self.settings.actor, error = %e, "end actor storage failed; requeueing");
+                self.outage.failed(&self.own_queue, &e);
                 return Err(SendFailed);
             }
         };
         if !outcome.skip_report {
+            if self.settings.actor == self.settings.sump && unparsed::is_parse_failure(env) {
+                self.adopt(env).await;
+            }
             self.final_report(env).await;
         }
         for (actor, hook) in &outcome.sends {
@@ -848,6 +877,26 @@ impl Engine {
         }
         self.processed(m::processed::END_CONSUMED);
         Ok(())
+    }
+
+    /// Gives a parse failure the gateway never saw (its id was generated, or it was
+    /// published straight to a queue) a gateway record, so the mesh API lists it.
+    async fn adopt(&self, env: &Envelope) {
+        let Some(gw) = report::gateway_target(
+            env,
+            self.settings.gateway_url.as_deref(),
+            &self.settings.gateway_allowed_hosts,
+        ) else {
+            return;
+        };
+        if self.reporter.knows(&gw, &env.id).await {
+            return;
+        }
+        let actor = env.status.as_ref().map_or("", |s| s.actor.as_str());
+        let payload: Value = serde_json::from_str(env.payload.get()).unwrap_or(Value::Null);
+        if !self.reporter.adopt(&gw, &env.id, actor, payload).await {
+            debug!(actor = %self.settings.actor, id = %env.id, gateway = %gw, "the gateway keeps no record of this parse failure; it is stored in failed/ only");
+        }
     }
 
     /// §14.1 step 4.

@@ -254,15 +254,58 @@ async fn sump_always_reports_failed_from_the_payload() {
 }
 
 #[tokio::test]
-async fn sump_report_for_an_unparsed_body_omits_the_fallback_route() {
-    // An error envelope from a parse failure: empty id → no report at all.
+async fn sump_names_stores_adopts_and_reports_an_anonymous_parse_failure() {
+    // An Asya sidecar sends its parse failures to x-sump with an empty id: Troupe gives
+    // them an id, so x-sump can store them and the gateway list them.
     let b = Bench::new(end_settings("x-sump"));
+    b.reporter
+        .only_adopted
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, h) = fake();
     let v = json!({"id": "", "route": {"prev": [], "curr": "x-sump", "next": []},
                    "payload": {"error": "Failed to parse message: x", "original_body": "x"},
                    "status": {"phase": "failed", "reason": "ParseError", "actor": "b"}});
-    assert_eq!(b.run_json(&sump_handler(), &v).await, Disposition::Acked);
-    assert_eq!(b.reporter_calls(), 0);
+    assert_eq!(b.run_json(&h, &v).await, Disposition::Acked);
+    let stored = seen.seen.lock().unwrap().pop().unwrap();
+    let id = stored["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let adopted: Vec<Op> = b
+        .ops()
+        .into_iter()
+        .filter(|o| matches!(o, Op::Adopt { .. }))
+        .collect();
+    assert_eq!(
+        adopted,
+        vec![Op::Adopt {
+            gateway: GW.to_owned(),
+            id: id.clone(),
+            actor: "b".to_owned(),
+            payload: json!({"error": "Failed to parse message: x", "original_body": "x"}),
+        }]
+    );
+    // Then the usual final report marks the adopted record failed.
+    let (rid, body) = b.events().pop().unwrap();
+    assert_eq!(rid, id);
+    assert_eq!(
+        body,
+        json!({"type": "status", "status": "failed", "data": {
+            "id": id, "status": "failed", "timestamp": NOW_TS,
+            "error": "Failed to parse message: x",
+            "prev": [], "curr": "x-sump", "next": [],
+            "current_actor_idx": 0, "current_actor_name": "x-sump"}})
+    );
     b.assert_acked_last();
+}
+
+#[tokio::test]
+async fn a_known_parse_failure_is_not_adopted_again() {
+    let b = Bench::new(end_settings("x-sump"));
+    let v = json!({"id": "t5", "route": {"prev": [], "curr": "x-sump", "next": []},
+                   "payload": {"error": "Failed to parse message: x"},
+                   "status": {"phase": "failed", "reason": "ParseError", "actor": "b"}});
+    b.run_json(&sump_handler(), &v).await;
+    assert!(!b.ops().iter().any(|o| matches!(o, Op::Adopt { .. })));
+    assert_eq!(b.event_kinds(), vec!["failed"]);
 }
 
 #[tokio::test]
@@ -308,14 +351,38 @@ async fn end_actors_skip_preflight_sla_route_check_and_stamping() {
 }
 
 #[tokio::test]
-async fn unparseable_body_at_an_end_actor_is_dropped() {
+async fn unparseable_body_at_the_sink_goes_to_the_sump_as_a_failed_task() {
     let b = Bench::new(end_settings("x-sink"));
     let (seen, h) = fake();
     assert_eq!(b.run(&h, "{oops").await, Disposition::Acked);
     assert!(seen.seen.lock().unwrap().is_empty());
-    assert!(b.sends().is_empty());
-    assert_eq!(b.reporter_calls(), 0);
+    let (queue, env) = b.single_send();
+    assert_eq!(queue, "q.x-sump");
+    assert!(uuid::Uuid::parse_str(env["id"].as_str().unwrap()).is_ok());
+    assert_eq!(env["status"]["reason"], json!("ParseError"));
+    assert_eq!(env["payload"]["original_body"], json!("{oops"));
+    assert!(env["payload"]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Failed to parse message: "));
     b.assert_acked_last();
+}
+
+#[tokio::test]
+async fn unparseable_body_at_the_sump_is_stored_under_a_generated_id() {
+    for body in ["", "not json", "[1,2]"] {
+        let b = Bench::new(end_settings("x-sump"));
+        let (seen, h) = fake();
+        assert_eq!(b.run(&h, body).await, Disposition::Acked);
+        let stored = seen.seen.lock().unwrap().pop().expect(body);
+        assert!(uuid::Uuid::parse_str(stored["id"].as_str().unwrap()).is_ok());
+        assert_eq!(stored["status"]["reason"], json!("ParseError"));
+        assert_eq!(stored["payload"]["original_body"], json!(body));
+        assert!(b.sends().is_empty());
+        assert_eq!(ActorStats::get(&b.stats.failed), 1);
+        assert!(b.stats.last_error().unwrap().contains(stored["id"].as_str().unwrap()));
+        b.assert_acked_last();
+    }
 }
 
 #[tokio::test]

@@ -271,7 +271,7 @@ fn is_empty_json(v: &Value) -> bool {
 }
 
 /// The raw body as text, at most [`MAX_ORIGINAL_BODY`] bytes, invalid UTF-8 replaced.
-fn truncated_body(body: &[u8]) -> String {
+pub fn truncated_body(body: &[u8]) -> String {
     let mut cut = body.len().min(MAX_ORIGINAL_BODY);
     // Do not split a multi-byte character at the cut (it would become U+FFFD).
     if cut < body.len() {

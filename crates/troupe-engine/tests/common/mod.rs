@@ -65,6 +65,13 @@ pub enum Op {
         parent: String,
         body: Value,
     },
+    /// A gateway record was created for a task it never saw (a parse failure).
+    Adopt {
+        gateway: String,
+        id: String,
+        actor: String,
+        payload: Value,
+    },
     /// A native handler ran (with the stamped input it got).
     Handled(Value),
     /// A native handler's after-dispatch step ran.
@@ -291,6 +298,9 @@ impl Transport for FakeTransport {
 pub struct FakeReporter {
     pub log: Arc<Log>,
     pub statuses: Mutex<HashMap<String, String>>,
+    /// When set, the gateway knows only the tasks adopted since (else every task).
+    pub only_adopted: std::sync::atomic::AtomicBool,
+    adopted: Mutex<HashSet<String>>,
 }
 
 impl FakeReporter {
@@ -298,6 +308,8 @@ impl FakeReporter {
         Self {
             log,
             statuses: Mutex::default(),
+            only_adopted: Default::default(),
+            adopted: Mutex::default(),
         }
     }
     pub fn set_status(&self, id: &str, status: &str) {
@@ -310,6 +322,19 @@ impl FakeReporter {
 
 #[async_trait]
 impl Reporter for FakeReporter {
+    async fn knows(&self, _gateway: &str, id: &str) -> bool {
+        !self.only_adopted.load(Ordering::SeqCst) || self.adopted.lock().unwrap().contains(id)
+    }
+    async fn adopt(&self, gateway: &str, id: &str, actor: &str, payload: Value) -> bool {
+        self.log.push(Op::Adopt {
+            gateway: gateway.to_owned(),
+            id: id.to_owned(),
+            actor: actor.to_owned(),
+            payload,
+        });
+        self.adopted.lock().unwrap().insert(id.to_owned());
+        true
+    }
     async fn task_status(&self, gateway: &str, id: &str) -> Option<String> {
         self.log.push(Op::TaskStatus {
             gateway: gateway.to_owned(),
@@ -498,7 +523,7 @@ impl Bench {
             .filter(|op| {
                 matches!(
                     op,
-                    Op::Event { .. } | Op::Child { .. } | Op::TaskStatus { .. }
+                    Op::Event { .. } | Op::Child { .. } | Op::TaskStatus { .. } | Op::Adopt { .. }
                 )
             })
             .count()
