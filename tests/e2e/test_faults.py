@@ -150,16 +150,17 @@ def test_malformed_json_goes_to_sump_with_original_body(fmesh, monkeypatch):
 
     failed, last_error = counts(fmesh, "a", "failed", "last_error")
     assert failed == 1
-    assert last_error.startswith("Failed to parse message: ")
     assert counts(fmesh, "x-sink", "succeeded", "failed") == (0, 0)
     assert not (fmesh.root / "calls.log").exists(), "the handler must not see a poison message"
 
-    # The error envelope has no id, so x-sump cannot key a file by it; its ERROR log
-    # line carries the whole envelope.
+    # The body has no usable id, so the error envelope gets a generated one: x-sump
+    # stores it under failed/ and its ERROR log line carries the whole envelope.
     recs = json_logs(fmesh, "envelope reached the sump")
     assert len(recs) == 1, recs
     env = json.loads(recs[0]["envelope"])
-    assert env["id"] == ""
+    assert env["id"] and env["id"] != "poison-1"
+    assert last_error == f"{env['id']}: {env['payload']['error']}"
+    assert fmesh.wait_result(env["id"], "failed") == env
     assert "parent_id" not in env
     assert env["route"] == {"prev": [], "curr": "x-sump", "next": []}
     assert "headers" not in env
@@ -182,17 +183,20 @@ def test_empty_id_goes_to_sump_with_missing_id_text(fmesh, monkeypatch):
     fmesh.publish_raw("a", envelope("", "a", ["b"], {"k": [1, 2]}, headers={"x-custom": "kept"}))
     fmesh.wait_for(lambda: counts(fmesh, "x-sump", "failed") == (1,), what="x-sump to consume")
 
-    assert counts(fmesh, "a", "failed", "last_error") == (1, "Message missing required 'id' field")
     assert counts(fmesh, "x-sink", "succeeded", "failed") == (0, 0)
     assert not (fmesh.root / "calls.log").exists()
     recs = json_logs(fmesh, "envelope reached the sump")
     assert len(recs) == 1, recs
     env = json.loads(recs[0]["envelope"])
-    assert env["id"] == ""
+    assert env["id"], "a generated id"
+    assert counts(fmesh, "a", "failed", "last_error") == (1, f"{env['id']}: Message missing required 'id' field")
     assert env["route"] == {"prev": [], "curr": "a", "next": ["b"]}
     assert env["headers"] == {"x-custom": "kept"}
     assert_sump_status(env["status"], "ParseError", "a")
-    assert env["payload"] == {"error": "Message missing required 'id' field", "original_payload": {"k": [1, 2]}}
+    raw = envelope("", "a", ["b"], {"k": [1, 2]}, headers={"x-custom": "kept"})
+    assert env["payload"] == {"error": "Message missing required 'id' field", "original_payload": {"k": [1, 2]},
+                              "original_body": raw.decode() if isinstance(raw, bytes) else raw}
+    assert fmesh.wait_result(env["id"], "failed") == env
 
 
 # -- 2. route mismatch ----------------------------------------------------------------------

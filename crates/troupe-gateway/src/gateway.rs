@@ -751,6 +751,26 @@ impl Gateway {
         self.register_child(parent, &std_body).await
     }
 
+    /// Records a task this gateway never created: a message x-sump stored as a parse
+    /// failure (under a generated id when it had none). `actor` is where parsing failed,
+    /// `payload` the error payload (reason and raw body); the final report that follows
+    /// marks it failed. An existing record is left as it is.
+    pub async fn adopt(&self, id: &str, actor: &str, payload: Value) -> Result<(), GatewayError> {
+        if id.is_empty() {
+            return Err(GatewayError::BadRequest("an adopted task needs an id".into()));
+        }
+        let data = TaskData {
+            actor: actor.to_owned(),
+            payload: Some(payload),
+            ..TaskData::default()
+        };
+        self.inner
+            .store
+            .insert(Task::new(id.to_owned(), data, self.now()))
+            .await?;
+        Ok(())
+    }
+
     /// One SLA backstop pass (§2.10): fails overdue pending/running tasks. Returns how
     /// many were failed.
     pub async fn run_backstop_once(&self) -> Result<usize, GatewayError> {

@@ -63,4 +63,14 @@ impl Reporter for InProcessReporter {
             log_failure("child", parent_id, &e);
         }
     }
+
+    async fn adopt(&self, _gateway: &str, id: &str, actor: &str, payload: Value) -> bool {
+        match self.gateway.adopt(id, actor, payload).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(task = id, error = %e, "could not record a parse failure in the task store; it is stored in failed/ only");
+                false
+            }
+        }
+    }
 }

@@ -48,4 +48,8 @@ impl Reporter for RoutedReporter {
             .register_child(gateway, parent_id, body)
             .await;
     }
+
+    async fn adopt(&self, gateway: &str, id: &str, actor: &str, payload: Value) -> bool {
+        self.pick(gateway).adopt(gateway, id, actor, payload).await
+    }
 }
