@@ -141,4 +141,14 @@ impl Reporter for HttpReporter {
     async fn register_child(&self, gateway: &str, parent_id: &str, body: Value) {
         self.enqueue(format!("{gateway}/api/v1/mesh/{parent_id}/children"), body);
     }
+
+    /// Queued like the reports, so the gateway has the record before the final report
+    /// that follows it arrives.
+    async fn adopt(&self, gateway: &str, id: &str, actor: &str, payload: Value) -> bool {
+        self.enqueue(
+            format!("{gateway}/api/v1/mesh/{id}/adopt"),
+            serde_json::json!({"actor": actor, "payload": payload}),
+        );
+        true
+    }
 }

@@ -61,6 +61,7 @@ enum Route {
     Pause,
     PostEvent,
     Children,
+    Adopt,
     Legacy,
     Health,
     Ready,
@@ -86,6 +87,7 @@ impl Route {
             Route::Pause => mr.post(pause),
             Route::PostEvent => mr.post(post_event),
             Route::Children => mr.post(children),
+            Route::Adopt => mr.post(adopt),
             Route::Legacy => mr.post(legacy_child),
             Route::Health => mr.get(health),
             Route::Ready => mr.get(ready),
@@ -132,6 +134,7 @@ impl Gateway {
                 add(format!("{q}/mesh/{{id}}"), Route::Get);
                 add(format!("{q}/mesh/{{id}}/events"), Route::PostEvent);
                 add(format!("{q}/mesh/{{id}}/children"), Route::Children);
+                add(format!("{q}/mesh/{{id}}/adopt"), Route::Adopt);
             }
             add("/mesh".to_owned(), Route::Legacy);
         }
@@ -419,6 +422,25 @@ async fn children(
     };
     let r = gw.register_child(&parent, &body).await;
     child_response(r, body.get("id"))
+}
+
+/// `POST {p}/mesh/{id}/adopt` `{"actor", "payload"}` (Troupe, internal): x-sump records a
+/// parse failure the gateway never created (see [`Gateway::adopt`]).
+async fn adopt(
+    State(gw): State<Gateway>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match json_body(body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let actor = body.get("actor").and_then(Value::as_str).unwrap_or_default();
+    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+    match gw.adopt(&id, actor, payload).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn legacy_child(State(gw): State<Gateway>, body: Result<Bytes, BytesRejection>) -> Response {

@@ -788,6 +788,45 @@ async fn children_registration_and_listing() {
 }
 
 #[tokio::test]
+async fn adopt_records_a_parse_failure_that_the_final_report_fails() {
+    let h = Harness::start().await;
+    let url = h.url("/api/v1/mesh/gen-1/adopt");
+    let payload = json!({"error": "Failed to parse message: x", "original_body": "x"});
+    let r = h
+        .http
+        .post(&url)
+        .json(&json!({"actor": "a", "payload": payload}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (code, task) = h.get("gen-1").await;
+    assert_eq!(code, 200);
+    assert_eq!(task["status"], "pending");
+    assert_eq!(task["data"]["actor"], "a");
+    assert_eq!(task["data"]["payload"], payload);
+    let failed = json!({"type": "status", "status": "failed", "data": {
+        "id": "gen-1", "status": "failed", "error": "Failed to parse message: x"}});
+    assert_eq!(h.event("gen-1", failed).await, 204);
+    assert_eq!(h.status_of("gen-1").await, "failed");
+    // Adopting again leaves the record as it is.
+    let r = h
+        .http
+        .post(&url)
+        .json(&json!({"actor": "b", "payload": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, task) = h.get("gen-1").await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["data"]["payload"], payload);
+    let r = h.http.post(&url).body("{").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn list_filters_and_pages_newest_first() {
     let h = Harness::start().await;
     let mut ids = Vec::new();
