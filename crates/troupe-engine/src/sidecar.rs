@@ -20,10 +20,10 @@ use troupe_transport::{Delivery, PendingSend, Transport};
 use crate::handler::{EndHandler, NativeHandler};
 use crate::metrics::{self as m, ActorStats};
 use crate::outage::SendOutage;
-use crate::unparsed;
 use crate::report::Reporter;
 use crate::settings::ActorSettings;
 use crate::tuner::Tuner;
+use crate::unparsed;
 
 /// How one replica runs the handler.
 #[derive(Clone)]

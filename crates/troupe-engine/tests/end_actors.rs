@@ -380,7 +380,11 @@ async fn unparseable_body_at_the_sump_is_stored_under_a_generated_id() {
         assert_eq!(stored["payload"]["original_body"], json!(body));
         assert!(b.sends().is_empty());
         assert_eq!(ActorStats::get(&b.stats.failed), 1);
-        assert!(b.stats.last_error().unwrap().contains(stored["id"].as_str().unwrap()));
+        assert!(b
+            .stats
+            .last_error()
+            .unwrap()
+            .contains(stored["id"].as_str().unwrap()));
         b.assert_acked_last();
     }
 }

@@ -47,7 +47,11 @@ async fn unparseable_body_goes_to_sump_as_parse_error() {
     // A generated id, so x-sump can store it and the mesh API list it.
     let id = body["id"].as_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
-    assert!(b.stats.last_error().unwrap().starts_with(&format!("{id}: Failed to parse message")));
+    assert!(b
+        .stats
+        .last_error()
+        .unwrap()
+        .starts_with(&format!("{id}: Failed to parse message")));
     assert_eq!(
         body["route"],
         json!({"prev": [], "curr": "x-sump", "next": []})
@@ -79,7 +83,8 @@ async fn empty_id_goes_to_sump_keeping_the_envelope() {
     );
     assert_eq!(body["payload"]["original_payload"], json!({"q": 1}));
     assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok());
-    let raw: Value = serde_json::from_str(body["payload"]["original_body"].as_str().unwrap()).unwrap();
+    let raw: Value =
+        serde_json::from_str(body["payload"]["original_body"].as_str().unwrap()).unwrap();
     assert_eq!(raw, v, "the raw body is kept");
     assert_eq!(body["route"], v["route"]);
     assert_eq!(body["headers"], v["headers"], "headers kept for x-sump");
@@ -103,9 +108,18 @@ async fn every_kind_of_unusable_body_goes_to_sump_with_an_id_reason_and_raw_body
         assert_eq!(b.run(&h, raw).await, Disposition::Acked, "{raw}");
         let (q, body) = b.single_send();
         assert_eq!(q, "q.x-sump");
-        assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok(), "{raw}");
+        assert!(
+            uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok(),
+            "{raw}"
+        );
         assert_eq!(body["status"]["reason"], "ParseError", "{raw}");
-        assert!(body["payload"]["error"].as_str().unwrap().starts_with(reason), "{raw}");
+        assert!(
+            body["payload"]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(reason),
+            "{raw}"
+        );
         assert_eq!(body["payload"]["original_body"], raw, "{raw}");
         assert!(b.handled().is_empty());
     }

@@ -36,7 +36,9 @@ impl FullDisk {
         if self.full.load(Ordering::SeqCst) {
             return Err(TransportError::Io {
                 queue: queue.to_owned(),
-                message: "writing the embedded queue log failed: No space left on device (os error 28)".into(),
+                message:
+                    "writing the embedded queue log failed: No space left on device (os error 28)"
+                        .into(),
             });
         }
         Ok(())
@@ -149,7 +151,11 @@ async fn full_disk_backs_off_warns_once_and_recovers() {
     assert!((4..=8).contains(&runs), "{runs} tries in 10 s of full disk");
     let text = logs.text();
     assert_eq!(count(&text, "WARN", "send failed"), 1, "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("WARN")).count(), 1, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("WARN")).count(),
+        1,
+        "{text}"
+    );
     // Nothing is lost meanwhile: the input waits in its queue.
     let depth = disk.depth("b").await.unwrap();
     assert_eq!(depth.ready + depth.in_flight, 1, "{depth:?}");
@@ -166,7 +172,11 @@ async fn full_disk_backs_off_warns_once_and_recovers() {
     assert_eq!(disk.depth("b").await.unwrap(), QueueDepth::default());
     let text = logs.text();
     assert_eq!(count(&text, "INFO", "sends succeed again"), 1, "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("WARN")).count(), 1, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("WARN")).count(),
+        1,
+        "{text}"
+    );
 
     stop.send_replace(true);
     assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);

@@ -757,7 +757,9 @@ impl Gateway {
     /// marks it failed. An existing record is left as it is.
     pub async fn adopt(&self, id: &str, actor: &str, payload: Value) -> Result<(), GatewayError> {
         if id.is_empty() {
-            return Err(GatewayError::BadRequest("an adopted task needs an id".into()));
+            return Err(GatewayError::BadRequest(
+                "an adopted task needs an id".into(),
+            ));
         }
         let data = TaskData {
             actor: actor.to_owned(),

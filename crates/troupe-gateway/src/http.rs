@@ -435,7 +435,10 @@ async fn adopt(
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    let actor = body.get("actor").and_then(Value::as_str).unwrap_or_default();
+    let actor = body
+        .get("actor")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let payload = body.get("payload").cloned().unwrap_or(Value::Null);
     match gw.adopt(&id, actor, payload).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

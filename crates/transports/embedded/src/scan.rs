@@ -100,9 +100,8 @@ fn is_torn(tail: &[u8]) -> bool {
 
 /// The first offset at or after `from` in `data` where a whole record verifies.
 pub(crate) fn resync(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len()).find(|&p| {
-        plausible(&data[p..]) && matches!(record::parse(&data[p..]), Parsed::Record(..))
-    })
+    (from..data.len())
+        .find(|&p| plausible(&data[p..]) && matches!(record::parse(&data[p..]), Parsed::Record(..)))
 }
 
 /// Cheap checks that rule out almost every offset before a CRC is computed.

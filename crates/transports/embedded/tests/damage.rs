@@ -128,4 +128,3 @@ async fn torn_tail_is_not_quarantined() {
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), good as u64);
     assert!(quarantined(dir.path()).is_empty());
 }
-
