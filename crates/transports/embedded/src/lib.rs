@@ -59,7 +59,7 @@
 //! ms since the epoch, 0 for immediate) or a batch of acks (`0x02 count:u32 seq:u64…`).
 //! Recovery replays segments in order. Bytes that do not parse as records are read
 //! around: reading resumes at the next offset whose record verifies, the damaged bytes
-//! are copied to `quarantine/{segment}-{offset}.damaged` with a WARN naming the offset
+//! are copied to `quarantine/{segment}-{offset}-{crc}.damaged` with a WARN naming the offset
 //! and size, and only an incomplete record (or zeros) at the very end of a segment is
 //! taken for a torn write and truncated.
 

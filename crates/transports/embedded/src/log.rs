@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::crc::Crc32;
 use crate::record::{self, Record, SEG_HEADER_LEN, SEG_MAGIC};
 use crate::scan::{self, Item};
 use crate::state::SegInfo;
@@ -268,8 +269,9 @@ struct Damage {
 
 impl Damage {
     /// Copies one damaged range to `quarantine/` and logs it. The copy is named by
-    /// segment and offset, so the next open does not copy it again while the segment
-    /// lives; failing to write it only loses the copy.
+    /// segment, offset and checksum, so the next open does not copy it again while the
+    /// segment lives (and a later segment reusing the id does not overwrite it); failing
+    /// to write it only loses the copy.
     fn quarantine(
         &mut self,
         dir: &Path,
@@ -282,7 +284,12 @@ impl Damage {
         self.ranges += 1;
         self.bytes += bytes.len();
         let qdir = dir.join(QUARANTINE_DIR);
-        let qpath = qdir.join(format!("{id:016}-{offset:010}.damaged"));
+        let mut crc = Crc32::new();
+        crc.update(bytes);
+        let qpath = qdir.join(format!(
+            "{id:016}-{offset:010}-{:08x}.damaged",
+            crc.finish()
+        ));
         let already = fs::metadata(&qpath).is_ok_and(|m| m.len() == bytes.len() as u64);
         let saved = if already {
             Ok(())
