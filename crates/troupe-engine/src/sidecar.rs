@@ -880,7 +880,9 @@ impl Engine {
     }
 
     /// Gives a parse failure the gateway never saw (its id was generated, or it was
-    /// published straight to a queue) a gateway record, so the mesh API lists it.
+    /// published straight to a queue) a gateway record, so the mesh API lists it. Asked
+    /// whether or not the gateway knows the id (a remote gateway cannot be asked
+    /// cheaply): adopting leaves an existing record as it is.
     async fn adopt(&self, env: &Envelope) {
         let Some(gw) = report::gateway_target(
             env,
@@ -889,9 +891,6 @@ impl Engine {
         ) else {
             return;
         };
-        if self.reporter.knows(&gw, &env.id).await {
-            return;
-        }
         let actor = env.status.as_ref().map_or("", |s| s.actor.as_str());
         let payload: Value = serde_json::from_str(env.payload.get()).unwrap_or(Value::Null);
         if !self.reporter.adopt(&gw, &env.id, actor, payload).await {
