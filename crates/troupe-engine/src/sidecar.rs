@@ -425,7 +425,13 @@ impl Engine {
             self.hot.sent_sink.increment(1);
             let _in_flight = InFlight::enter(&sink.engine.stats);
             sink.engine.hot.received.increment(1);
-            return sink.engine.end_parsed(sink.handler.as_ref(), env).await;
+            let stored = sink.engine.end_parsed(sink.handler.as_ref(), env).await;
+            if stored.is_err() {
+                // x-sink logged why; this actor requeues its input and must back off too.
+                self.outage
+                    .failed(&self.sink_queue, &"x-sink could not store the result");
+            }
+            return stored;
         }
         self.send(&self.sink_queue, env, m::sent::SINK).await
     }
@@ -847,7 +853,11 @@ impl Engine {
     /// §14.1 steps 2–5 on a parsed envelope.
     async fn end_parsed(&self, handler: &dyn EndHandler, env: &Envelope) -> Result<(), SendFailed> {
         let outcome = match handler.handle(env).await {
-            Ok(o) => o,
+            Ok(o) => {
+                // With a local sink this engine settles no delivery of its own.
+                self.outage.succeeded();
+                o
+            }
             Err(e) => {
                 self.outage.failed(&self.own_queue, &e);
                 return Err(SendFailed);

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::{input, pass_through, TestClock, NOW};
 use tokio::sync::{watch, Notify};
 use troupe_engine::consumer::{run_replica, ReplicaExit};
-use troupe_engine::handler::{HandlerFailure, NativeHandler};
+use troupe_engine::handler::{EndHandler, EndOutcome, HandlerFailure, NativeHandler, Requeue};
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::report::NoReporter;
 use troupe_engine::{ActorSettings, Engine, Handler};
@@ -178,6 +178,99 @@ async fn full_disk_backs_off_warns_once_and_recovers() {
         "{text}"
     );
 
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}
+
+/// x-sink in the same process, whose storage fails while the disk is full.
+struct FullDiskSink {
+    full: Arc<AtomicBool>,
+    stored: AtomicUsize,
+}
+
+#[async_trait]
+impl EndHandler for FullDiskSink {
+    async fn handle(&self, _env: &Envelope) -> Result<EndOutcome, Requeue> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(Requeue(
+                "cannot persist envelope: No space left on device".into(),
+            ));
+        }
+        self.stored.fetch_add(1, Ordering::SeqCst);
+        Ok(EndOutcome {
+            sends: Vec::new(),
+            skip_report: true,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_sink_storage_failures_back_off_the_sending_actor() {
+    let (logs, _guard) = Logs::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(EmbeddedTransport::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let mut last = input();
+    last["route"] = serde_json::json!({"prev": ["a"], "curr": "b", "next": []});
+    queue
+        .send("b", Bytes::from(serde_json::to_vec(&last).unwrap()))
+        .await
+        .unwrap();
+    let full = Arc::new(AtomicBool::new(true));
+    let sink = Arc::new(FullDiskSink {
+        full: full.clone(),
+        stored: AtomicUsize::new(0),
+    });
+    let engine = |actor: &str| {
+        Engine::new(
+            ActorSettings::new(actor),
+            queue.clone(),
+            Arc::new(NoReporter),
+            Arc::new(TestClock::new(NOW)),
+            Arc::new(ActorStats::default()),
+        )
+    };
+    let sink_engine = Arc::new(engine("x-sink"));
+    let engine = Arc::new(engine("b").with_local_sink(sink_engine, sink.clone()));
+    let handler = Arc::new(Counting {
+        runs: AtomicUsize::new(0),
+        limit: 100,
+        too_many: Notify::new(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(
+        engine.clone(),
+        Handler::Native(handler.clone()),
+        stop_rx,
+    ));
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        _ = handler.too_many.notified() => {}
+    }
+    let runs = handler.runs.load(Ordering::SeqCst);
+    assert!((4..=8).contains(&runs), "{runs} tries in 10 s of full disk");
+    let text = logs.text();
+    // One WARN from x-sink's storage, one from the actor whose input is requeued.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("WARN")).count(),
+        2,
+        "{text}"
+    );
+
+    full.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(11), async {
+        while sink.stored.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("stored once the disk has space");
+    assert_eq!(queue.depth("b").await.unwrap(), QueueDepth::default());
+    assert_eq!(
+        count(&logs.text(), "INFO", "sends succeed again"),
+        2,
+        "{}",
+        logs.text()
+    );
     stop.send_replace(true);
     assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
 }
