@@ -699,3 +699,36 @@ def test_handler_import_error_exits_2_naming_module_and_exception(fmesh):
     assert "actors[1].handler" in out
     assert "fine.run" not in out
     assert runtime_pids(fmesh) == []
+
+
+# -- 11. idle runtime killed ------------------------------------------------------------------------
+
+def test_killing_an_idle_runtime_never_fails_the_next_message(fmesh):
+    """A request that reaches a runtime as it dies (killed while idle: the kernel tears
+    its memory down before it closes its sockets) is never read by it, so it waits for
+    the replacement runtime instead of going to x-sump (issue 9 item 9). SIGSTOP before
+    the kill holds that moment open, so every round hits it."""
+    fmesh.write("troupe.yaml", """
+        actors:
+          - actor: w
+            handler: h.work
+            scaling: {minReplicaCount: 1, maxReplicaCount: 1}
+    """)
+    fmesh.write("h.py", SLOW)
+    fmesh.start()
+    kills = 5
+    for n in range(kills + 1):
+        tid = create(fmesh, "w", {"n": n})
+        if n > 0:
+            time.sleep(0.5)  # the request is written to the stopped runtime's socket
+            os.kill(victim, signal.SIGKILL)
+        env = fmesh.wait_result(tid, "succeeded", timeout=20)
+        assert env["payload"] == {"n": n}
+        if n == kills:
+            break
+        victim = fmesh.wait_for(lambda: runtime_pids(fmesh, "w"), what="a runtime")[0]
+        os.kill(victim, signal.SIGSTOP)
+    assert counts(fmesh, "x-sump", "failed") == (0,)
+    assert fmesh.results("failed") == {}
+    handlers = {int(n) for n, _ in read_lines(fmesh.root / "pids.log")}
+    assert handlers == set(range(kills + 1))

@@ -123,6 +123,10 @@ enum AttemptError {
     Stale(String),
     /// The request could not even be written: it never reached the runtime.
     Unsent(String),
+    /// The runtime closed the connection with the request still unread in its receive
+    /// queue (a Unix socket reports that as `ECONNRESET`): it was dying or dead when the
+    /// request arrived, so no handler ran.
+    Unread(String),
     /// Anything else; never retried (the runtime may have run the handler).
     Fatal(String),
 }
@@ -278,7 +282,10 @@ impl RuntimeClient {
             match attempt(conn, request_head, body).await {
                 Ok(done) => return Ok(done),
                 Err(AttemptError::Fatal(msg)) => return Err(self.unreachable(msg)),
-                Err(e @ (AttemptError::Stale(_) | AttemptError::Unsent(_))) => {
+                Err(
+                    e
+                    @ (AttemptError::Stale(_) | AttemptError::Unsent(_) | AttemptError::Unread(_)),
+                ) => {
                     maybe_delivered = matches!(e, AttemptError::Stale(_));
                     // The runtime dropped an idle connection; it most likely restarted or
                     // timed out its idle connections, so the others are suspect too.
@@ -304,9 +311,13 @@ impl RuntimeClient {
         attempt(conn, request_head, body)
             .await
             .map_err(|e| match e {
-                AttemptError::Stale(msg) | AttemptError::Unsent(msg) | AttemptError::Fatal(msg) => {
-                    self.unreachable(msg)
+                AttemptError::Unsent(message) | AttemptError::Unread(message) => {
+                    RuntimeCallError::NotDelivered {
+                        socket: self.socket.clone(),
+                        message,
+                    }
                 }
+                AttemptError::Stale(msg) | AttemptError::Fatal(msg) => self.unreachable(msg),
             })
     }
 
@@ -401,6 +412,11 @@ async fn attempt(mut conn: Conn, head: &[u8], body: &[u8]) -> Result<(Conn, Head
                 ))
             }
             Ok(_) => {}
+            Err(e) if got_nothing && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(AttemptError::Unread(format!(
+                    "the runtime closed the connection without reading the request: {e}"
+                )))
+            }
             Err(e) if got_nothing && is_reset(&e) => {
                 return Err(AttemptError::Stale(format!("reading response: {e}")))
             }

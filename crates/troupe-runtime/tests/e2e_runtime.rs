@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use troupe_runtime::client::{RuntimeClient, RuntimeEvent};
+use troupe_runtime::client::{RuntimeCallError, RuntimeClient, RuntimeEvent};
 use troupe_runtime::launcher::{write_runtime_file, RuntimeProcess, RuntimeSpec};
 
 const T: Duration = Duration::from_secs(20);
@@ -214,4 +214,52 @@ async fn broken_handler_module_reports_the_import_error() {
         "{msg}"
     );
     assert!(msg.contains("exit code 1"), "{msg}");
+}
+
+/// Issue 9 item 9: a request that reaches a runtime as it dies (killed while idle, its
+/// memory still being torn down, so the connection stays open a moment) is never read, so
+/// no handler ran: it must be `NotDelivered` (requeued), never `Unreachable` (x-sump).
+/// SIGSTOP makes the moment last: the request lands in the socket buffer, unread.
+#[tokio::test]
+async fn request_unread_by_a_runtime_killed_while_idle_is_not_delivered() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if !have_python() || troupe_runtime::RUNTIME_PY.is_empty() {
+        eprintln!("python3 or the runtime file is missing; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for pooled in [true, false] {
+        let mut proc = start(dir.path(), "echo").await;
+        let client = std::sync::Arc::new(RuntimeClient::new(proc.socket_path()));
+        if pooled {
+            let mut inv = client.invoke(envelope(json!({"n": 1})), T).await.unwrap();
+            assert!(matches!(
+                inv.next().await.unwrap(),
+                Some(RuntimeEvent::FramesJson(_))
+            ));
+            assert_eq!(inv.next().await.unwrap(), None);
+            drop(inv);
+            assert_eq!(client.idle_count(), 1);
+        }
+        let pid = Pid::from_raw(i32::try_from(proc.pid()).unwrap());
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let call = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                match client.invoke(envelope(json!({"n": 2})), T).await {
+                    Ok(mut inv) => inv.next().await.map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kill(pid, Signal::SIGKILL).unwrap();
+        proc.wait().await.unwrap();
+        let err = call.await.unwrap().expect_err("the runtime is dead");
+        assert!(
+            matches!(err, RuntimeCallError::NotDelivered { .. }),
+            "pooled={pooled}: {err:?}"
+        );
+    }
 }
