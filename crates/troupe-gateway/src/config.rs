@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub subscriber_buffer: usize,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Credentials and cross-site rules (docs/security.md).
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +44,7 @@ impl Default for GatewayConfig {
             keepalive_interval: Duration::from_secs(15),
             subscriber_buffer: 100,
             max_body_bytes: 32 << 20,
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::config::DEFAULT_API_PREFIX;
 use crate::gateway::{ChildOutcome, Gateway, GatewayError};
+use crate::security::{require, Access, Guard, RouteGuard, SiteRules};
 use crate::status::TaskStatus;
 use crate::store::ListFilter;
 
@@ -93,6 +94,15 @@ impl Route {
             Route::Ready => mr.get(ready),
         }
     }
+
+    /// Who may call it (docs/security.md).
+    fn access(self) -> Access {
+        match self {
+            Route::Health | Route::Ready => Access::Open,
+            Route::PostEvent | Route::Children | Route::Adopt | Route::Legacy => Access::Sidecar,
+            _ => Access::Client,
+        }
+    }
 }
 
 impl Gateway {
@@ -141,14 +151,29 @@ impl Gateway {
         add("/health".to_owned(), Route::Health);
         add("/ready".to_owned(), Route::Ready);
 
+        let security = &self.config().security;
+        let guard = Guard::new(security, which == Listener::Internal);
         let mut router = Router::new();
         for (path, routes) in table {
-            let mr = routes
-                .into_iter()
-                .fold(MethodRouter::new(), |mr, r| r.add(mr));
+            let mr = routes.into_iter().fold(MethodRouter::new(), |mr, r| {
+                // The internal listener serves sidecars only (their pre-flight `GET`).
+                let access = match (which, r.access()) {
+                    (Listener::Internal, Access::Client) => Access::Sidecar,
+                    (_, a) => a,
+                };
+                let gate = RouteGuard {
+                    guard: guard.clone(),
+                    access,
+                };
+                mr.merge(
+                    r.add(MethodRouter::new())
+                        .route_layer(axum::middleware::from_fn_with_state(gate, require)),
+                )
+            });
             router = router.route(&path, mr);
         }
-        router
+        SiteRules::json(security)
+            .apply(router)
             .layer(DefaultBodyLimit::max(self.config().max_body_bytes))
             .with_state(self.clone())
     }

@@ -8,6 +8,7 @@
 //! - [`Ingress`]: how the gateway publishes envelopes to actor queues.
 //! - [`status`] and [`progress`]: the pure status model and progress math.
 
+pub mod auth;
 mod config;
 mod fanout;
 mod follow;
@@ -20,12 +21,14 @@ mod memory;
 mod postgres;
 pub mod progress;
 mod reporter;
+pub mod security;
 mod sqlite;
 mod sse;
 pub mod status;
 mod store;
 mod task;
 
+pub use auth::{Auth, AuthConfig, Caller};
 pub use config::{GatewayConfig, DEFAULT_API_PREFIX};
 pub use fanout::{EventFanout, FanoutEvent};
 pub use follow::{TaskEvent, TaskEvents};
@@ -35,6 +38,7 @@ pub use ingress::Ingress;
 #[cfg(feature = "postgres")]
 pub use postgres::{attach_postgres_fanout, PostgresStore};
 pub use reporter::InProcessReporter;
+pub use security::{SecurityConfig, SIDECAR_TOKEN_ENV};
 pub use sqlite::SqliteStore;
 pub use status::TaskStatus;
 pub use store::{CasOutcome, ListFilter, MemoryStore, StoreError, TaskPage, TaskStore};

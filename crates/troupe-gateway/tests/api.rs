@@ -504,6 +504,7 @@ async fn events_endpoint_errors() {
     let r = h
         .http
         .post(h.url(&format!("/api/v1/mesh/{id}/events")))
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await
@@ -749,7 +750,14 @@ async fn children_registration_and_listing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let r = h.http.post(&url).body("{").send().await.unwrap();
+    let r = h
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = h
         .http
@@ -821,7 +829,14 @@ async fn adopt_records_a_parse_failure_that_the_final_report_fails() {
     let (_, task) = h.get("gen-1").await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["data"]["payload"], payload);
-    let r = h.http.post(&url).body("{").send().await.unwrap();
+    let r = h
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     h.shutdown().await;
 }
@@ -951,6 +966,7 @@ async fn resume_publishes_to_x_resume_with_same_id() {
     let r = h
         .http
         .post(h.url(&format!("/api/v1/mesh/{id}/resume")))
+        .header("content-type", "application/json")
         .body("{bad")
         .send()
         .await

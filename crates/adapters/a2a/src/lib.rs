@@ -5,7 +5,6 @@
 //! mesh API: an A2A task id is the mesh task id, chosen before creation so the payload
 //! can carry it.
 
-mod auth;
 mod mapping;
 mod registry;
 mod relay;
@@ -27,9 +26,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use troupe_gateway::Gateway;
 
-use crate::auth::{Auth, Caller};
 use crate::registry::{card_skills, Registry, DEFAULT_MODES};
 use crate::rpc::{err_body, json_reply, RpcError};
+use troupe_gateway::auth::{Auth, AuthConfig, Caller};
+use troupe_gateway::security::SiteRules;
 
 /// Registry re-read period when `poll_interval` is zero.
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
@@ -80,6 +80,18 @@ pub enum A2aError {
     Config(String),
 }
 
+impl A2aConfig {
+    /// The client auth these settings configure (API key, JWT).
+    pub fn auth_config(&self) -> AuthConfig {
+        AuthConfig {
+            api_keys: self.api_key.iter().cloned().collect(),
+            jwt_jwks_url: self.jwt_jwks_url.clone(),
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+        }
+    }
+}
+
 /// The A2A adapter.
 #[derive(Clone)]
 pub struct A2aAdapter {
@@ -105,13 +117,7 @@ impl A2aAdapter {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| A2aError::Config(format!("HTTP client for the JWKS: {e}")))?;
-        let auth = Auth::new(
-            config.api_key.clone(),
-            config.jwt_jwks_url.clone(),
-            config.jwt_issuer.clone(),
-            config.jwt_audience.clone(),
-            http,
-        );
+        let auth = Auth::new(&config.auth_config(), http);
         let (closing, _) = watch::channel(false);
         Ok(A2aAdapter {
             inner: Arc::new(Inner {
@@ -154,14 +160,16 @@ impl A2aAdapter {
 
     /// The adapter's routes (`/a2a/`, `/.well-known/…`), without `/health`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        let router = axum::Router::new()
             .route("/.well-known/agent.json", get(card_handler))
             .route("/.well-known/agent-card.json", get(card_handler))
             .route("/a2a", post(rpc_root))
             .route("/a2a/", post(rpc_root))
             .route("/a2a/tasks/{op}", post(task_op))
             .route("/a2a/{agent}", post(rpc_agent))
-            .with_state(self.inner.clone())
+            .with_state(self.inner.clone());
+        // Without a key too: a web page must not reach the agents (docs/security.md).
+        SiteRules::json(&self.inner.gateway.config().security).apply(router)
     }
 
     /// Re-reads the registry every `poll_interval` until `shutdown` completes; then

@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use troupe_gateway::{GatewayError, ListFilter, NewTask, Task, TaskEvents, TaskStatus};
 
-use crate::auth::Caller;
 use crate::mapping::{
     a2a_state, agent_message, context_of, message_parts, message_to_payload, status_event,
     task_object, task_status, MessageError, HEADER_CONTEXT_ID, HEADER_OWNER, HEADER_TASK_ID,
@@ -21,6 +20,7 @@ use crate::mapping::{
 use crate::registry::select;
 use crate::relay::{self, Relay, TaskFold};
 use crate::Inner;
+use troupe_gateway::auth::Caller;
 
 /// Tasks scanned per `tasks/list` store page, and the most scanned in all.
 const LIST_SCAN_PAGE: usize = 500;

@@ -972,6 +972,7 @@ async fn protocol_errors() {
     let r: Value = h
         .http
         .post(h.url("/a2a/"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -1355,4 +1356,43 @@ async fn shutdown_ends_open_streams() {
     stop.send(()).unwrap();
     reload.await.unwrap();
     assert!(s.next().await.is_none(), "stream ended at shutdown");
+}
+
+/// Issue 9 item 2: without a key, a web page must not reach the agents (text/plain
+/// "simple" requests and foreign origins), and a loopback listener checks `Host`.
+#[tokio::test]
+async fn cross_site_requests_are_refused_without_a_key() {
+    let h = start(config(agents())).await;
+    let send = json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+        "params": {"message": user_msg(json!([{"kind": "text", "text": "hi"}]))}});
+    let r = h
+        .http
+        .post(h.url("/a2a/"))
+        .header("content-type", "text/plain")
+        .body(send.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = h
+        .http
+        .post(h.url("/a2a/"))
+        .header("origin", "http://evil.example")
+        .json(&send)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = h
+        .http
+        .get(h.url("/.well-known/agent-card.json"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        h.ingress.published.lock().unwrap().is_empty(),
+        "no task was created"
+    );
 }

@@ -25,6 +25,7 @@ use crate::rpc::{
 };
 use crate::session::{Session, PUSH_BUFFER};
 use crate::Inner;
+use troupe_gateway::security::SiteRules;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -35,89 +36,37 @@ const CALL_BUFFER: usize = 64;
 /// The adapter's routes.
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     let limit = inner.gateway.config().max_body_bytes;
-    Router::new()
+    let site = SiteRules::json(&inner.gateway.config().security);
+    let router = Router::new()
         .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
         .route("/mcp/sse", get(legacy_sse))
         .route("/mcp/message", post(legacy_message))
         // route_layer: the host's own routes and 404s stay outside the key check.
         .route_layer(middleware::from_fn_with_state(inner.clone(), guard))
         .route_layer(DefaultBodyLimit::max(limit))
-        .with_state(inner)
+        .with_state(inner);
+    // Without a key too: a web page must not reach the tools (MCP's DNS-rebinding rule).
+    site.apply(router)
 }
 
-// ---------- auth and Origin ----------
+// ---------- auth ----------
 
-/// Equal-length-independent comparison whose time does not depend on where the
-/// inputs first differ (the key must not leak byte by byte).
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// An `Origin` a browser on another site would send (DNS-rebinding defence): allowed
-/// are no Origin (non-browser clients), loopback origins, and the server's own host.
-fn foreign_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    let host_only = if authority.starts_with('[') {
-        authority
-            .split_once(']')
-            .map_or(authority, |(h, _)| h)
-            .trim_start_matches('[')
-    } else {
-        authority.split(':').next().unwrap_or(authority)
-    };
-    if matches!(host_only, "localhost" | "127.0.0.1" | "::1") {
-        return false;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    host != Some(authority)
-}
-
+/// The client auth (shared with the mesh API and A2A); `Origin`, `Host` and the JSON
+/// content type are checked by the gateway's [`SiteRules`] around these routes.
 async fn guard(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
-    match &inner.api_key {
-        Some(key) => {
-            let ok = bearer(req.headers())
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), key.as_bytes()));
-            if !ok {
-                let mut r = rpc_error_response(
-                    StatusCode::UNAUTHORIZED,
-                    Value::Null,
-                    -32001,
-                    "unauthorized: send Authorization: Bearer <key>",
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"asya-gateway\""),
-                );
-                return r;
-            }
-        }
-        // Without a key, a browser page must not reach the tools through DNS rebinding;
-        // with one, such a page cannot know the key.
-        None if foreign_origin(req.headers()) => {
-            return rpc_error_response(
-                StatusCode::FORBIDDEN,
-                Value::Null,
-                INVALID_REQUEST,
-                "forbidden: cross-origin request",
-            );
-        }
-        None => {}
+    if let Err(reason) = inner.auth.authenticate(req.headers()).await {
+        tracing::debug!(reason = %reason, "MCP request rejected");
+        let mut r = rpc_error_response(
+            StatusCode::UNAUTHORIZED,
+            Value::Null,
+            -32001,
+            "unauthorized: send Authorization: Bearer <key>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"asya-gateway\""),
+        );
+        return r;
     }
     next.run(req).await
 }
@@ -604,57 +553,12 @@ async fn legacy_message(
 mod tests {
     use super::*;
 
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
-
     fn h(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
             m.insert(k.clone(), HeaderValue::from_str(v).unwrap());
         }
         m
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(
-            bearer(&h(&[(header::AUTHORIZATION, "Bearer k")])),
-            Some("k")
-        );
-        assert_eq!(
-            bearer(&h(&[(header::AUTHORIZATION, "bearer  k ")])),
-            Some("k")
-        );
-        assert_eq!(bearer(&h(&[(header::AUTHORIZATION, "Basic k")])), None);
-        assert_eq!(bearer(&h(&[])), None);
-    }
-
-    #[test]
-    fn origins() {
-        assert!(!foreign_origin(&h(&[])));
-        assert!(!foreign_origin(&h(&[(
-            header::ORIGIN,
-            "http://localhost:6274"
-        )])));
-        assert!(!foreign_origin(&h(&[(header::ORIGIN, "http://127.0.0.1")])));
-        assert!(!foreign_origin(&h(&[(
-            header::ORIGIN,
-            "http://[::1]:3000"
-        )])));
-        assert!(!foreign_origin(&h(&[
-            (header::ORIGIN, "https://mcp.example.com"),
-            (header::HOST, "mcp.example.com")
-        ])));
-        assert!(foreign_origin(&h(&[
-            (header::ORIGIN, "https://evil.example"),
-            (header::HOST, "mcp.example.com")
-        ])));
     }
 
     #[test]

@@ -47,6 +47,16 @@ pub struct McpConfig {
     pub api_key: Option<String>,
 }
 
+impl McpConfig {
+    /// The client auth these settings configure (the bearer key).
+    pub fn auth_config(&self) -> troupe_gateway::AuthConfig {
+        troupe_gateway::AuthConfig {
+            api_keys: self.api_key.iter().cloned().collect(),
+            ..troupe_gateway::AuthConfig::default()
+        }
+    }
+}
+
 /// Adapter errors.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
@@ -61,7 +71,7 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     source: RegistrySource,
     poll_interval: Duration,
-    pub(crate) api_key: Option<String>,
+    pub(crate) auth: troupe_gateway::Auth,
     pub(crate) sessions: Sessions,
     /// Set at shutdown: every open SSE stream ends so graceful shutdown can finish.
     pub(crate) closing: watch::Sender<bool>,
@@ -78,6 +88,7 @@ pub struct McpAdapter {
 impl McpAdapter {
     /// Loads the registry once; errors name the file and the problem.
     pub fn new(gateway: Gateway, config: McpConfig) -> Result<Self, McpError> {
+        let auth = troupe_gateway::Auth::from_config(&config.auth_config());
         let source = RegistrySource {
             dir: config.config_dir,
             inline: config.inline_tools,
@@ -97,7 +108,7 @@ impl McpAdapter {
                 registry: Registry::new(set),
                 source,
                 poll_interval,
-                api_key: config.api_key.filter(|k| !k.is_empty()),
+                auth,
                 sessions: Sessions::default(),
                 closing,
                 last_error: Mutex::new(None),

@@ -381,6 +381,7 @@ async fn session_header_rules_and_delete() {
         .http
         .post(h.url("/mcp"))
         .header("mcp-session-id", &sid)
+        .header("content-type", "application/json")
         .body("{oops")
         .send()
         .await
@@ -971,6 +972,7 @@ async fn legacy_sse_transport() {
     let r = h
         .http
         .post(h.url(&endpoint))
+        .header("content-type", "application/json")
         .body("{")
         .send()
         .await
@@ -990,4 +992,43 @@ async fn legacy_sse_transport() {
         post(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"})).await,
         404
     );
+}
+
+/// Issue 9 item 2: a text/plain body (a browser's "simple" request) is refused, and a
+/// foreign Origin is refused even with the key.
+#[tokio::test]
+async fn non_json_bodies_and_foreign_origins_are_refused() {
+    let h = Harness::start_with(Opts {
+        api_key: Some("s3cret".into()),
+        ..Opts::default()
+    })
+    .await;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}});
+    let r = h
+        .http
+        .post(h.url("/mcp"))
+        .header("authorization", "Bearer s3cret")
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "text/plain")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = h
+        .post(None, ACCEPT_BOTH, &init)
+        .header("authorization", "Bearer s3cret")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The key is also accepted as X-API-Key (one auth implementation with A2A and the mesh API).
+    let r = h
+        .post(None, ACCEPT_BOTH, &init)
+        .header("x-api-key", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

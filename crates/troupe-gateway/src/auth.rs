@@ -1,5 +1,6 @@
-//! Authentication (gateway.md §4 "Auth"): `X-API-Key` or a bearer JWT verified
-//! against a JWKS. Off when neither is configured.
+//! Client authentication shared by the mesh API, MCP and A2A (gateway.md §4 "Auth"):
+//! an API key (`X-API-Key: <key>` or `Authorization: Bearer <key>`) or a bearer JWT
+//! verified against a JWKS. Off when neither is configured.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ const LEEWAY_S: u64 = 30;
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Caller {
+pub enum Caller {
     /// Auth is off.
     Anonymous,
     /// Presented the API key.
@@ -39,9 +40,42 @@ impl Caller {
     }
 }
 
+/// What a client must present; empty = auth off.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Accepted API keys (empty strings are ignored).
+    pub api_keys: Vec<String>,
+    /// JWKS URL of the bearer JWT scheme; `None` = no JWT.
+    pub jwt_jwks_url: Option<String>,
+    /// Required `iss` of a JWT.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of a JWT.
+    pub jwt_audience: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    // Keys never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("api_keys", &format_args!("{} key(s)", self.api_keys.len()))
+            .field("jwt_jwks_url", &self.jwt_jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// Whether any scheme is configured.
+    pub fn enabled(&self) -> bool {
+        self.api_keys.iter().any(|k| !k.is_empty())
+            || self.jwt_jwks_url.as_ref().is_some_and(|u| !u.is_empty())
+    }
+}
+
 /// The configured schemes.
-pub(crate) struct Auth {
-    api_key: Option<String>,
+pub struct Auth {
+    api_keys: Vec<String>,
     jwt: Option<JwtVerifier>,
 }
 
@@ -68,39 +102,54 @@ struct Claims {
 
 impl Auth {
     /// Builds the verifier; `http` fetches the JWKS.
-    pub fn new(
-        api_key: Option<String>,
-        jwks_url: Option<String>,
-        issuer: Option<String>,
-        audience: Option<String>,
-        http: reqwest::Client,
-    ) -> Self {
-        let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    pub fn new(config: &AuthConfig, http: reqwest::Client) -> Self {
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         Auth {
-            api_key: nonempty(api_key),
-            jwt: nonempty(jwks_url).map(|jwks_url| JwtVerifier {
+            api_keys: config
+                .api_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
+            jwt: nonempty(&config.jwt_jwks_url).map(|jwks_url| JwtVerifier {
                 jwks_url,
-                issuer: nonempty(issuer),
-                audience: nonempty(audience),
+                issuer: nonempty(&config.jwt_issuer),
+                audience: nonempty(&config.jwt_audience),
                 http,
                 cache: Mutex::new(KeyCache::default()),
             }),
         }
     }
 
+    /// An [`Auth`] with a JWKS client of its own (10 s timeout).
+    pub fn from_config(config: &AuthConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self::new(config, http)
+    }
+
     /// Whether any scheme is configured.
     pub fn enabled(&self) -> bool {
-        self.api_key.is_some() || self.jwt.is_some()
+        !self.api_keys.is_empty() || self.jwt.is_some()
     }
 
     /// Whether the API key scheme is on.
     pub fn api_key_enabled(&self) -> bool {
-        self.api_key.is_some()
+        !self.api_keys.is_empty()
     }
 
     /// Whether the bearer JWT scheme is on.
     pub fn jwt_enabled(&self) -> bool {
         self.jwt.is_some()
+    }
+
+    /// Whether `key` is one of the API keys (constant time per key).
+    fn is_key(&self, key: &[u8]) -> bool {
+        self.api_keys
+            .iter()
+            .fold(false, |hit, k| hit | bool::from(k.as_bytes().ct_eq(key)))
     }
 
     /// Identifies the caller; `Err` carries the reason for the 401.
@@ -109,31 +158,46 @@ impl Auth {
             return Ok(Caller::Anonymous);
         }
         let key = headers.get("x-api-key");
-        if let (Some(want), Some(got)) = (&self.api_key, key) {
-            if bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
-                return Ok(Caller::ApiKey);
-            }
+        if key.is_some_and(|k| self.is_key(k.as_bytes())) {
+            return Ok(Caller::ApiKey);
         }
-        let bearer = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+        let bearer = bearer(headers);
+        // MCP clients send the key as a bearer token.
+        if bearer.is_some_and(|t| self.is_key(t.as_bytes())) {
+            return Ok(Caller::ApiKey);
+        }
         match (&self.jwt, bearer) {
             (Some(jwt), Some(token)) => jwt.verify(token).await.map(Caller::Jwt),
             _ if key.is_some() => Err("invalid API key".into()),
-            (None, Some(_)) => Err("bearer tokens are not accepted: send X-API-Key".into()),
-            (_, None) => Err(match (self.api_key.is_some(), self.jwt.is_some()) {
-                (true, true) => "credentials required: X-API-Key or Authorization: Bearer <JWT>",
-                (true, false) => "credentials required: X-API-Key",
+            (None, Some(_)) => Err("invalid API key (sent as a bearer token)".into()),
+            (_, None) => Err(match (!self.api_keys.is_empty(), self.jwt.is_some()) {
+                (true, true) => {
+                    "credentials required: X-API-Key or Authorization: Bearer <key or JWT>"
+                }
+                (true, false) => "credentials required: X-API-Key or Authorization: Bearer <key>",
                 _ => "credentials required: Authorization: Bearer <JWT>",
             }
             .into()),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Constant-time equality of two secrets (the time does not depend on where they differ).
+pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
 }
 
 impl JwtVerifier {
@@ -222,7 +286,7 @@ impl JwtVerifier {
         String,
     > {
         let fail = |e: String| {
-            tracing::warn!(url = %self.jwks_url, error = %e, "could not load the A2A JWKS");
+            tracing::warn!(url = %self.jwks_url, error = %e, "could not load the JWKS");
             format!("could not verify the token: JWKS unavailable ({e})")
         };
         let resp = self
@@ -274,13 +338,17 @@ mod tests {
 
     #[tokio::test]
     async fn api_key_scheme() {
-        let off = Auth::new(None, None, None, None, reqwest::Client::new());
+        let off = Auth::new(&AuthConfig::default(), reqwest::Client::new());
         assert!(!off.enabled());
         assert_eq!(
             off.authenticate(&HeaderMap::new()).await.unwrap(),
             Caller::Anonymous
         );
-        let auth = Auth::new(Some("k1".into()), None, None, None, reqwest::Client::new());
+        let cfg = AuthConfig {
+            api_keys: vec!["k1".into(), "k3".into()],
+            ..AuthConfig::default()
+        };
+        let auth = Auth::new(&cfg, reqwest::Client::new());
         assert!(auth.enabled());
         assert_eq!(
             auth.authenticate(&headers(&[("x-api-key", "k1")]))
@@ -297,6 +365,12 @@ mod tests {
             .authenticate(&headers(&[("authorization", "Bearer x.y.z")]))
             .await
             .is_err());
+        assert_eq!(
+            auth.authenticate(&headers(&[("authorization", "Bearer k3")]))
+                .await
+                .unwrap(),
+            Caller::ApiKey
+        );
         assert_eq!(Caller::ApiKey.owner().as_deref(), Some("api-key"));
         assert_eq!(Caller::Jwt("u".into()).owner().as_deref(), Some("jwt:u"));
         assert_eq!(Caller::Anonymous.owner(), None);
