@@ -56,6 +56,11 @@ echo "postgres at $TROUPE_TEST_POSTGRES_URL"
 echo "== cargo test"
 cargo test --workspace --locked
 
+# Each fuzz target for 20 s from its seed corpus (the instrumented build is cached in
+# "$CARGO_TARGET_DIR-fuzz"); a crash fails the run.
+echo "== fuzzing (20 s per target)"
+scripts/fuzz.sh 20
+
 echo "== build troupe"
 cargo build -p troupe-cli --locked
 

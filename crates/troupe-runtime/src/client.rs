@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
+pub mod replay;
+
 /// Longest SSE line accepted (protocol.md §7), terminator excluded.
 pub const MAX_SSE_LINE: usize = 16 * 1024 * 1024;
 /// Longest response head (status line and headers) accepted.
@@ -929,10 +931,14 @@ impl SseState {
             }
             BodyState::Chunked(dechunker) => loop {
                 let before = self.buf.len();
-                dechunker.decode(&mut self.conn.buf, &mut self.buf)?;
+                let decoded = dechunker.decode(&mut self.conn.buf, &mut self.buf);
+                // Body decoded before a framing error is parsed first, so which events
+                // arrive does not depend on how reads split the reply; the decoder stays
+                // at the bad bytes and reports them on the next call.
                 if self.buf.len() > before {
                     return Ok(true);
                 }
+                decoded?;
                 if dechunker.is_done() {
                     return Ok(false);
                 }

@@ -64,6 +64,7 @@
 //! taken for a torn write and truncated.
 
 mod crc;
+pub mod fuzzing;
 mod log;
 mod record;
 mod scan;
