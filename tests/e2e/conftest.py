@@ -6,6 +6,7 @@ The binary is taken from $TROUPE_BIN, else target/debug/troupe under the reposit
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,11 @@ class Mesh:
         self.proc = None
         self.log_path = self.root / "troupe-up.log"
         self.url = None
+        # The sidecar credential (docs/security.md): fixed here so tests can act as a
+        # sidecar (publish raw envelopes, post reports); `troupe up` makes one otherwise.
+        self.token = secrets.token_hex(16)
+        # Sent as X-API-Key by http() when the mesh has client auth on.
+        self.api_key = None
 
     # -- project files -------------------------------------------------------------
     def write(self, name, text):
@@ -77,6 +83,7 @@ class Mesh:
         self.proc = subprocess.Popen(
             [str(self.binary), "--log-level", log_level, "up", str(self.root), *extra],
             cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, TROUPE_GATEWAY_TOKEN=self.token),
         )
         log.close()
         if wait:
@@ -123,11 +130,11 @@ class Mesh:
             return ""
 
     # -- CLI -------------------------------------------------------------------------
-    def cli(self, *args, input=None, timeout=60, check=False):
+    def cli(self, *args, input=None, timeout=60, check=False, env=None):
         """Runs `troupe ARGS` in the project folder; returns CompletedProcess (text)."""
         res = subprocess.run(
             [str(self.binary), *args], cwd=self.root, input=input, capture_output=True,
-            text=True, timeout=timeout,
+            text=True, timeout=timeout, env=env,
         )
         if check and res.returncode != 0:
             raise AssertionError(f"troupe {args} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
@@ -144,11 +151,16 @@ class Mesh:
         return self.cli(*args, check=True).stdout.strip()
 
     # -- HTTP ------------------------------------------------------------------------
-    def http(self, method, path, body=None, raw=None):
-        """Returns (status, parsed JSON or text)."""
+    def http(self, method, path, body=None, raw=None, sidecar=False, headers=None):
+        """Returns (status, parsed JSON or text). `sidecar`: present the sidecar token."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        hdrs = {"Content-Type": "application/json"}
+        if sidecar:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        elif self.api_key:
+            hdrs["X-API-Key"] = self.api_key
+        hdrs.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 text = resp.read().decode()
@@ -163,7 +175,7 @@ class Mesh:
 
     def publish_raw(self, actor, body: bytes):
         """Puts raw bytes on an actor's queue (no gateway record)."""
-        code, _ = self.http("POST", f"/troupe/v1/queues/{actor}", raw=body)
+        code, _ = self.http("POST", f"/troupe/v1/queues/{actor}", raw=body, sidecar=True)
         assert code == 202, code
 
     def status(self):

@@ -112,7 +112,9 @@ def start(mesh, jwks=None):
     mesh.write("a2a_handlers.py", (FIXTURES / "a2a_handlers.py").read_text())
     mesh.start()
     info = json.loads((mesh.state_dir / "mesh.json").read_text())
-    return info["a2a_url"].rstrip("/")
+    # mesh.json names the endpoint a client pastes (issue 9 item 6)
+    assert info["a2a_url"].endswith("/a2a/"), info
+    return info["a2a_url"][:-len("/a2a/")]
 
 
 def run(coro):

@@ -533,7 +533,8 @@ def test_kill9_of_troupe_up_loses_no_envelope(fmesh):
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     for i in range(total):
         conn.request("POST", "/troupe/v1/queues/a", body=envelope(f"dur-{i:04d}", "a", ["b", "c"], {"i": i}),
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json",
+                              "Authorization": f"Bearer {fmesh.token}"})
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 202

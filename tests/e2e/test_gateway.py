@@ -229,17 +229,18 @@ def test_bad_input_gets_clear_errors_and_stores_nothing(mesh):
     # stale and unknown statuses are acknowledged but change nothing
     stale = {"type": "status", "status": "running",
              "data": {"prev": [], "curr": "fast", "next": [], "message": "late"}}
-    assert mesh.http("POST", f"/api/v1/mesh/{tid}/events", stale)[0] == 204
+    assert mesh.http("POST", f"/api/v1/mesh/{tid}/events", stale, sidecar=True)[0] == 204
     assert mesh.http("POST", f"/api/v1/mesh/{tid}/events",
-                     {"type": "status", "status": "bogus", "data": {}})[0] == 204
+                     {"type": "status", "status": "bogus", "data": {}}, sidecar=True)[0] == 204
     task = mesh.task(tid)[1]
     assert task["status"] == "succeeded" and task["data"]["message"] != "late"
-    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/events", raw=b"[oops")
+    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/events", raw=b"[oops", sidecar=True)
     assert code == 400
     big = {"type": "fly", "data": {"payload": {"text": "x" * (1 << 20)}}}
-    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/events", big)
+    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/events", big, sidecar=True)
     assert code == 413 and "1 MiB" in reply["error"], reply
-    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/children", {"id": "c1", "parent_id": "other"})
+    code, reply = mesh.http("POST", f"/api/v1/mesh/{tid}/children", {"id": "c1", "parent_id": "other"},
+                            sidecar=True)
     assert code == 400
     code, reply = mesh.http("GET", "/api/v1/mesh/?limit=x")
     assert code == 400
@@ -259,7 +260,7 @@ def free_port():
 class Standalone:
     """A `troupe gateway` process publishing into a running `troupe up`."""
 
-    def __init__(self, binary, mesh_url, log_path, **extra):
+    def __init__(self, binary, mesh_url, log_path, token=None, **extra):
         self.ext, self.int = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.ext}"
         env = dict(os.environ,
@@ -272,6 +273,7 @@ class Standalone:
                    TROUPE_MESH_URL=mesh_url,
                    TROUPE_MCP_PORT="off",
                    TROUPE_A2A_PORT="off",
+                   **({"TROUPE_GATEWAY_TOKEN": token} if token else {}),
                    **extra)
         self.log_path = log_path
         self.proc = subprocess.Popen([str(binary), "gateway"], env=env,
@@ -307,7 +309,7 @@ class Standalone:
 
 def test_standalone_gateway_receives_sidecar_reports_over_http(mesh, troupe_bin, tmp_path):
     start(mesh)
-    gw = Standalone(troupe_bin, mesh.url, tmp_path / "gateway.log")
+    gw = Standalone(troupe_bin, mesh.url, tmp_path / "gateway.log", token=mesh.token)
     try:
         assert gw.http("GET", "/health")[0] == 200
         code, reply = gw.http("POST", "/api/v1/mesh/?actor=nope", {})
@@ -457,7 +459,7 @@ def test_two_gateway_replicas_on_one_postgres_share_tasks_and_streams(mesh, trou
                                            f"gateway: {{store: '{postgres_url}'}}"))
     mesh.write("gw.py", HANDLERS)
     mesh.start()
-    other = Standalone(troupe_bin, mesh.url, tmp_path / "gateway.log",
+    other = Standalone(troupe_bin, mesh.url, tmp_path / "gateway.log", token=mesh.token,
                        TROUPE_GATEWAY_STORE=postgres_url)
     try:
         # created on troupe up's gateway, streamed from the other replica

@@ -65,7 +65,9 @@ def start(mesh, api_key=None):
     mesh.write("mcp_handlers.py", HANDLERS)
     mesh.start()
     info = json.loads((mesh.state_dir / "mesh.json").read_text())
-    return info["mcp_url"].rstrip("/")
+    # mesh.json names the endpoint a client pastes (issue 9 item 6)
+    assert info["mcp_url"].endswith("/mcp"), info
+    return info["mcp_url"][:-len("/mcp")]
 
 
 def run(coro):

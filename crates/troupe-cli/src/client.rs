@@ -20,9 +20,47 @@ pub struct MeshArg {
     /// Mesh API URL; overrides --mesh.
     #[arg(long, env = "TROUPE_MESH_URL")]
     url: Option<String>,
+    /// Key for a mesh whose gateway has auth on (sent as X-API-Key); without it, the
+    /// mesh file's `gateway.api_key` (else its MCP or A2A `api_key`) is used.
+    #[arg(long, env = "TROUPE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 impl MeshArg {
+    /// The key to present: `--api-key` / `TROUPE_API_KEY`, else the mesh file's (mesh.json
+    /// holds nothing secret; whoever may read the mesh file holds its keys anyway).
+    fn key(&self) -> Option<String> {
+        if let Some(k) = self.api_key.as_ref().filter(|k| !k.is_empty()) {
+            return Some(k.clone());
+        }
+        if self.url.is_some() {
+            return None;
+        }
+        let (config, _) = MeshConfig::load(&self.path).ok()?;
+        let g = &config.gateway;
+        g.api_key
+            .clone()
+            .or_else(|| g.mcp.options.get("api_key").cloned())
+            .or_else(|| g.a2a.options.get("api_key").cloned())
+            .filter(|k| !k.is_empty())
+    }
+
+    /// An HTTP client that presents the key, when there is one.
+    pub fn client(&self) -> Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = self.key() {
+            let mut v = reqwest::header::HeaderValue::from_str(&key)
+                .context("the API key has characters a header cannot carry")?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .build()
+            .context("cannot build the HTTP client")
+    }
+
     /// Resolves the mesh API base URL from the mesh file's state dir.
     pub fn base_url(&self) -> Result<String> {
         if let Some(url) = &self.url {
@@ -41,13 +79,6 @@ impl MeshArg {
             })?;
         Ok(state.url)
     }
-}
-
-fn http() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .context("cannot build the HTTP client")
 }
 
 fn read_payload(arg: Option<&str>) -> Result<Value> {
@@ -78,6 +109,11 @@ async fn error_text(resp: reqwest::Response) -> String {
             "{status}: this mesh runs without its gateway (troupe up --no-gateway); restart it without that flag to create tasks"
         );
     }
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return format!(
+            "{status}: {msg} (this mesh wants a key: set TROUPE_API_KEY or pass --api-key)"
+        );
+    }
     format!("{status}: {msg}")
 }
 
@@ -96,7 +132,7 @@ pub async fn send(
         .transpose()
         .map_err(|e| anyhow!("--timeout: {e}"))?;
     let base = mesh.base_url()?;
-    let client = http()?;
+    let client = mesh.client()?;
     let mut body = json!({"payload": payload});
     if let Some(t) = timeout {
         body["timeout"] = json!(t.as_secs().max(1));
@@ -147,7 +183,8 @@ pub async fn send(
 /// `troupe status`.
 pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     let base = mesh.base_url()?;
-    let resp = http()?
+    let resp = mesh
+        .client()?
         .get(format!("{base}/troupe/v1/status"))
         .send()
         .await
@@ -196,7 +233,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
 pub async fn resume(mesh: &MeshArg, id: &str, payload: Option<&str>, follow: bool) -> Result<u8> {
     let payload = read_payload(payload)?;
     let base = mesh.base_url()?;
-    let client = http()?;
+    let client = mesh.client()?;
     let resp = client
         .post(format!("{base}/api/v1/mesh/{id}/resume"))
         .json(&json!({"payload": payload}))
@@ -219,7 +256,7 @@ pub async fn result(mesh: &MeshArg, id: &str) -> Result<u8> {
         bail!("invalid task id '{id}': ids are the values printed by `troupe send`");
     }
     let base = mesh.base_url()?;
-    let client = http()?;
+    let client = mesh.client()?;
     let resp = client
         .get(format!("{base}/troupe/v1/results/{id}"))
         .send()

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use troupe_a2a::{A2aAdapter, A2aConfig};
-use troupe_gateway::{Gateway, GatewayConfig, Ingress, Listener, MemoryStore, TaskStore};
+use troupe_gateway::{
+    AuthConfig, Gateway, GatewayConfig, Ingress, Listener, MemoryStore, SecurityConfig, TaskStore,
+};
 use troupe_mcp::{McpAdapter, McpConfig};
 use troupe_protocol::duration::parse_go_duration;
 
@@ -118,6 +120,44 @@ fn opt(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).filter(|v| !v.trim().is_empty())
 }
 
+fn list(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    opt(get, name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().trim_end_matches('/'))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Credentials and cross-site rules (docs/security.md): the mesh API accepts
+/// `TROUPE_GATEWAY_API_KEY` and the adapters' keys, plus the A2A JWT settings; sidecars
+/// present `TROUPE_GATEWAY_TOKEN` (a Secret on Kubernetes); the `Host` check is on for a
+/// loopback `TROUPE_GATEWAY_BIND`.
+fn security_env(
+    get: &dyn Fn(&str) -> Option<String>,
+    ip: IpAddr,
+    mcp: &McpConfig,
+    a2a: &A2aConfig,
+) -> SecurityConfig {
+    let mut api_keys: Vec<String> = opt(get, "TROUPE_GATEWAY_API_KEY").into_iter().collect();
+    api_keys.extend(mcp.api_key.clone());
+    api_keys.extend(a2a.api_key.clone());
+    SecurityConfig {
+        client_auth: AuthConfig {
+            api_keys,
+            ..a2a.auth_config()
+        },
+        sidecar_token: opt(get, troupe_gateway::SIDECAR_TOKEN_ENV),
+        cors_origins: list(get, "TROUPE_GATEWAY_CORS_ORIGINS"),
+        loopback_hosts: ip
+            .is_loopback()
+            .then(|| list(get, "TROUPE_GATEWAY_TRUSTED_HOSTS")),
+    }
+}
+
 /// Reads the configuration from `get` (the process environment in production).
 pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfig, String> {
     let ip: IpAddr = match opt(get, "TROUPE_GATEWAY_BIND") {
@@ -212,6 +252,8 @@ pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfi
         jwt_issuer: opt(get, "ASYA_A2A_JWT_ISSUER"),
         jwt_audience: opt(get, "ASYA_A2A_JWT_AUDIENCE"),
     };
+    let mut gateway = gateway;
+    gateway.security = security_env(get, ip, &mcp, &a2a);
     Ok(StandaloneConfig {
         gateway,
         store,
@@ -353,8 +395,22 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
     let store = open_store(&config.store).await?;
     let ingress = match &config.transport {
         TransportChoice::Embedded { mesh_url } => {
+            // The mesh's raw-publish route wants the sidecar credential.
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(t) = &config.gateway.security.sidecar_token {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| {
+                        format!(
+                            "{} has characters a header cannot carry",
+                            troupe_gateway::SIDECAR_TOKEN_ENV
+                        )
+                    })?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
             let ingress = Arc::new(MeshHttpIngress {
                 client: reqwest::Client::builder()
+                    .default_headers(headers)
                     .timeout(Duration::from_secs(30))
                     .build()
                     .map_err(|e| format!("cannot build an HTTP client: {e}"))?,
@@ -394,6 +450,16 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
             }) as Arc<dyn Ingress>
         }
     };
+    let sec = &config.gateway.security;
+    if sec.sidecar_token.is_none() {
+        tracing::warn!(
+            "{} is not set: sidecar routes are open on a separate internal listener and closed on a shared one once client auth is configured; see docs/security.md",
+            troupe_gateway::SIDECAR_TOKEN_ENV
+        );
+    }
+    if !sec.client_auth.enabled() {
+        tracing::warn!("no client auth configured (TROUPE_GATEWAY_API_KEY, ASYA_MCP_API_KEY, ASYA_A2A_API_KEY or ASYA_A2A_JWT_JWKS_URL): anyone who reaches the external listener can create, read and cancel tasks");
+    }
     let gateway = Gateway::new(config.gateway.clone(), store, ingress);
     if let StoreChoice::Postgres(url) = &config.store {
         troupe_gateway::attach_postgres_fanout(&gateway, url)

@@ -60,7 +60,24 @@ impl OutageLog {
 impl HttpReporter {
     /// A reporter with its background sender; needs a tokio runtime.
     pub fn new() -> Result<Self, String> {
+        Self::with_token(None)
+    }
+
+    /// A reporter that presents the sidecar credential (`TROUPE_GATEWAY_TOKEN`) as
+    /// `Authorization: Bearer <token>` on every report and lookup.
+    pub fn with_token(token: Option<&str>) -> Result<Self, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            let mut v =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    "the gateway token has characters a header cannot carry: use letters and digits"
+                        .to_owned()
+                })?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the gateway HTTP client: {e}"))?;

@@ -17,6 +17,15 @@ use crate::auth::{bearer, secret_eq, Auth, AuthConfig};
 /// spawns; on Kubernetes it comes from a Secret).
 pub const SIDECAR_TOKEN_ENV: &str = "TROUPE_GATEWAY_TOKEN";
 
+/// A fresh random sidecar credential (244 random bits, hex): `troupe up` makes one per run.
+pub fn generate_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// Security settings of a gateway (mesh file `gateway:` section, or `TROUPE_GATEWAY_*`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecurityConfig {

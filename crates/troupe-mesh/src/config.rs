@@ -11,7 +11,8 @@
 //!                             # .venv/bin/python, is relative to the mesh file's folder)
 //! transport: embedded         # or a broker URL: amqp://…, sqs://…, pubsub://…, nats://…, redis://…
 //! fsync: never                 # embedded queue: never | always | <duration> (power-loss durability)
-//! gateway: {listen: "127.0.0.1:0"}
+//! gateway: {listen: "127.0.0.1:0", api_key: …, cors_origins: [https://app.example],
+//!           trusted_hosts: [troupe.local], mcp: {…}, a2a: {…}}
 //! actors:                     # AsyncActor spec fields (platform.md §2), `image` optional
 //!   - actor: preprocess
 //!     handler: pipeline.preprocess
@@ -167,7 +168,16 @@ const POLICY_FIELDS: &[&str] = &[
 
 const RULE_FIELDS: &[&str] = &["errors", "policy"];
 const ENV_FIELDS: &[&str] = &["name", "value", "valueFrom"];
-const GATEWAY_FIELDS: &[&str] = &["listen", "store", "backstop_interval", "mcp", "a2a"];
+const GATEWAY_FIELDS: &[&str] = &[
+    "listen",
+    "store",
+    "backstop_interval",
+    "api_key",
+    "cors_origins",
+    "trusted_hosts",
+    "mcp",
+    "a2a",
+];
 const MCP_FIELDS: &[&str] = &["listen", "tools_dir", "poll_interval", "api_key", "tools"];
 const A2A_FIELDS: &[&str] = &[
     "listen",
@@ -308,6 +318,13 @@ pub struct GatewaySettings {
     pub mcp: AdapterSettings,
     /// A2A adapter settings (`gateway.a2a`).
     pub a2a: AdapterSettings,
+    /// Key for the mesh API (`gateway.api_key`); the adapters' keys are accepted too.
+    pub api_key: Option<String>,
+    /// Browser origins allowed to call (`gateway.cors_origins`), e.g. `https://app.example`.
+    pub cors_origins: Vec<String>,
+    /// Extra `Host` names a loopback listener accepts (`gateway.trusted_hosts`), e.g. the
+    /// name a local reverse proxy forwards.
+    pub trusted_hosts: Vec<String>,
 }
 
 /// One adapter (MCP or A2A) of the gateway.
@@ -1394,6 +1411,26 @@ impl Checker<'_> {
                 if let Some(v) = gf.get("backstop_interval") {
                     mesh.gateway.backstop_interval = self.duration(v, &q.key("backstop_interval"));
                 }
+                if let Some(v) = gf.get("api_key") {
+                    mesh.gateway.api_key =
+                        self.string(v, &q.key("api_key")).filter(|k| !k.is_empty());
+                }
+                if let Some(v) = gf.get("cors_origins") {
+                    mesh.gateway.cors_origins = self.origins(v, &q.key("cors_origins"));
+                }
+                if let Some(v) = gf.get("trusted_hosts") {
+                    let hq = q.key("trusted_hosts");
+                    for (i, h) in self.seq(v, &hq).unwrap_or_default().iter().enumerate() {
+                        let iq = hq.index(i);
+                        if let Some(h) = self.non_empty_string(h, &iq) {
+                            if h.contains(['/', ':']) && !h.starts_with('[') {
+                                self.error(&iq, format!("invalid host '{h}': give a host name without scheme or port, e.g. troupe.local"));
+                            } else {
+                                mesh.gateway.trusted_hosts.push(h);
+                            }
+                        }
+                    }
+                }
                 if let Some(v) = gf.get("mcp") {
                     mesh.gateway.mcp = self.adapter(
                         v,
@@ -1421,6 +1458,28 @@ impl Checker<'_> {
             self.string(v, &p.key("kind"));
         }
         f.get("actors").and_then(|v| self.seq(v, &p.key("actors")))
+    }
+
+    /// `gateway.cors_origins`: `scheme://host[:port]` each, or `*`.
+    fn origins(&mut self, v: &Value, p: &FieldPath) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, o) in self.seq(v, p).unwrap_or_default().iter().enumerate() {
+            let iq = p.index(i);
+            let Some(o) = self.non_empty_string(o, &iq) else {
+                continue;
+            };
+            let o = o.trim_end_matches('/').to_owned();
+            let valid = o == "*"
+                || o.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+                });
+            if valid {
+                out.push(o);
+            } else {
+                self.error(&iq, format!("invalid origin '{o}': use scheme://host[:port] such as https://app.example (no path), or * for any"));
+            }
+        }
+        out
     }
 
     fn listen(&mut self, v: &Value, p: &FieldPath) -> Option<SocketAddr> {

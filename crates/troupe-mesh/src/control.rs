@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::Engine;
+use troupe_gateway::security::{require, Access, Guard, RouteGuard, SiteRules};
 use troupe_gateway::Gateway;
 
 use crate::pool::ActorPool;
@@ -194,12 +195,31 @@ async fn publish_raw(
     }
 }
 
-/// Routes under `/troupe/v1`.
+/// Routes under `/troupe/v1`, behind the gateway's credentials and cross-site rules
+/// (docs/security.md): the CLI's routes want the client auth; raw publishing wants the
+/// sidecar token (or, with client auth configured, the client key) and takes any bytes.
 pub fn router(state: ControlState) -> Router {
-    Router::new()
+    let security = state.gateway.config().security.clone();
+    let guard = Guard::new(&security, false);
+    let gate = |access| {
+        axum::middleware::from_fn_with_state(
+            RouteGuard {
+                guard: guard.clone(),
+                access,
+            },
+            require,
+        )
+    };
+    let client = Router::new()
         .route("/troupe/v1/status", get(status))
         .route("/troupe/v1/results/{id}", get(result))
         .route("/troupe/v1/tasks", post(create_task))
+        .route_layer(gate(Access::Client));
+    let publish = Router::new()
         .route("/troupe/v1/queues/{actor}", post(publish_raw))
+        .route_layer(gate(Access::Publish));
+    SiteRules::json(&security)
+        .apply(client)
+        .merge(SiteRules::raw(&security).apply(publish))
         .with_state(Arc::new(state))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use troupe_a2a::{A2aAdapter, A2aConfig};
-use troupe_gateway::{Gateway, MemoryStore, SqliteStore, TaskStore};
+use troupe_gateway::{AuthConfig, Gateway, MemoryStore, SecurityConfig, SqliteStore, TaskStore};
 use troupe_mcp::{McpAdapter, McpConfig};
 
 use crate::config::{AdapterSettings, GatewayStore, MeshConfig};
@@ -16,6 +16,31 @@ use crate::MeshError;
 
 /// Registry re-read period when the mesh file sets none (gateway.md §3, §4).
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
+
+/// The gateway's credentials and cross-site rules in `troupe up` (docs/security.md).
+/// The mesh API accepts `gateway.api_key` and every adapter key (each already lets its
+/// holder run tasks) and the A2A JWT settings; the `Host` check is on when every listener
+/// of the mesh is on loopback.
+pub(crate) fn security(config: &MeshConfig, sidecar_token: String) -> SecurityConfig {
+    let g = &config.gateway;
+    let a2a = a2a_config(&g.a2a);
+    let mut api_keys: Vec<String> = g.api_key.iter().cloned().collect();
+    api_keys.extend(mcp_config(&g.mcp).api_key);
+    api_keys.extend(a2a.api_key.clone());
+    let all_loopback = std::iter::once(config.gateway_listen)
+        .chain(g.mcp.listen)
+        .chain(g.a2a.listen)
+        .all(|a| a.ip().is_loopback());
+    SecurityConfig {
+        client_auth: AuthConfig {
+            api_keys,
+            ..a2a.auth_config()
+        },
+        sidecar_token: Some(sidecar_token),
+        cors_origins: g.cors_origins.clone(),
+        loopback_hosts: all_loopback.then(|| g.trusted_hosts.clone()),
+    }
+}
 
 /// Opens the task store named by `gateway.store`.
 pub(crate) async fn open_store(config: &MeshConfig) -> Result<Arc<dyn TaskStore>, MeshError> {
@@ -67,9 +92,9 @@ pub(crate) struct Adapters {
     pub(crate) on_main: Router,
     /// Adapters with their own `listen`.
     pub(crate) own: Vec<OwnListener>,
-    /// Base URL of the MCP adapter (its endpoint is `{url}/mcp`).
+    /// The MCP endpoint a client pastes (`{base}/mcp`).
     pub(crate) mcp_url: String,
-    /// Base URL of the A2A adapter (JSON-RPC at `{url}/a2a/`).
+    /// The A2A JSON-RPC endpoint a client pastes (`{base}/a2a/`).
     pub(crate) a2a_url: String,
     /// The adapters, for registry reloads.
     pub(crate) mcp: McpAdapter,
@@ -158,7 +183,8 @@ pub(crate) async fn adapters(
             }
         }
     }
-    let [mcp_url, a2a_url] = urls;
+    let [mcp_base, a2a_base] = urls;
+    let (mcp_url, a2a_url) = (format!("{mcp_base}/mcp"), format!("{a2a_base}/a2a/"));
     Ok(Adapters {
         on_main,
         own,

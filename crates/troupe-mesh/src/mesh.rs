@@ -146,9 +146,16 @@ impl Mesh {
         });
         let store = crate::front::open_store(&config).await?;
         restore_paused(store.as_ref(), &state).await;
+        // The sidecar credential: shared with `troupe gateway` replicas and standalone
+        // sidecars through the environment, else fresh for this run.
+        let sidecar_token = std::env::var(troupe_gateway::SIDECAR_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(troupe_gateway::security::generate_token);
         let mut gateway_config = GatewayConfig {
             internal_url: url.clone(),
             namespace: config.namespace.clone(),
+            security: crate::front::security(&config, sidecar_token.clone()),
             ..GatewayConfig::default()
         };
         if let Some(every) = config.gateway.backstop_interval {
@@ -164,7 +171,7 @@ impl Mesh {
             Arc::new(crate::reporting::RoutedReporter {
                 local_url: url.clone(),
                 local: gateway.reporter(),
-                remote: troupe_engine::http_report::HttpReporter::new()
+                remote: troupe_engine::http_report::HttpReporter::with_token(Some(&sidecar_token))
                     .map_err(MeshError::Gateway)?,
             })
         };

@@ -1,4 +1,5 @@
-//! `{state_dir}/mesh.json`: how another terminal finds a running mesh.
+//! `{state_dir}/mesh.json`: how another terminal finds a running mesh. It holds nothing
+//! secret (no key, no sidecar token): see docs/security.md.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,11 @@ pub struct MeshState {
     pub url: String,
     /// Process id of `troupe up`.
     pub pid: u32,
-    /// Base URL of the MCP adapter (endpoint `{mcp_url}/mcp`); absent without a gateway.
+    /// The MCP endpoint a client pastes (`http://…/mcp`); absent without a gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_url: Option<String>,
-    /// Base URL of the A2A adapter (JSON-RPC at `{a2a_url}/a2a/`); absent without a gateway.
+    /// The A2A JSON-RPC endpoint a client pastes (`http://…/a2a/`; the agent card is at
+    /// `/.well-known/agent-card.json` on the same host); absent without a gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a_url: Option<String>,
 }

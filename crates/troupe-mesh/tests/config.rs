@@ -1075,6 +1075,42 @@ actors: [{actor: a, handler: m.f}]
 }
 
 #[test]
+fn gateway_security_settings() {
+    let (c, _) = ok("\
+gateway:
+  api_key: k1
+  cors_origins: [https://app.example/, 'http://localhost:3000']
+  trusted_hosts: [troupe.local]
+actors: [{actor: a, handler: m.f}]
+");
+    assert_eq!(c.gateway.api_key.as_deref(), Some("k1"));
+    assert_eq!(
+        c.gateway.cors_origins,
+        ["https://app.example", "http://localhost:3000"]
+    );
+    assert_eq!(c.gateway.trusted_hosts, ["troupe.local"]);
+    let e = errs(
+        "\
+gateway:
+  cors_origins: [app.example, 'https://ok.example', 'https://a.example/path']
+  trusted_hosts: ['http://x:8080']
+actors: [{actor: a, handler: m.f}]
+",
+    );
+    assert_eq!(
+        where_(&e),
+        [
+            (2, 18, "gateway.cors_origins[0]".to_string()),
+            (2, 53, "gateway.cors_origins[2]".to_string()),
+            (3, 19, "gateway.trusted_hosts[0]".to_string()),
+        ],
+        "{}",
+        render(&e)
+    );
+    assert!(e[0].message.contains("scheme://host"), "{}", e[0]);
+}
+
+#[test]
 fn bad_gateway_settings_are_located() {
     let e = errs(
         "\

@@ -89,7 +89,11 @@ where
         ))),
         None => Handler::Runtime(client.clone()),
     };
-    let reporter = Arc::new(HttpReporter::new().map_err(SidecarError::Runtime)?);
+    // The sidecar credential the gateway wants on its sidecar routes (docs/security.md);
+    // on Kubernetes it comes from a Secret.
+    let token = std::env::var("TROUPE_GATEWAY_TOKEN").ok();
+    let reporter =
+        Arc::new(HttpReporter::with_token(token.as_deref()).map_err(SidecarError::Runtime)?);
     let engine = Arc::new(Engine::new(
         config.settings.clone(),
         transport.clone(),
