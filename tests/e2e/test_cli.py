@@ -32,7 +32,7 @@ HANDLERS = """
 """
 
 STATUS_KEYS = {"actor", "crew", "ready", "delayed", "in_flight", "replicas_running",
-               "replicas_desired", "succeeded", "failed", "retried", "last_error"}
+               "replicas_desired", "succeeded", "failed", "retried", "unacked", "last_error"}
 
 
 def two_actor_mesh(mesh, *extra):
@@ -52,12 +52,12 @@ def pid_alive(pid):
 def table_rows(text):
     """`troupe status` table rows by actor: the columns after ACTOR, last error joined."""
     lines = text.strip().splitlines()
-    assert lines[0].split()[:8] == ["ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS",
-                                    "SUCCEEDED", "FAILED", "RETRIED"], lines[0]
+    assert lines[0].split()[:9] == ["ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS",
+                                    "SUCCEEDED", "FAILED", "RETRIED", "UNACKED"], lines[0]
     rows = {}
     for line in lines[1:]:
         cols = line.split()
-        rows[cols[0]] = cols[1:8] + [" ".join(cols[8:])]
+        rows[cols[0]] = cols[1:8] + [" ".join(cols[9:]), cols[8]]
     return rows
 
 

@@ -200,8 +200,16 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     let actors: Vec<ActorView> =
         serde_json::from_value(v.get("actors").cloned().unwrap_or_default())?;
     crate::stdout_line(&format!(
-        "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  LAST ERROR",
-        "ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS", "SUCCEEDED", "FAILED", "RETRIED"
+        "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}  LAST ERROR",
+        "ACTOR",
+        "QUEUED",
+        "DELAYED",
+        "INFLIGHT",
+        "REPLICAS",
+        "SUCCEEDED",
+        "FAILED",
+        "RETRIED",
+        "UNACKED"
     ));
     for a in actors {
         let replicas = if a.crew {
@@ -210,7 +218,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
             format!("{}/{}", a.replicas_running, a.replicas_desired)
         };
         crate::stdout_line(&format!(
-            "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}  {}",
+            "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}  {}",
             a.actor,
             a.ready,
             a.delayed,
@@ -219,6 +227,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
             a.succeeded,
             a.failed,
             a.retried,
+            a.unacked,
             a.last_error
                 .unwrap_or_default()
                 .lines()

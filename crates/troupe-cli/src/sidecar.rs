@@ -29,7 +29,13 @@ pub async fn run() -> u8 {
         }
     };
     let mut options = ConnectOptions::new(config.namespace.clone());
-    options.visibility_timeout = config.settings.actor_timeout.saturating_mul(2);
+    options.visibility_timeout = match troupe_transports::visibility_timeout(None, &get) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("troupe sidecar: {e}");
+            return 2;
+        }
+    };
     options.prefetch = u16::try_from(config.prefetch).unwrap_or(u16::MAX);
     tracing::info!(actor = %config.settings.actor, broker = %spec.describe(), "sidecar starting");
     let shutdown = async {

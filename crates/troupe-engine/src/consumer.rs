@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::warn;
+use troupe_transport::lease::Lease;
 
 use crate::sidecar::{Disposition, Engine, Handler};
 
@@ -109,6 +110,9 @@ async fn worker(
                 continue;
             }
         };
+        // Held until the ack or nack: a handler that outlives the visibility window keeps
+        // its message rather than have the broker hand it to another consumer.
+        let lease = Lease::hold(engine.transport(), &delivery);
         let begun = engine.begin(handler, &delivery).await;
         let depth = engine.pipeline_depth();
         if depth > 0 && begun.has_pending_sends() && !begun.runtime_lost() {
@@ -119,10 +123,15 @@ async fn worker(
                 settling.join_next().await;
             }
             let engine = engine.clone();
-            settling.spawn(async move { engine.settle(begun, &delivery).await });
+            settling.spawn(async move {
+                let disposition = engine.settle(begun, &delivery).await;
+                lease.release();
+                disposition
+            });
             continue;
         }
         let disposition = engine.settle(begun, &delivery).await;
+        lease.release();
         if disposition.runtime_lost() {
             let exit = if disposition == Disposition::RuntimeTimedOut {
                 ReplicaExit::RuntimeTimedOut

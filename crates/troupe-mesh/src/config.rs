@@ -1366,7 +1366,8 @@ impl Checker<'_> {
                 if t == "embedded" {
                     mesh.transport = t;
                 } else {
-                    match troupe_transports::TransportSpec::from_url(&t) {
+                    let window = troupe_transports::visibility_timeout(Some(&t), &|_| None);
+                    match troupe_transports::TransportSpec::from_url(&t).and(window) {
                         Ok(_) => mesh.transport = t,
                         Err(e) => self.error(&q, format!("{e}; or use embedded (the default: a durable queue in the state dir)")),
                     }

@@ -45,6 +45,12 @@ pub struct ActorView {
     pub delayed: u64,
     /// Messages being processed.
     pub in_flight: u64,
+    /// Messages received from the queue and not acknowledged yet, by any consumer, as
+    /// the transport counts them (Redis `XPENDING`, JetStream's delivered-unacked, the
+    /// embedded queue's leases; RabbitMQ only this mesh's own): more than `in_flight`
+    /// when a dead consumer's messages wait for their visibility window.
+    #[serde(default)]
+    pub unacked: u64,
     /// Replicas with a live runtime.
     pub replicas_running: usize,
     /// Replicas asked for by the autoscaler.
@@ -72,6 +78,7 @@ async fn view(engine: &Engine, crew: bool, running: usize, desired: usize) -> Ac
         ready: depth.ready,
         delayed: depth.delayed,
         in_flight: ActorStats::get(&s.in_flight),
+        unacked: depth.in_flight,
         replicas_running: running,
         replicas_desired: desired,
         succeeded: ActorStats::get(&s.succeeded),

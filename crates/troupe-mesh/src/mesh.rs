@@ -467,7 +467,11 @@ async fn open_transport(
     let spec = troupe_transports::TransportSpec::from_url(&config.transport)
         .map_err(|e| MeshError::Transport(e.to_string()))?;
     let mut options = troupe_transport::ConnectOptions::new(config.namespace.clone());
-    options.visibility_timeout = visibility_timeout(config);
+    // A broker's window is short (every handler extends its lease while it runs), so
+    // that messages of a mesh killed with -9 come back within it, not the actor timeout.
+    options.visibility_timeout =
+        troupe_transports::visibility_timeout(Some(&config.transport), &|k| std::env::var(k).ok())
+            .map_err(|e| MeshError::Transport(e.to_string()))?;
     options.prefetch = config
         .actors
         .iter()
@@ -502,9 +506,11 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
     }
 }
 
-/// How long a received message stays invisible before redelivery: twice the longest
-/// actor timeout (as the SQS default, platform.md §1.2), at least the queue's default,
-/// so a slow handler's message is never handed to a second worker mid-call.
+/// How long a message received from the embedded queue stays invisible before
+/// redelivery: twice the longest actor timeout (as the SQS default, platform.md §1.2),
+/// at least the queue's default, so a slow handler's message is never handed to a
+/// second worker mid-call. (The queue lives in this process: a crash loses every
+/// holder at once and a restart makes everything receivable again.)
 fn visibility_timeout(config: &MeshConfig) -> Duration {
     let longest = config
         .actors

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod deferral;
 pub mod inbox;
+pub mod lease;
 pub mod longpoll;
 pub mod retry;
 
@@ -78,6 +79,17 @@ pub enum TransportError {
     },
 }
 
+/// Default visibility window of the broker transports: a live handler keeps extending
+/// its delivery (every third of the window), so the window only bounds how long a dead
+/// consumer's messages stay hidden.
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// Environment variable that sets the visibility window (a duration: `30s`, `2m`).
+pub const VISIBILITY_ENV: &str = "TROUPE_VISIBILITY_TIMEOUT";
+
+/// Transport URL query parameter that sets the visibility window.
+pub const VISIBILITY_PARAM: &str = "visibility_timeout";
+
 /// Settings every broker transport needs besides its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -86,7 +98,10 @@ pub struct ConnectOptions {
     /// This consumer's name (Redis consumer, logs): the pod name, or host + pid.
     pub consumer_name: String,
     /// How long a received, unacked message stays invisible before redelivery (SQS
-    /// visibility, NATS AckWait, Redis reclaim idle time): 2 × the actor timeout.
+    /// visibility, NATS AckWait, Redis reclaim idle time, Pub/Sub ack deadline) unless
+    /// its holder extends it ([`Transport::extend`]): how soon a dead consumer's messages
+    /// come back. Default [`DEFAULT_VISIBILITY`]; `TROUPE_VISIBILITY_TIMEOUT` or the
+    /// transport URL's `visibility_timeout=` change it.
     pub visibility_timeout: Duration,
     /// Messages a consumer may hold unacked (AMQP prefetch); at least the concurrency.
     pub prefetch: u16,
@@ -95,14 +110,14 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Defaults for `namespace`: visibility 10 min (2 × the default 5 min actor
-    /// timeout), prefetch 1, 3 deliveries, consumer `{hostname}-{pid}`.
+    /// Defaults for `namespace`: visibility [`DEFAULT_VISIBILITY`] (30 s), prefetch 1,
+    /// 3 deliveries, consumer `{hostname}-{pid}`.
     pub fn new(namespace: impl Into<String>) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "troupe".to_owned());
         ConnectOptions {
             namespace: namespace.into(),
             consumer_name: format!("{host}-{}", std::process::id()),
-            visibility_timeout: Duration::from_secs(600),
+            visibility_timeout: DEFAULT_VISIBILITY,
             prefetch: 1,
             max_deliveries: 3,
         }
@@ -257,6 +272,25 @@ pub trait Transport: Send + Sync + 'static {
     /// Gives a delivery back for immediate redelivery (`nack` with zero delay).
     async fn requeue(&self, delivery: &Delivery) -> Result<(), TransportError> {
         self.nack(delivery, Duration::ZERO).await
+    }
+
+    /// How often a holder of a delivery must call [`Transport::extend`] so that it is
+    /// not redelivered while its handler still runs (a third of the visibility window).
+    /// `None`: the transport keeps a delivery for as long as its consumer lives (AMQP,
+    /// the embedded queue), and `extend` does nothing.
+    fn extend_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Keeps `delivery` invisible to other consumers for a full visibility window from
+    /// now (NATS in-progress ack, Redis `XCLAIM … JUSTID` by its owner, SQS
+    /// `ChangeMessageVisibility`, Pub/Sub `modifyAckDeadline`).
+    /// [`TransportError::UnknownDelivery`]: it is no longer this consumer's (acked, or
+    /// its window passed and another consumer took it). Use [`lease::Lease`] rather
+    /// than calling this by hand.
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        let _ = delivery;
+        Ok(())
     }
 
     /// Current depth of `queue`.

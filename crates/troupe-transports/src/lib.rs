@@ -5,7 +5,12 @@
 
 use std::sync::Arc;
 
-use troupe_transport::{redact_url, ConnectOptions, Transport, TransportError};
+use std::time::Duration;
+
+use troupe_transport::{
+    redact_url, ConnectOptions, Transport, TransportError, DEFAULT_VISIBILITY, VISIBILITY_ENV,
+    VISIBILITY_PARAM,
+};
 
 /// A broker to connect to.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +73,10 @@ impl TransportSpec {
     /// `?exchange=NAME`), `sqs://REGION?endpoint=…`, `pubsub://PROJECT?endpoint=…`,
     /// `nats://…`, `redis://…` / `rediss://…`.
     pub fn from_url(url: &str) -> Result<Self, TransportError> {
-        let url = url.trim();
+        // The visibility window is read by `visibility_timeout`; the brokers' own URL
+        // parsers never see it.
+        let (url, _) = split_param(url.trim(), VISIBILITY_PARAM);
+        let url = url.as_str();
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("amqp" | "amqps" | "rabbitmq") => {
@@ -273,6 +281,38 @@ fn split_param(url: &str, name: &str) -> (String, Option<String>) {
     (url, found)
 }
 
+/// The visibility window a broker transport hides a received message for while its
+/// holder does not extend it (how soon a dead consumer's messages come back): the
+/// transport URL's `visibility_timeout=` (e.g. `redis://host:6379/0?visibility_timeout=30s`),
+/// else `TROUPE_VISIBILITY_TIMEOUT` from `get`, else [`DEFAULT_VISIBILITY`] (30 s).
+/// Values are durations (`45s`, `2m`, `1m30s`) or whole seconds, at least 1 s.
+pub fn visibility_timeout(url: Option<&str>, get: Lookup<'_>) -> Result<Duration, TransportError> {
+    let from_url = url.and_then(|u| split_param(u.trim(), VISIBILITY_PARAM).1);
+    let (value, source) = match from_url {
+        Some(v) => (v, format!("the transport URL's {VISIBILITY_PARAM}")),
+        None => match var(get, VISIBILITY_ENV) {
+            Some(v) => (v, VISIBILITY_ENV.to_owned()),
+            None => return Ok(DEFAULT_VISIBILITY),
+        },
+    };
+    let v = value.trim();
+    let parsed = match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => troupe_protocol::duration::parse_go_duration(v).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(12 * 3600) => Ok(d),
+        Ok(d) => Err(config(
+            "transport",
+            format!("{source} is {d:?}: the visibility window must be between 1 s and 12 h (default 30s)"),
+        )),
+        Err(e) => Err(config(
+            "transport",
+            format!("{source} '{v}' is not a duration ({e}); write e.g. 30s or 2m"),
+        )),
+    }
+}
+
 /// Percent-encodes a user name or password for a URL.
 fn encode(s: &str) -> String {
     s.bytes()
@@ -298,6 +338,52 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn the_visibility_window_comes_from_the_url_the_environment_or_30_s() {
+        let none = env(&[]);
+        assert_eq!(
+            visibility_timeout(None, &none).unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            visibility_timeout(Some("redis://h:6379/0"), &none).unwrap(),
+            Duration::from_secs(30)
+        );
+        let e = env(&[("TROUPE_VISIBILITY_TIMEOUT", "2m")]);
+        assert_eq!(
+            visibility_timeout(None, &e).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            visibility_timeout(Some("nats://h:4222?visibility_timeout=45s"), &e).unwrap(),
+            Duration::from_secs(45),
+            "the URL wins over the environment"
+        );
+        assert_eq!(
+            visibility_timeout(Some("redis://h/0?visibility_timeout=20"), &none).unwrap(),
+            Duration::from_secs(20)
+        );
+        for bad in ["0s", "soon", "13h", "500ms"] {
+            let err = visibility_timeout(None, &env(&[("TROUPE_VISIBILITY_TIMEOUT", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("TROUPE_VISIBILITY_TIMEOUT"), "{bad}: {err}");
+        }
+        // The brokers' URL parsers never see the parameter.
+        assert_eq!(
+            TransportSpec::from_url("redis://h:6379/0?visibility_timeout=20s").unwrap(),
+            TransportSpec::Redis {
+                url: "redis://h:6379/0".into()
+            }
+        );
+        assert_eq!(
+            TransportSpec::from_url("nats://h:4222?visibility_timeout=20s&x=1").unwrap(),
+            TransportSpec::Nats {
+                url: "nats://h:4222?x=1".into()
+            }
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::RwLock;
 use tokio::time::{sleep, timeout, Instant};
+use troupe_transport::lease::Lease;
 use troupe_transport::{ConnectOptions, Delivery, Transport, TransportError};
 
 pub mod logs;
@@ -137,6 +138,7 @@ macro_rules! conformance_tests {
             pipelined_sends,
             requeue_redelivers,
             dead_consumer_redelivers,
+            lease_keeps_delivery,
             delayed_delivery,
             dead_letter_after_max_deliveries,
             depth_counts,
@@ -379,6 +381,51 @@ pub async fn dead_consumer_redelivers(h: &dyn Harness) {
     survivor.ack(&again).await.unwrap();
     must_stay_empty(&*survivor, &queue, QUIET_WAIT, "after ack").await;
     survivor.close().await;
+}
+
+/// Case 3b: a delivery whose holder keeps a [`Lease`] (a handler still working) is not
+/// redelivered, to another consumer or to the holder itself, however far past the
+/// visibility window it is held; once acked it is gone. Transports that keep deliveries
+/// for as long as their consumer lives ([`Transport::extend_every`] is `None`) skip it.
+pub async fn lease_keeps_delivery(h: &dyn Harness) {
+    let _shared = EXCLUSIVE.read().await;
+    let caps = h.capabilities();
+    let holder = h.connect().await;
+    let Some(every) = holder.extend_every() else {
+        eprintln!(
+            "lease_keeps_delivery skipped: {} keeps deliveries while the consumer lives",
+            holder.kind()
+        );
+        holder.close().await;
+        return;
+    };
+    let other = h.connect().await;
+    let queue = holder.queue_name(&unique_actor("conf-lease"));
+    let b = envelope("lease", "{\"text\":\"long handler\"}");
+    other.send(&queue, b.clone()).await.unwrap();
+    let d = must_receive(&*holder, &queue, RECEIVE_WAIT, "delivery to the holder").await;
+    assert_eq!(d.body, b);
+    let lease = Lease::hold(&holder, &d);
+    // Three windows (the window is three extension intervals), and longer than a dead
+    // consumer's message takes to come back: without the lease it would be redelivered.
+    let hold = (every * 9).max(caps.redelivery_after * 2);
+    let start = Instant::now();
+    tokio::select! {
+        r = other.receive(&queue) => panic!("redelivered to another consumer after {:?} while a lease held it: {:?}", start.elapsed(), r.map(|d| d.delivery_count)),
+        r = holder.receive(&queue) => panic!("redelivered to its holder after {:?} while a lease held it: {:?}", start.elapsed(), r.map(|d| d.delivery_count)),
+        _ = sleep(hold) => {}
+    }
+    lease.release();
+    holder.ack(&d).await.unwrap();
+    must_stay_empty(
+        &*other,
+        &queue,
+        QUIET_WAIT.max(every * 3),
+        "after the ack of a leased delivery",
+    )
+    .await;
+    holder.close().await;
+    other.close().await;
 }
 
 /// Case 4: `send_with_delay(2 s)` and `nack(delivery, 2 s)` are not receivable at 1.5 s

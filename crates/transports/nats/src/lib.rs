@@ -5,7 +5,7 @@
 //! Per queue `asya-{ns}-{actor}`: a stream of that name (WorkQueue retention, file
 //! storage) on subjects `asya-{ns}-{actor}` and `asya-{ns}-{actor}.delayed`, and one
 //! durable pull consumer of that name (explicit ack, AckWait = the visibility timeout,
-//! unlimited MaxDeliver) shared by every sidecar of the actor. Dead letters go to the
+//! brought to it when the consumer exists with another one, unlimited MaxDeliver) shared by every sidecar of the actor. Dead letters go to the
 //! queue `asya-{ns}-dlq`, laid out the same way.
 //!
 //! # Semantics
@@ -14,6 +14,7 @@
 //!   `Nats-Msg-Id`, so a publish retried after a lost PubAck is stored once.
 //! - **receive**: a background task per queue pulls one message at a time (see
 //!   `troupe_transport::inbox` for why this makes `receive` cancel-safe).
+//! - **extend** (a live handler's lease): `+WPI`, which restarts the AckWait.
 //! - **ack**: `+ACK`; **requeue**: `-NAK`; **nack(d, delay)**: `-NAK {"delay": ns}`. Each
 //!   is sent as a request, so it returns once the server has applied it.
 //! - **delays** (deferral, platform.md §1.1): `send_with_delay` publishes to the
@@ -613,29 +614,45 @@ impl Inner {
             max_deliver: -1,
             ..Default::default()
         };
-        let c: PullConsumer = s.get_or_create_consumer(queue, config).await.map_err(|e| {
-            use async_nats::jetstream::stream::ConsumerErrorKind as K;
-            match e.kind() {
-                K::JetStream(je) if is_missing_code(js_code(&je)) => {
-                    Failure::Missing(format!("stream '{queue}' is gone: {je}"))
+        let c: PullConsumer = s
+            .get_or_create_consumer(queue, config.clone())
+            .await
+            .map_err(|e| {
+                use async_nats::jetstream::stream::ConsumerErrorKind as K;
+                match e.kind() {
+                    K::JetStream(je) if is_missing_code(js_code(&je)) => {
+                        Failure::Missing(format!("stream '{queue}' is gone: {je}"))
+                    }
+                    K::JetStream(je) => Failure::Fatal(TransportError::Io {
+                        queue: queue.to_owned(),
+                        message: format!("cannot create JetStream consumer '{queue}': {je}"),
+                    }),
+                    K::InvalidName | K::InvalidConsumerType => {
+                        Failure::Fatal(TransportError::Config {
+                            kind: KIND,
+                            message: format!("cannot create JetStream consumer '{queue}': {e}"),
+                        })
+                    }
+                    _ => Failure::Transient(format!("creating consumer '{queue}': {e}")),
                 }
-                K::JetStream(je) => Failure::Fatal(TransportError::Io {
-                    queue: queue.to_owned(),
-                    message: format!("cannot create JetStream consumer '{queue}': {je}"),
-                }),
-                K::InvalidName | K::InvalidConsumerType => Failure::Fatal(TransportError::Config {
-                    kind: KIND,
-                    message: format!("cannot create JetStream consumer '{queue}': {e}"),
-                }),
-                _ => Failure::Transient(format!("creating consumer '{queue}': {e}")),
+            })?;
+        let existing = c.cached_info().config.ack_wait;
+        let c = if existing != self.opts.visibility_timeout {
+            // The window is one mesh-wide setting, and every holder extends its
+            // deliveries at a third of it; a consumer left from an older setting (or
+            // the 10-minute default of earlier versions) would hide a dead consumer's
+            // messages for that long, so it is brought to the current window.
+            tracing::info!(queue, ?existing, wanted = ?self.opts.visibility_timeout, "changing the JetStream consumer's AckWait to the visibility window");
+            match s.create_consumer(config).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "could not change the JetStream consumer's AckWait; keeping it");
+                    c
+                }
             }
-        })?;
-        let ack_wait = c.cached_info().config.ack_wait;
-        if ack_wait != self.opts.visibility_timeout {
-            // Kept as it is: other sidecars share the consumer, and changing it under them
-            // would change their redelivery timing too.
-            tracing::warn!(queue, existing = ?ack_wait, wanted = ?self.opts.visibility_timeout, "the JetStream consumer exists with another AckWait; keeping it");
-        }
+        } else {
+            c
+        };
         lock(&self.consumers).insert(queue.to_owned(), c.clone());
         Ok(c)
     }
@@ -925,6 +942,16 @@ impl Inner {
         self.nak(&d.queue, reply, delay).await
     }
 
+    async fn extend(&self, d: &Delivery) -> Result<(), TransportError> {
+        self.check_open()?;
+        let DeliveryHandle::Token(reply) = &d.handle else {
+            return Err(TransportError::UnknownDelivery(d.queue.to_string()));
+        };
+        // In-progress ack: the server restarts the delivery's AckWait.
+        self.ack_reply(&d.queue, reply, Bytes::from_static(b"+WPI"))
+            .await
+    }
+
     async fn ack(&self, d: &Delivery) -> Result<(), TransportError> {
         self.check_open()?;
         let DeliveryHandle::Token(reply) = &d.handle else {
@@ -1046,6 +1073,14 @@ impl Transport for NatsTransport {
 
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), TransportError> {
         self.inner.nack(delivery, delay).await
+    }
+
+    fn extend_every(&self) -> Option<Duration> {
+        Some(self.inner.opts.visibility_timeout / 3)
+    }
+
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        self.inner.extend(delivery).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

@@ -303,3 +303,45 @@ async fn closed_transports_are_reported() {
     ));
     assert!(matches!(t.depth(&q).await, Err(TransportError::Closed)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_left_with_a_long_ack_wait_is_brought_to_the_window() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let ns = namespace("ackwait");
+    // An earlier version (or setting) created the consumer with a 10-minute AckWait.
+    let old = NatsTransport::connect(
+        &server.url,
+        troupe_transport::ConnectOptions {
+            visibility_timeout: Duration::from_secs(600),
+            ..options(&ns)
+        },
+    )
+    .await
+    .unwrap();
+    let q = old.queue_name("ackwait");
+    old.send(&q, Bytes::from_static(b"{\"n\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(old.depth(&q).await.unwrap().ready, 1);
+    old.close().await;
+
+    let doomed = connect(&server, &ns).await;
+    let d = timeout(Duration::from_secs(5), doomed.receive(&q))
+        .await
+        .unwrap()
+        .unwrap();
+    // A crash: neither ack nor close.
+    drop(doomed);
+    let survivor = connect(&server, &ns).await;
+    let start = Instant::now();
+    let again = timeout(VISIBILITY * 4, survivor.receive(&q))
+        .await
+        .expect("redelivered after the configured window, not the consumer's old 10 minutes")
+        .unwrap();
+    assert_eq!(again.body, d.body);
+    assert!(start.elapsed() < VISIBILITY * 4);
+    survivor.ack(&again).await.unwrap();
+    survivor.close().await;
+}

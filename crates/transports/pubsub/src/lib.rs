@@ -15,6 +15,7 @@
 //! | `send_with_delay(d)` | publish with `x-troupe-deliver-at` = now + d (deferral) |
 //! | `receive` | `subscriptions.pull` of up to the number of waiting receivers, long poll |
 //! | `ack` | `subscriptions.acknowledge` |
+//! | `extend` (a live handler's lease) | `modifyAckDeadline` = the ack deadline, every third of it |
 //! | `nack(d)` / `requeue` | `modifyAckDeadline` min(⌈d⌉, 600 s) / 0 |
 //! | DLQ | topic + subscription `asya-{ns}-dlq`, see below |
 //! | `depth` | what this instance knows, see below |
@@ -1031,6 +1032,27 @@ impl Transport for PubSubTransport {
         inner.untrack(&delivery.queue, id);
         inner
             .modify_deadline(&delivery.queue, &[id], ceil_secs(delay))
+            .await
+            .map_err(|e| inner.settle_error(e, delivery))
+    }
+
+    fn extend_every(&self) -> Option<Duration> {
+        Some(
+            self.inner
+                .visibility
+                .min(Duration::from_secs(MAX_DEADLINE_SECS))
+                / 3,
+        )
+    }
+
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        let inner = self.open()?;
+        let id = ack_id(delivery)?;
+        // Tracked again from now: the lease task's own extensions (visibility windows
+        // beyond 600 s) then count from this extension too.
+        inner.track(&delivery.queue, id);
+        inner
+            .modify_deadline(&delivery.queue, &[id], inner.deadline_secs)
             .await
             .map_err(|e| inner.settle_error(e, delivery))
     }

@@ -16,9 +16,14 @@
 //! - **receive**: a background task per queue reads with `XREADGROUP … COUNT 1 BLOCK`
 //!   on a connection of its own (a blocking read would stall every other command on a
 //!   shared connection) and first reclaims entries idle longer than the visibility
-//!   timeout with `XAUTOCLAIM`. What it reads waits in an in-process inbox for the next
+//!   timeout with `XAUTOCLAIM`. It also takes back the entries pending for its own
+//!   consumer name that it does not hold (read before a crash by a process of the
+//!   same name, or by an `XREADGROUP` whose reply an outage swallowed): all of them at
+//!   its start and after a reconnect, and every 5 s those idle for 10 s. What it reads waits in an in-process inbox for the next
 //!   `receive`, which is what makes `receive` cancel-safe (see
 //!   `troupe_transport::inbox`).
+//! - **extend** (a live handler's lease): `XCLAIM … JUSTID` to itself, resetting the
+//!   entry's idle time, after checking (in one script) that it is still its own.
 //! - **ack**: `XACK` + `XDEL`. **requeue**: re-`XADD` the body (with the delivery count
 //!   so far), then `XACK` + `XDEL` the old entry, in one Lua script.
 //! - **delays**: `send_with_delay` and `nack(d, delay)` add the message to the delayed set;
@@ -77,6 +82,18 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BULK_LIMIT: usize = 512 * 1024 * 1024;
 /// Room kept below the bulk limit for a delayed member's `{uuid}#{n}:` prefix.
 const MEMBER_OVERHEAD: usize = 64;
+/// An own pending entry this transport does not hold and that has been idle this long
+/// is an orphan: its `XREADGROUP` reply would have come by now (a blocking read's reply
+/// follows at once, and a connection silent for [`RESPONSE_TIMEOUT`] counts as dead).
+const ORPHAN_IDLE: Duration = RESPONSE_TIMEOUT;
+/// How often a receiving queue looks for its own orphans.
+const ORPHAN_SCAN: Duration = Duration::from_secs(5);
+/// Most own pending entries one take-back looks at.
+const TAKE_BACK_BATCH: usize = 100;
+
+fn held_key(queue: &str, id: &str) -> String {
+    format!("{queue} {id}")
+}
 
 /// `asya-{namespace}-{actor}` (protocol.md §4).
 pub fn queue_name(namespace: &str, actor: &str) -> String {
@@ -202,6 +219,9 @@ struct Health {
     /// Fast path: most calls find the broker up and take no lock.
     down: AtomicBool,
     state: Mutex<HealthState>,
+    /// How many outages ended so far: a receiver that sees it change takes back its
+    /// own pending entries.
+    recoveries: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -223,6 +243,7 @@ impl Health {
             url,
             down: AtomicBool::new(false),
             state: Mutex::new(HealthState::default()),
+            recoveries: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -246,6 +267,7 @@ impl Health {
         if !self.down.swap(false, Ordering::SeqCst) {
             return;
         }
+        self.recoveries.fetch_add(1, Ordering::SeqCst);
         let mut st = lock(&self.state);
         st.recovered_at = Some(Instant::now());
         if std::mem::take(&mut st.announced) {
@@ -360,6 +382,11 @@ struct QueueRx {
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     /// `XAUTOCLAIM` cursor and when the last full pass over the pending list ended.
     reclaim: Mutex<(String, Option<Instant>)>,
+    /// The transport's reconnect count when this queue last took back its own pending
+    /// entries; `u64::MAX`: not yet.
+    rescanned: std::sync::atomic::AtomicU64,
+    /// When own orphaned entries were last looked for.
+    orphan_scan: Mutex<Option<Instant>>,
 }
 
 struct Scripts {
@@ -369,6 +396,7 @@ struct Scripts {
     mover: redis::Script,
     reclaim: redis::Script,
     depth: redis::Script,
+    touch: redis::Script,
 }
 
 struct Inner {
@@ -387,6 +415,9 @@ struct Inner {
     delayed: Mutex<HashSet<String>>,
     receivers: Mutex<HashMap<String, Arc<QueueRx>>>,
     mover: Mutex<Option<AbortHandle>>,
+    /// Entries this transport handed out (or buffered) and not yet settled, as
+    /// `{queue} {id}`: what a take-back of its own pending entries must leave alone.
+    held: Mutex<HashSet<String>>,
 }
 
 /// Redis Streams transport. Cheap to share behind an `Arc`; all clones of the inner
@@ -465,11 +496,13 @@ impl RedisTransport {
                 mover: scripts::mover(),
                 reclaim: scripts::reclaim(),
                 depth: scripts::depth(),
+                touch: scripts::touch(),
             },
             groups: Mutex::new(HashSet::new()),
             delayed: Mutex::new(HashSet::new()),
             receivers: Mutex::new(HashMap::new()),
             mover: Mutex::new(None),
+            held: Mutex::new(HashSet::new()),
         });
         let task = tokio::spawn(mover_loop(Arc::downgrade(&inner)));
         *lock(&inner.mover) = Some(task.abort_handle());
@@ -639,6 +672,8 @@ impl Inner {
                     inbox: Inbox::new(),
                     conn: tokio::sync::Mutex::new(None),
                     reclaim: Mutex::new(("0-0".to_owned(), None)),
+                    rescanned: std::sync::atomic::AtomicU64::new(u64::MAX),
+                    orphan_scan: Mutex::new(None),
                 })
             })
             .clone()
@@ -665,12 +700,75 @@ impl Inner {
             self.dead_letter(&rx.queue, &entry.id, &entry.body).await?;
             return Ok(None);
         }
+        lock(&self.held).insert(held_key(&rx.queue, &entry.id));
         Ok(Some(Delivery {
             queue: rx.queue.clone(),
             body: entry.body,
             handle: DeliveryHandle::Token(entry.id),
             delivery_count: Some(count),
         }))
+    }
+
+    fn release(&self, d: &Delivery) {
+        if let DeliveryHandle::Token(id) = &d.handle {
+            lock(&self.held).remove(&held_key(&d.queue, id));
+        }
+    }
+
+    /// Takes back the entries pending for this consumer name that this transport does
+    /// not hold: read before a crash by an earlier process of the same name, or read by
+    /// an `XREADGROUP` whose reply an outage swallowed. Without this they would wait
+    /// out the visibility window.
+    async fn take_back_own(
+        &self,
+        rx: &QueueRx,
+        min_idle: Duration,
+    ) -> Result<Vec<Delivery>, RedisError> {
+        let queue: &str = &rx.queue;
+        let mut conn = self.conn.clone();
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(queue)
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(ceil_ms(min_idle))
+            .arg("-")
+            .arg("+")
+            .arg(TAKE_BACK_BATCH)
+            .arg(&self.opts.consumer_name)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::new();
+        for row in value_items(pending) {
+            let mut f = value_items(row).into_iter();
+            let (Some(id), _, Some(idle), Some(times)) = (
+                f.next().and_then(value_string),
+                f.next(),
+                f.next().and_then(value_u64),
+                f.next().and_then(value_u64),
+            ) else {
+                continue;
+            };
+            if lock(&self.held).contains(&held_key(queue, &id)) {
+                continue;
+            }
+            // min-idle = the idle time just seen: an entry another consumer claimed
+            // meanwhile has a shorter one and stays with it.
+            let claimed: Value = redis::cmd("XCLAIM")
+                .arg(queue)
+                .arg(GROUP)
+                .arg(&self.opts.consumer_name)
+                .arg(idle)
+                .arg(&id)
+                .query_async(&mut conn)
+                .await?;
+            for entry in value_items(claimed).into_iter().filter_map(parse_entry) {
+                tracing::debug!(queue, id = %entry.id, "took back an own pending entry");
+                if let Some(d) = self.admit(rx, entry, times.saturating_add(1)).await? {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn dead_letter(&self, queue: &str, id: &str, body: &Bytes) -> Result<bool, RedisError> {
@@ -713,6 +811,30 @@ impl Inner {
     async fn fetch_one(&self, rx: &QueueRx) -> Result<Option<Delivery>, RedisError> {
         let queue: &str = &rx.queue;
         self.ensure_group(queue).await?;
+        let recoveries = self.health.recoveries.load(Ordering::SeqCst);
+        let fresh = rx.rescanned.swap(recoveries, Ordering::SeqCst) != recoveries;
+        let orphans_due = {
+            let mut at = lock(&rx.orphan_scan);
+            let due = fresh || at.is_none_or(|t| t.elapsed() >= ORPHAN_SCAN);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if orphans_due {
+            // At start and after a reconnect no read of this queue is under way, so
+            // every own entry not held is an orphan; otherwise only those whose reply
+            // is long overdue are.
+            let min_idle = if fresh { Duration::ZERO } else { ORPHAN_IDLE };
+            let mut taken = self.take_back_own(rx, min_idle).await?.into_iter();
+            if let Some(first) = taken.next() {
+                // The inbox takes one per round; the rest wait in it too.
+                for d in taken {
+                    rx.inbox.push(Ok(d));
+                }
+                return Ok(Some(first));
+            }
+        }
         let reclaim_every = self.block_time();
         let cursor = {
             let r = lock(&rx.reclaim);
@@ -945,6 +1067,32 @@ impl Inner {
         }
     }
 
+    async fn extend(&self, d: &Delivery) -> Result<(), TransportError> {
+        self.check_open()?;
+        let DeliveryHandle::Token(id) = &d.handle else {
+            return Err(TransportError::UnknownDelivery(d.queue.to_string()));
+        };
+        let queue: &str = &d.queue;
+        let script = &self.scripts.touch;
+        let consumer = self.opts.consumer_name.as_str();
+        let touched: i64 = self
+            .run(queue, |mut c| async move {
+                script
+                    .key(queue)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(id.as_str())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if touched == 1 {
+            Ok(())
+        } else {
+            Err(TransportError::UnknownDelivery(queue.to_owned()))
+        }
+    }
+
     async fn ack(&self, d: &Delivery) -> Result<(), TransportError> {
         self.check_open()?;
         let DeliveryHandle::Token(id) = &d.handle else {
@@ -1128,11 +1276,23 @@ impl Transport for RedisTransport {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError> {
-        self.inner.ack(delivery).await
+        let r = self.inner.ack(delivery).await;
+        self.inner.release(delivery);
+        r
     }
 
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), TransportError> {
-        self.inner.nack(delivery, delay).await
+        let r = self.inner.nack(delivery, delay).await;
+        self.inner.release(delivery);
+        r
+    }
+
+    fn extend_every(&self) -> Option<Duration> {
+        Some(self.inner.opts.visibility_timeout / 3)
+    }
+
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        self.inner.extend(delivery).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

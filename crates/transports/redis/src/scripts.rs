@@ -123,6 +123,21 @@ return {r[1], out}
     )
 }
 
+/// Keeps a pending entry of this consumer from being reclaimed: resets its idle time
+/// (`XCLAIM … JUSTID` to itself, which leaves the delivery counter alone). KEYS: stream.
+/// ARGV: group, consumer, id. Returns 1, or 0 if the entry is not pending for this
+/// consumer (acked, or reclaimed by another after its window passed).
+pub(crate) fn touch() -> Script {
+    Script::new(
+        r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+",
+    )
+}
+
 /// Queue depth. KEYS: stream, delayed set. ARGV: group. Returns `{ready, delayed,
 /// in flight}`; due members the mover has not moved yet count as ready.
 pub(crate) fn depth() -> Script {

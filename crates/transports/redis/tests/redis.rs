@@ -309,3 +309,89 @@ async fn stale_handles_and_closed_transports_are_reported() {
     ));
     assert!(matches!(t.depth(&q).await, Err(TransportError::Closed)));
 }
+
+/// Options with consumer name `consumer` and a window far longer than the test waits:
+/// what comes back quickly here comes back by the take-back, not the reclaim.
+fn long_window(ns: &str, consumer: &str) -> troupe_transport::ConnectOptions {
+    troupe_transport::ConnectOptions {
+        consumer_name: consumer.to_owned(),
+        visibility_timeout: Duration::from_secs(120),
+        ..options(ns)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_consumer_takes_back_its_own_pending_entries_at_once() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let ns = namespace("takeback");
+    let first = RedisTransport::connect(&server.url, long_window(&ns, "pod-a"))
+        .await
+        .unwrap();
+    let q = first.queue_name("takeback");
+    first
+        .send(&q, Bytes::from_static(b"{\"n\":1}"))
+        .await
+        .unwrap();
+    let d = timeout(Duration::from_secs(5), first.receive(&q))
+        .await
+        .unwrap()
+        .unwrap();
+    // A crash: no ack, no close. The same consumer name comes back (a pod's container
+    // restarted) and finds the entry in its own pending list.
+    drop(first);
+    let second = RedisTransport::connect(&server.url, long_window(&ns, "pod-a"))
+        .await
+        .unwrap();
+    let again = timeout(Duration::from_secs(5), second.receive(&q))
+        .await
+        .expect("the own pending entry comes back at once, not after the 120 s window")
+        .unwrap();
+    assert_eq!(again.body, d.body);
+    assert_eq!(again.delivery_count, Some(2));
+    second.ack(&again).await.unwrap();
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_restart_a_live_consumer_takes_back_entries_whose_reply_was_lost() {
+    let Some(server) = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]) else {
+        return;
+    };
+    let ns = namespace("lostreply");
+    let t = RedisTransport::connect(&server.url, long_window(&ns, "live-1"))
+        .await
+        .unwrap();
+    let q = t.queue_name("lostreply");
+    t.send(&q, Bytes::from_static(b"{\"n\":0}")).await.unwrap();
+    let d = timeout(Duration::from_secs(5), t.receive(&q))
+        .await
+        .unwrap()
+        .unwrap();
+    t.ack(&d).await.unwrap();
+    // An XREADGROUP the server applied but whose reply never reached the transport (the
+    // connection broke): the entry is pending for this consumer, which never saw it.
+    t.send(&q, Bytes::from_static(b"{\"n\":1}")).await.unwrap();
+    let read = server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "asya",
+        "live-1",
+        "COUNT",
+        "1",
+        "STREAMS",
+        &q,
+        ">",
+    ]);
+    assert!(read.contains("{\"n\":1}"), "{read}");
+    tokio::task::block_in_place(|| server.restart());
+    let got = timeout(Duration::from_secs(20), t.receive(&q))
+        .await
+        .expect("taken back after the reconnect, not after the 120 s window")
+        .unwrap();
+    assert_eq!(&got.body[..], b"{\"n\":1}");
+    t.ack(&got).await.unwrap();
+    assert_eq!(t.depth(&q).await.unwrap().in_flight, 0);
+    t.close().await;
+}

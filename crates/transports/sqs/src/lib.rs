@@ -14,6 +14,7 @@
 //! | `send_with_delay(d)` | `DelaySeconds` = ⌈d⌉ up to 900 s; above: 900 s plus `x-troupe-deliver-at` (deferral) |
 //! | `receive` | `ReceiveMessage` long poll (`wait_time`), visibility = the connect options' visibility timeout |
 //! | `ack` | `DeleteMessage` |
+//! | `extend` (a live handler's lease) | `ChangeMessageVisibility` = the visibility timeout, every third of it |
 //! | `nack(d)` / `requeue` | `ChangeMessageVisibility` ⌈d⌉ (at most 12 h) / 0 |
 //! | `depth` | `GetQueueAttributes`: `ApproximateNumberOfMessages` / `…NotVisible` / `…Delayed` |
 //!
@@ -952,6 +953,20 @@ impl Transport for SqsTransport {
         let url = inner.delivery_url(delivery).await?;
         inner
             .change_visibility(&url, receipt, ceil_secs(delay))
+            .await
+            .map_err(|e| inner.settle_error(e, delivery))
+    }
+
+    fn extend_every(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.inner.visibility_secs) / 3)
+    }
+
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        let inner = self.open()?;
+        let receipt = receipt(delivery)?;
+        let url = inner.delivery_url(delivery).await?;
+        inner
+            .change_visibility(&url, receipt, inner.visibility_secs)
             .await
             .map_err(|e| inner.settle_error(e, delivery))
     }
