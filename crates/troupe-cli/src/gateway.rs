@@ -640,6 +640,42 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_are_read() {
+        let c = parse_env(&env(BASE)).unwrap();
+        let sec = &c.gateway.security;
+        assert!(!sec.client_auth.enabled() && sec.sidecar_token.is_none());
+        assert_eq!(sec.loopback_hosts, None, "0.0.0.0 bind: no Host check");
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("TROUPE_GATEWAY_BIND", "127.0.0.1"),
+            ("TROUPE_GATEWAY_TOKEN", "tok"),
+            ("TROUPE_GATEWAY_API_KEY", "gk"),
+            ("ASYA_MCP_API_KEY", "mk"),
+            ("ASYA_A2A_API_KEY", "ak"),
+            ("ASYA_A2A_JWT_JWKS_URL", "https://idp/jwks"),
+            (
+                "TROUPE_GATEWAY_CORS_ORIGINS",
+                "https://app.example/, http://x:3000",
+            ),
+            ("TROUPE_GATEWAY_TRUSTED_HOSTS", "troupe.local"),
+        ]);
+        let c = parse_env(&env(&pairs)).unwrap();
+        let sec = &c.gateway.security;
+        assert_eq!(sec.sidecar_token.as_deref(), Some("tok"));
+        assert_eq!(sec.client_auth.api_keys, ["gk", "mk", "ak"]);
+        assert_eq!(
+            sec.client_auth.jwt_jwks_url.as_deref(),
+            Some("https://idp/jwks")
+        );
+        assert_eq!(sec.cors_origins, ["https://app.example", "http://x:3000"]);
+        assert_eq!(sec.loopback_hosts, Some(vec!["troupe.local".to_owned()]));
+        assert!(
+            !format!("{c:?}").contains("tok\""),
+            "the token stays out of Debug"
+        );
+    }
+
+    #[test]
     fn broker_transports_read_the_sidecar_variables() {
         let mut pairs: Vec<_> = BASE
             .iter()
