@@ -103,7 +103,8 @@ def run_faults(kind, svc, mesh):
     ids = [f"rd-{i:05d}" for i in range(N)]
     for i, tid in enumerate(ids):
         conn.request("POST", "/troupe/v1/queues/a", body=envelope(tid, "a", ["b"], {"i": i}),
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json",
+                              "Authorization": f"Bearer {mesh.token}"})
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 202, resp.status
