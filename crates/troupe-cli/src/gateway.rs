@@ -229,6 +229,7 @@ pub fn parse_env(get: &dyn Fn(&str) -> Option<String>) -> Result<StandaloneConfi
         external_addr: external.unwrap_or_else(|| SocketAddr::new(ip, 8080)),
         internal_addr: internal,
         backstop_interval: duration(get, "ASYA_BACKSTOP_INTERVAL", Duration::from_secs(5))?,
+        limits: troupe_gateway::Limits::from_env(get).map_err(|e| e.to_string())?,
         ..GatewayConfig::default()
     };
     let mcp = McpConfig {
@@ -475,12 +476,13 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
     };
 
     let mut servers = Vec::new();
+    let limits = config.gateway.limits.clone();
     let mut spawn = |listener: TcpListener, router: axum::Router, what: &'static str| {
         let shutdown = stopped();
+        let limits = limits.clone();
         servers.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(troupe_gateway::no_delay(listener), router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            if let Err(e) =
+                troupe_gateway::limits::serve(listener, router, &limits, shutdown, || {}).await
             {
                 tracing::warn!(error = %e, "{what} listener stopped");
             }

@@ -26,8 +26,8 @@ pub struct GatewayConfig {
     pub keepalive_interval: Duration,
     /// Events buffered per SSE subscriber before the overflow rule applies.
     pub subscriber_buffer: usize,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
+    /// Body sizes, timeouts and the connection cap of every listener.
+    pub limits: crate::limits::Limits,
     /// Credentials and cross-site rules (docs/security.md).
     pub security: crate::security::SecurityConfig,
 }
@@ -43,7 +43,7 @@ impl Default for GatewayConfig {
             backstop_interval: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(15),
             subscriber_buffer: 100,
-            max_body_bytes: 32 << 20,
+            limits: crate::limits::Limits::default(),
             security: crate::security::SecurityConfig::default(),
         }
     }

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
+use serde::de::IgnoredAny;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -14,9 +16,11 @@ use troupe_protocol::clock::format_ts;
 use troupe_protocol::{Clock, SystemClock};
 
 use crate::config::GatewayConfig;
+use crate::event::{self, EventData, EventError, Posted, MAX_ROUTE_LEN};
 use crate::fanout::EventFanout;
 use crate::hub::{EventHub, EventKind, Subscription};
 use crate::ingress::Ingress;
+use crate::raw::RawJson;
 use crate::status::{normalise, should_apply, TaskStatus};
 use crate::store::{CasOutcome, ListFilter, StoreError, TaskPage, TaskStore};
 use crate::task::{merge_update, Task, TaskData};
@@ -124,8 +128,8 @@ pub struct NewTask {
     pub actor: String,
     /// `?namespace=`; another namespace than the gateway's finds no actor.
     pub namespace: Option<String>,
-    /// The payload (`null` when absent).
-    pub payload: Value,
+    /// The payload as JSON text (`null` when absent); a `Value` converts with `.into()`.
+    pub payload: RawJson,
     /// Request headers; the gateway adds `x-asya-gateway-url`.
     pub headers: Map<String, Value>,
     /// Seconds until the SLA deadline; `None` or 0 for none.
@@ -138,7 +142,7 @@ pub struct NewTask {
 
 /// Parsed create / resume body.
 struct RequestBody {
-    payload: Value,
+    payload: RawJson,
     headers: Map<String, Value>,
     timeout: Option<u64>,
 }
@@ -148,7 +152,7 @@ struct OutEnvelope<'a> {
     id: &'a str,
     route: OutRoute<'a>,
     headers: &'a Map<String, Value>,
-    payload: &'a Value,
+    payload: &'a RawJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<DeadlineOnly<'a>>,
 }
@@ -261,10 +265,32 @@ impl Gateway {
         body: &[u8],
         next: &[String],
     ) -> Result<String, GatewayError> {
-        let req = parse_body(body, next.is_empty())?;
+        let req = parse_body(body, next.is_empty(), &self.inner.config)?;
         self.create_task(NewTask {
             actor: actor.to_owned(),
             namespace: namespace.map(str::to_owned),
+            payload: req.payload,
+            headers: req.headers,
+            timeout: req.timeout,
+            next: next.to_vec(),
+            id: None,
+        })
+        .await
+    }
+
+    /// Troupe's create (`POST /troupe/v1/tasks`): `body` may also carry the members the
+    /// caller already read (`actor`, `route_next`); only payload, headers and timeout are
+    /// taken from it, the payload as text.
+    pub async fn create_with_route(
+        &self,
+        actor: &str,
+        body: &[u8],
+        next: &[String],
+    ) -> Result<String, GatewayError> {
+        let req = parse_body(body, false, &self.inner.config)?;
+        self.create_task(NewTask {
+            actor: actor.to_owned(),
+            namespace: None,
             payload: req.payload,
             headers: req.headers,
             timeout: req.timeout,
@@ -316,9 +342,18 @@ impl Gateway {
         let mut headers = req.headers;
         self.stamp_gateway_url(&mut headers);
         let deadline_at = deadline(now, req.timeout)?;
+        let body = envelope(
+            &id,
+            actor,
+            &req.next,
+            &headers,
+            &req.payload,
+            deadline_at.as_deref(),
+        );
         let data = TaskData {
             actor: actor.to_owned(),
-            payload: (!req.payload.is_null()).then(|| req.payload.clone()),
+            // Moved, not copied: a payload may be tens of megabytes.
+            payload: (!req.payload.is_null()).then_some(req.payload),
             deadline_at: deadline_at.clone(),
             context_id: headers
                 .get(HEADER_A2A_CONTEXT)
@@ -328,17 +363,9 @@ impl Gateway {
                 .get(HEADER_TRACEPARENT)
                 .and_then(Value::as_str)
                 .and_then(trace_id),
-            headers: Some(headers.clone()),
+            headers: Some(headers),
             ..TaskData::default()
         };
-        let body = envelope(
-            &id,
-            actor,
-            &req.next,
-            &headers,
-            &req.payload,
-            deadline_at.as_deref(),
-        );
         if !self
             .inner
             .store
@@ -372,7 +399,7 @@ impl Gateway {
         self.resume_parsed(
             id,
             RequestBody {
-                payload,
+                payload: payload.into(),
                 headers,
                 timeout,
             },
@@ -390,34 +417,37 @@ impl Gateway {
         Ok(self.inner.store.list(filter).await?)
     }
 
-    /// `POST {p}/mesh/{id}/events` (§2.5) with a parsed body.
+    /// `POST {p}/mesh/{id}/events` (§2.5) with a parsed body (the in-process reporter).
     pub async fn apply_event(&self, id: &str, body: Value) -> Result<EventOutcome, GatewayError> {
-        let Value::Object(mut body) = body else {
-            return Err(GatewayError::BadRequest(
-                "event body must be a JSON object {\"type\", \"status\"?, \"data\"}".into(),
-            ));
-        };
-        let data = match body.remove("data") {
-            Some(Value::Object(m)) => m,
-            None | Some(Value::Null) => Map::new(),
-            Some(_) => {
-                return Err(GatewayError::BadRequest(
-                    "event data must be a JSON object".into(),
-                ))
-            }
-        };
-        match body.get("type").and_then(Value::as_str) {
-            Some("status") => {
-                let posted = body
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .or_else(|| data.get("status").and_then(Value::as_str))
-                    .unwrap_or_default()
-                    .to_owned();
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        self.apply_event_bytes(id, &bytes).await
+    }
+
+    /// `POST {p}/mesh/{id}/events` (§2.5) with the body as posted. The members that
+    /// carry a result or an error may use the whole body limit; the rest of the event
+    /// must fit the event limit, and route lists [`MAX_ROUTE_LEN`] entries.
+    pub async fn apply_event_bytes(
+        &self,
+        id: &str,
+        body: &[u8],
+    ) -> Result<EventOutcome, GatewayError> {
+        let posted = event::parse(body).map_err(|e| match e {
+            EventError::Malformed(m) => GatewayError::BadRequest(m),
+            EventError::RouteTooLong(m) => GatewayError::TooLarge(m),
+        })?;
+        let limits = &self.inner.config.limits;
+        match posted {
+            Posted::Status { posted, data } => {
+                let rest = body.len().saturating_sub(data.carried_bytes());
+                if rest > limits.max_event_bytes {
+                    return Err(GatewayError::TooLarge(limits.event_too_large(
+                        "status event (without result, error, error_details, pause_metadata)",
+                        rest,
+                    )));
+                }
                 self.apply_status(id, &posted, &data).await
             }
-            Some("fly") => {
-                let text = Value::Object(data).to_string();
+            Posted::Fly(text) => {
                 if text.len() > MAX_FLY_BYTES {
                     return Err(GatewayError::TooLarge(format!(
                         "FLY event of {} bytes exceeds the 1 MiB limit; stream smaller chunks",
@@ -427,9 +457,6 @@ impl Gateway {
                 self.emit(id, EventKind::Fly, move || text);
                 Ok(EventOutcome::Fly)
             }
-            _ => Err(GatewayError::BadRequest(
-                "event type must be \"status\" or \"fly\"".into(),
-            )),
         }
     }
 
@@ -437,9 +464,9 @@ impl Gateway {
         &self,
         id: &str,
         posted: &str,
-        data: &Map<String, Value>,
+        data: &EventData,
     ) -> Result<EventOutcome, GatewayError> {
-        let has_pm = data.get("pause_metadata").is_some_and(|v| !v.is_null());
+        let has_pm = data.pause_metadata.is_some();
         let Some(new) = normalise(posted, has_pm) else {
             // Unknown ids are still 404, whatever was posted.
             self.get(id).await?;
@@ -574,7 +601,7 @@ impl Gateway {
 
     /// `POST {p}/mesh/{id}/resume` (§2.6).
     pub async fn resume(&self, id: &str, body: &[u8]) -> Result<(), GatewayError> {
-        let req = parse_body(body, false)?;
+        let req = parse_body(body, false, &self.inner.config)?;
         self.resume_parsed(id, req).await
     }
 
@@ -705,6 +732,12 @@ impl Gateway {
                 .ok_or_else(|| bad("\"route.next\" must be a list of actor names"))?,
             Some(_) => return Err(bad("\"route.next\" must be a list of actor names")),
         };
+        if next.len() > MAX_ROUTE_LEN {
+            return Err(GatewayError::TooLarge(format!(
+                "child route.next has {} entries, over the limit of {MAX_ROUTE_LEN} for a route; split the flow",
+                next.len()
+            )));
+        }
         let parent_task = self.get(parent).await?;
         let data = TaskData {
             actor: curr.to_owned(),
@@ -755,7 +788,12 @@ impl Gateway {
     /// failure (under a generated id when it had none). `actor` is where parsing failed,
     /// `payload` the error payload (reason and raw body); the final report that follows
     /// marks it failed. An existing record is left as it is.
-    pub async fn adopt(&self, id: &str, actor: &str, payload: Value) -> Result<(), GatewayError> {
+    pub async fn adopt(
+        &self,
+        id: &str,
+        actor: &str,
+        payload: impl Into<RawJson>,
+    ) -> Result<(), GatewayError> {
         if id.is_empty() {
             return Err(GatewayError::BadRequest(
                 "an adopted task needs an id".into(),
@@ -763,7 +801,7 @@ impl Gateway {
         }
         let data = TaskData {
             actor: actor.to_owned(),
-            payload: Some(payload),
+            payload: Some(payload.into()),
             ..TaskData::default()
         };
         self.inner
@@ -899,7 +937,7 @@ fn envelope(
     actor: &str,
     next: &[String],
     headers: &Map<String, Value>,
-    payload: &Value,
+    payload: &RawJson,
     deadline_at: Option<&str>,
 ) -> bytes::Bytes {
     let env = OutEnvelope {
@@ -917,23 +955,51 @@ fn envelope(
     bytes::Bytes::from(serde_json::to_vec(&env).unwrap_or_default())
 }
 
+/// A create or resume body; the payload is kept as text (never parsed into a tree).
+#[derive(serde::Deserialize)]
+struct BodyFields<'a> {
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timeout: Option<&'a RawValue>,
+    #[serde(default)]
+    route: Option<IgnoredAny>,
+    #[serde(default)]
+    route_next: Option<IgnoredAny>,
+    #[serde(default)]
+    next: Option<IgnoredAny>,
+}
+
+/// Longest `timeout` text read as a number (anything longer is not one).
+const MAX_TIMEOUT_TEXT: usize = 64;
+
 /// Parses a create (`reject_routing`) or resume body. An empty body is `{}`.
-fn parse_body(body: &[u8], reject_routing: bool) -> Result<RequestBody, GatewayError> {
+fn parse_body(
+    body: &[u8],
+    reject_routing: bool,
+    config: &GatewayConfig,
+) -> Result<RequestBody, GatewayError> {
     let bad = |m: String| GatewayError::BadRequest(m);
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?
-    };
-    let Value::Object(mut obj) = value else {
-        return Err(bad(
-            "body must be a JSON object {\"payload\", \"headers\", \"timeout\"}".into(),
-        ));
+    let shape = "body must be a JSON object {\"payload\", \"headers\", \"timeout\"}";
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let fields: BodyFields<'_> = match first {
+        None => {
+            serde_json::from_slice(b"{}").map_err(|e| bad(format!("invalid JSON body: {e}")))?
+        }
+        Some(b'{') => {
+            serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?
+        }
+        Some(_) => {
+            // Still report broken JSON as such.
+            serde_json::from_slice::<IgnoredAny>(body)
+                .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+            return Err(bad(shape.into()));
+        }
     };
     if reject_routing
-        && ["route", "route_next", "next"]
-            .iter()
-            .any(|k| obj.contains_key(*k))
+        && (fields.route.is_some() || fields.route_next.is_some() || fields.next.is_some())
     {
         return Err(bad(
             "routing fields (route, route_next, next) are not allowed: a task enters the mesh at one \
@@ -941,27 +1007,42 @@ fn parse_body(body: &[u8], reject_routing: bool) -> Result<RequestBody, GatewayE
                 .into(),
         ));
     }
-    let headers = match obj.remove("headers") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(h)) => h,
-        Some(_) => return Err(bad("\"headers\" must be a JSON object".into())),
-    };
-    let timeout = match obj.get("timeout") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                Some(u)
-            } else if n.as_i64().is_some() {
-                None // negative: no deadline
-            } else {
-                // Whole seconds: a fractional timeout is truncated.
-                n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)
-            }
+    let headers = match fields.headers {
+        None => Map::new(),
+        Some(raw) if raw.get().len() > config.limits.max_event_bytes => {
+            return Err(GatewayError::TooLarge(
+                config
+                    .limits
+                    .event_too_large("\"headers\"", raw.get().len()),
+            ))
         }
-        Some(_) => return Err(bad("\"timeout\" must be a number of seconds".into())),
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Null) => Map::new(),
+            Ok(Value::Object(h)) => h,
+            _ => return Err(bad("\"headers\" must be a JSON object".into())),
+        },
+    };
+    let not_seconds = || bad("\"timeout\" must be a number of seconds".into());
+    let timeout = match fields.timeout {
+        None => None,
+        Some(raw) if raw.get().len() > MAX_TIMEOUT_TEXT => return Err(not_seconds()),
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Null) => None,
+            Ok(Value::Number(n)) => {
+                if let Some(u) = n.as_u64() {
+                    Some(u)
+                } else if n.as_i64().is_some() {
+                    None // negative: no deadline
+                } else {
+                    // Whole seconds: a fractional timeout is truncated.
+                    n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)
+                }
+            }
+            _ => return Err(not_seconds()),
+        },
     };
     Ok(RequestBody {
-        payload: obj.remove("payload").unwrap_or(Value::Null),
+        payload: fields.payload.map_or_else(RawJson::null, RawJson::from),
         headers,
         timeout,
     })
@@ -975,26 +1056,33 @@ mod tests {
 
     #[test]
     fn body_parsing() {
-        let b = parse_body(b"", true).unwrap();
+        let b = parse_body(b"", true, &GatewayConfig::default()).unwrap();
         assert!(b.payload.is_null() && b.headers.is_empty() && b.timeout.is_none());
         let b = parse_body(
             br#"{"payload": {"a": 1}, "headers": {"h": 1}, "timeout": 30}"#,
             true,
+            &GatewayConfig::default(),
         )
         .unwrap();
-        assert_eq!(b.payload, serde_json::json!({"a": 1}));
+        assert_eq!(b.payload.to_value(), serde_json::json!({"a": 1}));
         assert_eq!(b.headers.get("h"), Some(&Value::from(1)));
         assert_eq!(b.timeout, Some(30));
         assert_eq!(
-            parse_body(br#"{"timeout": -3}"#, true).unwrap().timeout,
+            parse_body(br#"{"timeout": -3}"#, true, &GatewayConfig::default())
+                .unwrap()
+                .timeout,
             None
         );
         assert_eq!(
-            parse_body(br#"{"timeout": 2.9}"#, true).unwrap().timeout,
+            parse_body(br#"{"timeout": 2.9}"#, true, &GatewayConfig::default())
+                .unwrap()
+                .timeout,
             Some(2)
         );
         assert_eq!(
-            parse_body(br#"{"timeout": 0.5}"#, true).unwrap().timeout,
+            parse_body(br#"{"timeout": 0.5}"#, true, &GatewayConfig::default())
+                .unwrap()
+                .timeout,
             None
         );
         for bad in [
@@ -1007,13 +1095,16 @@ mod tests {
             br#"{"next": []}"#,
         ] {
             assert!(
-                matches!(parse_body(bad, true), Err(GatewayError::BadRequest(_))),
+                matches!(
+                    parse_body(bad, true, &GatewayConfig::default()),
+                    Err(GatewayError::BadRequest(_))
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
         // resume bodies may carry anything else
-        assert!(parse_body(br#"{"next": []}"#, false).is_ok());
+        assert!(parse_body(br#"{"next": []}"#, false, &GatewayConfig::default()).is_ok());
     }
 
     #[test]
@@ -1038,7 +1129,14 @@ mod tests {
     fn envelope_shape_matches_spec() {
         let mut h = Map::new();
         h.insert("x-asya-gateway-url".into(), "http://gw".into());
-        let body = envelope("id1", "echo", &[], &h, &serde_json::json!({"q": 1}), None);
+        let body = envelope(
+            "id1",
+            "echo",
+            &[],
+            &h,
+            &serde_json::json!({"q": 1}).into(),
+            None,
+        );
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
@@ -1050,7 +1148,7 @@ mod tests {
             "echo",
             &[],
             &h,
-            &Value::Null,
+            &RawJson::null(),
             Some("2026-01-01T00:05:00Z"),
         );
         let v: Value = serde_json::from_slice(&body).unwrap();

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -20,6 +20,7 @@ use crate::gateway::{ChildOutcome, Gateway, GatewayError};
 use crate::security::{require, Access, Guard, RouteGuard, SiteRules};
 use crate::status::TaskStatus;
 use crate::store::ListFilter;
+use crate::task::{MessageView, Task};
 
 /// A listener whose connections send small writes at once (`TCP_NODELAY`). SSE and
 /// JSON replies are small back-to-back writes; with Nagle's algorithm the second one
@@ -172,10 +173,12 @@ impl Gateway {
             });
             router = router.route(&path, mr);
         }
-        SiteRules::json(security)
-            .apply(router)
-            .layer(DefaultBodyLimit::max(self.config().max_body_bytes))
-            .with_state(self.clone())
+        crate::limits::apply(
+            SiteRules::json(security)
+                .apply(router)
+                .with_state(self.clone()),
+            &self.config().limits,
+        )
     }
 
     /// Serves [`Gateway::router`] on `listener` until `shutdown` completes.
@@ -198,12 +201,11 @@ impl Gateway {
         F: Future<Output = ()> + Send + 'static,
     {
         let gw = self.clone();
-        axum::serve(no_delay(listener), router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                gw.close_streams();
-            })
-            .await
+        let limits = self.config().limits.clone();
+        crate::limits::serve(listener, router, &limits, shutdown, move || {
+            gw.close_streams();
+        })
+        .await
     }
 
     /// Binds `external_addr` (and `internal_addr`, when set) and serves until `shutdown`.
@@ -270,8 +272,16 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, BodyError> {
     })
 }
 
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, BodyError> {
+/// A JSON body held to the event limit (child registrations carry no payload).
+fn small_json_body(gw: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Value, BodyError> {
     let bytes = body_bytes(body)?;
+    let limits = &gw.config().limits;
+    if bytes.len() > limits.max_event_bytes {
+        return Err(BodyError {
+            code: StatusCode::PAYLOAD_TOO_LARGE,
+            text: limits.event_too_large("child registration", bytes.len()),
+        });
+    }
     serde_json::from_slice(&bytes).map_err(|e| BodyError {
         code: StatusCode::BAD_REQUEST,
         text: format!("invalid JSON body: {e}"),
@@ -301,6 +311,12 @@ async fn create(
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+#[derive(serde::Serialize)]
+struct ListView<'a> {
+    messages: Vec<MessageView<'a>>,
+    total: usize,
 }
 
 #[derive(Deserialize)]
@@ -350,8 +366,13 @@ async fn list(State(gw): State<Gateway>, q: Result<Query<ListQuery>, QueryReject
     };
     match gw.list(&filter).await {
         Ok(page) => {
-            let messages: Vec<Value> = page.tasks.iter().map(|t| t.to_message()).collect();
-            Json(json!({ "messages": messages, "total": page.total })).into_response()
+            // Serialised from the records: payloads and results are never parsed.
+            let messages: Vec<_> = page.tasks.iter().map(Task::message).collect();
+            Json(ListView {
+                messages,
+                total: page.total,
+            })
+            .into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -359,7 +380,7 @@ async fn list(State(gw): State<Gateway>, q: Result<Query<ListQuery>, QueryReject
 
 async fn get_task(State(gw): State<Gateway>, Path(id): Path<String>) -> Response {
     match gw.get(&id).await {
-        Ok(t) => Json(t.to_message()).into_response(),
+        Ok(t) => Json(t.message()).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -415,11 +436,11 @@ async fn post_event(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match json_body(body) {
-        Ok(v) => v,
+    let body = match body_bytes(body) {
+        Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    match gw.apply_event(&id, body).await {
+    match gw.apply_event_bytes(&id, &body).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
@@ -441,7 +462,7 @@ async fn children(
     Path(parent): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match json_body(body) {
+    let body = match small_json_body(&gw, body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
@@ -456,15 +477,29 @@ async fn adopt(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match json_body(body) {
-        Ok(v) => v,
+    #[derive(Deserialize)]
+    struct AdoptBody<'a> {
+        #[serde(default)]
+        actor: crate::event::LenientStr,
+        #[serde(borrow, default)]
+        payload: Option<&'a serde_json::value::RawValue>,
+    }
+    let bytes = match body_bytes(body) {
+        Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    let actor = body
-        .get("actor")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return bad_request("adopt body must be a JSON object {\"actor\", \"payload\"}")
+            .into_response();
+    }
+    let body: AdoptBody<'_> = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("invalid JSON body: {e}")).into_response(),
+    };
+    let actor = body.actor.as_deref().unwrap_or_default();
+    let payload = body
+        .payload
+        .map_or_else(crate::raw::RawJson::null, crate::raw::RawJson::from);
     match gw.adopt(&id, actor, payload).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
@@ -472,7 +507,7 @@ async fn adopt(
 }
 
 async fn legacy_child(State(gw): State<Gateway>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match json_body(body) {
+    let body = match small_json_body(&gw, body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };

@@ -10,16 +10,19 @@
 
 pub mod auth;
 mod config;
+mod event;
 mod fanout;
 mod follow;
 mod gateway;
 mod http;
 mod hub;
 mod ingress;
+pub mod limits;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod progress;
+mod raw;
 mod reporter;
 pub mod security;
 mod sqlite;
@@ -30,16 +33,19 @@ mod task;
 
 pub use auth::{Auth, AuthConfig, Caller};
 pub use config::{GatewayConfig, DEFAULT_API_PREFIX};
+pub use event::{EventData, LenientStr, RouteList, MAX_ROUTE_LEN};
 pub use fanout::{EventFanout, FanoutEvent};
 pub use follow::{TaskEvent, TaskEvents};
 pub use gateway::{ChildOutcome, EventOutcome, Gateway, GatewayError, NewTask, MAX_FLY_BYTES};
 pub use http::{no_delay, Listener, NoDelayListener};
 pub use ingress::Ingress;
+pub use limits::{Limits, LimitsError};
 #[cfg(feature = "postgres")]
 pub use postgres::{attach_postgres_fanout, PostgresStore};
+pub use raw::RawJson;
 pub use reporter::InProcessReporter;
 pub use security::{SecurityConfig, SIDECAR_TOKEN_ENV};
 pub use sqlite::SqliteStore;
 pub use status::TaskStatus;
 pub use store::{CasOutcome, ListFilter, MemoryStore, StoreError, TaskPage, TaskStore};
-pub use task::{format_ts_millis, merge_update, Task, TaskData};
+pub use task::{format_ts_millis, merge_update, MessageView, Task, TaskData};

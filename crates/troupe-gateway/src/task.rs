@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use troupe_protocol::clock::{format_ts, parse_ts};
 
+use crate::event::EventData;
 use crate::progress::{merge_progress, progress_for};
+use crate::raw::RawJson;
 use crate::status::TaskStatus;
 
 /// `data` of a task, without `status` (which is always the record's status and is
@@ -25,9 +27,9 @@ pub struct TaskData {
     /// Remaining actors from the last posted route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_next: Vec<String>,
-    /// Creation payload.
+    /// Creation payload, as posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
+    pub payload: Option<RawJson>,
     /// Creation headers (as published).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Map<String, Value>>,
@@ -43,18 +45,18 @@ pub struct TaskData {
     /// Parent task of a fan-out child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
-    /// Final result.
+    /// Final result, as posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<RawJson>,
     /// Error text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Structured error details.
+    /// Structured error details, as posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_details: Option<Value>,
-    /// The `x-asya-pause` metadata of a resumable pause.
+    pub error_details: Option<RawJson>,
+    /// The `x-asya-pause` metadata of a resumable pause, as posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause_metadata: Option<Value>,
+    pub pause_metadata: Option<RawJson>,
 }
 
 /// A stored task.
@@ -82,9 +84,9 @@ struct DataView<'a> {
     data: &'a TaskData,
 }
 
-/// The §2.2 Message.
+/// The §2.2 Message; serialised straight to the response, never through a tree.
 #[derive(Serialize)]
-struct MessageView<'a> {
+pub struct MessageView<'a> {
     id: &'a str,
     status: TaskStatus,
     data: DataView<'a>,
@@ -120,16 +122,21 @@ impl Task {
         serde_json::to_string(&self.data_view()).unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// The §2.2 Message as a JSON value.
+    /// The §2.2 Message as a JSON value (parses the payload and result: tests and
+    /// small tasks only; responses serialise [`Task::message`]).
     pub fn to_message(&self) -> Value {
-        let view = MessageView {
+        serde_json::to_value(self.message()).unwrap_or(Value::Null)
+    }
+
+    /// The §2.2 Message, ready to serialise.
+    pub fn message(&self) -> MessageView<'_> {
+        MessageView {
             id: &self.id,
             status: self.status,
             data: self.data_view(),
             created_at: format_ts_millis(self.created_at),
             updated_at: format_ts_millis(self.updated_at),
-        };
-        serde_json::to_value(view).unwrap_or(Value::Null)
+        }
     }
 
     fn data_view(&self) -> DataView<'_> {
@@ -150,55 +157,54 @@ pub fn format_ts_millis(t: OffsetDateTime) -> String {
 
 /// Applies a posted status event to `task` (already decided to apply, see
 /// [`crate::status::should_apply`]): `new` is the normalised status, `posted` the
-/// status string as posted, `data` the posted `data` object.
+/// status string as posted, `data` the posted `data`.
 pub fn merge_update(
     task: &Task,
     new: TaskStatus,
     posted: &str,
-    data: &Map<String, Value>,
+    data: &EventData,
     now: OffsetDateTime,
 ) -> Task {
     let mut out = task.clone();
     out.status = new;
     out.updated_at = now;
 
-    let prev = string_list(data.get("prev"));
-    let next = string_list(data.get("next"));
-    let curr = data.get("curr").and_then(Value::as_str);
+    let prev = data.prev.as_ref();
+    let next = data.next.as_ref();
+    let curr = data.curr.as_deref();
 
     if let Some(c) = curr.filter(|c| !c.is_empty()) {
         c.clone_into(&mut out.data.actor);
-    } else if let Some(last) = prev.as_ref().and_then(|p| p.last()) {
+    } else if let Some(last) = prev.and_then(|p| p.last()) {
         last.clone_into(&mut out.data.actor);
     }
-    if let Some(next) = &next {
+    if let Some(next) = next {
         out.data.route_next.clone_from(next);
     }
 
     let computed = progress_for(
         posted,
-        prev.as_ref().map_or(0, Vec::len),
+        prev.map_or(0, Vec::len),
         curr.is_some_and(|c| !c.is_empty()),
-        next.as_ref().map_or(0, Vec::len),
+        next.map_or(0, Vec::len),
     );
     out.data.progress = merge_progress(task.data.progress, computed, new);
 
-    if let Some(m) = data.get("message").and_then(Value::as_str) {
+    if let Some(m) = data.message.as_deref() {
         m.clone_into(&mut out.data.message);
     }
-    if let Some(v) = present(data, "pause_metadata") {
+    if let Some(v) = &data.pause_metadata {
         out.data.pause_metadata = Some(v.clone());
     }
-    if let Some(v) = present(data, "result") {
+    if let Some(v) = &data.result {
         out.data.result = Some(v.clone());
     }
-    if let Some(v) = present(data, "error") {
-        out.data.error = Some(match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+    if let Some(v) = &data.error {
+        // A string error is kept as its text; any other JSON as its JSON text.
+        out.data.error =
+            Some(serde_json::from_str::<String>(v.get()).unwrap_or_else(|_| v.get().to_owned()));
     }
-    if let Some(v) = present(data, "error_details") {
+    if let Some(v) = &data.error_details {
         out.data.error_details = Some(v.clone());
     }
     if new == TaskStatus::Paused {
@@ -212,20 +218,6 @@ pub fn remaining_secs(deadline: OffsetDateTime, now: OffsetDateTime) -> u64 {
     u64::try_from((deadline - now).whole_seconds()).unwrap_or(0)
 }
 
-fn present<'a>(data: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    data.get(key).filter(|v| !v.is_null())
-}
-
-fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
-    let arr = v?.as_array()?;
-    Some(
-        arr.iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -237,10 +229,14 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    fn ev(v: Value) -> EventData {
+        serde_json::from_str(&v.to_string()).unwrap()
+    }
+
     fn base() -> Task {
         let data = TaskData {
             actor: "a".into(),
-            payload: Some(json!({"x": 1})),
+            payload: Some(json!({"x": 1}).into()),
             headers: Some(obj(json!({"h": "v"}))),
             deadline_at: Some("2026-01-01T00:10:00Z".into()),
             context_id: Some("ctx".into()),
@@ -279,7 +275,7 @@ mod tests {
     fn merge_progress_event_keeps_creation_fields() {
         let t = base();
         let now = datetime!(2026-01-01 00:00:01 UTC);
-        let data = obj(
+        let data = ev(
             json!({"prev": [], "curr": "a", "next": ["b", "c"], "status": "processing",
                              "message": "Processing in a", "progress": 99.0}),
         );
@@ -303,12 +299,12 @@ mod tests {
         let mut t = base();
         t.status = TaskStatus::Running;
         t.data.progress = Some(70.0);
-        let data = obj(json!({"prev": ["a", "b"], "curr": "", "next": []}));
+        let data = ev(json!({"prev": ["a", "b"], "curr": "", "next": []}));
         let out = merge_update(&t, TaskStatus::Running, "completed", &data, t.created_at);
         assert_eq!(out.data.actor, "b");
         assert_eq!(out.data.progress, Some(100.0));
 
-        let data = obj(json!({"prev": [], "curr": "a", "next": ["b"]}));
+        let data = ev(json!({"prev": [], "curr": "a", "next": ["b"]}));
         let out = merge_update(&t, TaskStatus::Running, "received", &data, t.created_at);
         assert_eq!(out.data.progress, Some(70.0));
     }
@@ -317,10 +313,10 @@ mod tests {
     fn succeeded_copies_result_and_sets_100() {
         let t = base();
         let data =
-            obj(json!({"id": "t1", "status": "succeeded", "progress": 1.0, "result": {"r": 2}}));
+            ev(json!({"id": "t1", "status": "succeeded", "progress": 1.0, "result": {"r": 2}}));
         let out = merge_update(&t, TaskStatus::Succeeded, "succeeded", &data, t.created_at);
         assert_eq!(out.data.progress, Some(100.0));
-        assert_eq!(out.data.result, Some(json!({"r": 2})));
+        assert_eq!(out.data.result, Some(json!({"r": 2}).into()));
         assert_eq!(out.data.actor, "a", "no route posted: actor kept");
     }
 
@@ -328,17 +324,20 @@ mod tests {
     fn failed_copies_error_and_details_and_route() {
         let mut t = base();
         t.data.progress = Some(40.0);
-        let data = obj(
+        let data = ev(
             json!({"status": "failed", "error": "boom", "error_details": {"type": "ValueError"},
                               "prev": ["a"], "curr": "b", "next": ["c"]}),
         );
         let out = merge_update(&t, TaskStatus::Failed, "failed", &data, t.created_at);
         assert_eq!(out.data.error.as_deref(), Some("boom"));
-        assert_eq!(out.data.error_details, Some(json!({"type": "ValueError"})));
+        assert_eq!(
+            out.data.error_details,
+            Some(json!({"type": "ValueError"}).into())
+        );
         assert_eq!(out.data.actor, "b");
         assert_eq!(out.data.progress, Some(40.0));
         // non-string error is kept as its JSON text
-        let data = obj(json!({"error": {"m": 1}}));
+        let data = ev(json!({"error": {"m": 1}}));
         let out = merge_update(&t, TaskStatus::Failed, "failed", &data, t.created_at);
         assert_eq!(out.data.error.as_deref(), Some("{\"m\":1}"));
     }
@@ -347,14 +346,14 @@ mod tests {
     fn paused_stores_metadata_and_remaining_sla() {
         let t = base();
         let now = datetime!(2026-01-01 00:07:30 UTC);
-        let data = obj(
+        let data = ev(
             json!({"prev": ["a", "x-pause"], "curr": "x-resume", "next": ["b"],
                               "pause_metadata": {"prompt": "ok?", "fields": []}}),
         );
         let out = merge_update(&t, TaskStatus::Paused, "completed", &data, now);
         assert_eq!(
             out.data.pause_metadata,
-            Some(json!({"prompt": "ok?", "fields": []}))
+            Some(json!({"prompt": "ok?", "fields": []}).into())
         );
         assert_eq!(out.sla_remaining_s, Some(150));
         // past the deadline: clamped to zero
@@ -376,10 +375,10 @@ mod tests {
     #[test]
     fn null_members_are_not_copied() {
         let mut t = base();
-        t.data.result = Some(json!(1));
-        let data = obj(json!({"result": null, "message": null}));
+        t.data.result = Some(json!(1).into());
+        let data = ev(json!({"result": null, "message": null}));
         let out = merge_update(&t, TaskStatus::Running, "running", &data, t.created_at);
-        assert_eq!(out.data.result, Some(json!(1)));
+        assert_eq!(out.data.result, Some(json!(1).into()));
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn get_and_status_round_trip(s: Arc<dyn TaskStore>) {
             progress: Some(12.5),
             message: "m".into(),
             route_next: vec!["b".into(), "c".into()],
-            payload: Some(json!({"x": [1, 2, {"y": null}]})),
+            payload: Some(json!({"x": [1, 2, {"y": null}]}).into()),
             headers: json!({"h": "v"}).as_object().cloned(),
             deadline_at: Some("2026-01-01T00:10:00Z".into()),
             context_id: Some("ctx".into()),
@@ -345,7 +345,7 @@ async fn sqlite_data_survives_reopening() {
         let mut t = s.get("old").await.unwrap().unwrap();
         t.status = TaskStatus::Paused;
         t.sla_remaining_s = Some(60);
-        t.data.pause_metadata = Some(json!({"prompt": "ok?"}));
+        t.data.pause_metadata = Some(json!({"prompt": "ok?"}).into());
         assert_eq!(
             s.compare_and_set(TaskStatus::Pending, t.clone())
                 .await
@@ -469,7 +469,7 @@ async fn postgres_data_survives_reconnecting() {
     let mut t = first.get("old").await.unwrap().unwrap();
     t.status = TaskStatus::Paused;
     t.sla_remaining_s = Some(60);
-    t.data.pause_metadata = Some(json!({"prompt": "ok?"}));
+    t.data.pause_metadata = Some(json!({"prompt": "ok?"}).into());
     assert_eq!(
         first
             .compare_and_set(TaskStatus::Pending, t.clone())

@@ -132,27 +132,36 @@ async fn result(State(st): State<Arc<ControlState>>, Path(id): Path<String>) -> 
 }
 
 /// `POST /troupe/v1/tasks` `{"actor", "route_next"?, "payload"?, "headers"?, "timeout"?}`:
-/// a create that may carry a route tail (`troupe send --route`).
+/// a create that may carry a route tail (`troupe send --route`). The payload is never
+/// parsed into a tree: only `actor` and `route_next` are read here.
 async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, default)]
+        actor: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        route_next: Option<&'a serde_json::value::RawValue>,
+    }
     let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({"error": m}))).into_response();
-    let mut v: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
-        Ok(_) => return bad("body must be a JSON object".into()),
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return bad(format!("invalid JSON body: {e}"));
+        }
+        return bad("body must be a JSON object".into());
+    }
+    let head: Head<'_> = match serde_json::from_slice(&body) {
+        Ok(h) => h,
         Err(e) => return bad(format!("invalid JSON body: {e}")),
     };
-    let Some(obj) = v.as_object_mut() else {
-        return bad("body must be a JSON object".into());
+    let Some(actor) = head
+        .actor
+        .and_then(|a| serde_json::from_str::<String>(a.get()).ok())
+    else {
+        return bad("\"actor\" (string) is required".into());
     };
-    let actor = match obj.remove("actor") {
-        Some(serde_json::Value::String(a)) => a,
-        _ => return bad("\"actor\" (string) is required".into()),
-    };
-    let next: Vec<String> = match obj.remove("route_next") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(n) => match serde_json::from_value(n) {
-            Ok(n) => n,
-            Err(_) => return bad("\"route_next\" must be an array of actor names".into()),
-        },
+    let next = match route_next(head.route_next) {
+        Ok(n) => n,
+        Err((code, text)) => return (code, Json(json!({"error": text}))).into_response(),
     };
     let known = |a: &String| {
         st.pools.iter().any(|p| &p.config.name == a)
@@ -165,14 +174,44 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
         )
             .into_response();
     }
-    let rest = serde_json::to_vec(&v).unwrap_or_default();
-    match st.gateway.create_routed(&actor, None, &rest, &next).await {
+    match st.gateway.create_with_route(&actor, &body, &next).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
         Err(e) => {
             let code =
                 StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (code, Json(json!({"error": e.to_string()}))).into_response()
         }
+    }
+}
+
+/// `route_next` as actor names, refused past [`troupe_gateway::MAX_ROUTE_LEN`] entries
+/// (and, before parsing, past a text length no such list can reach).
+fn route_next(
+    raw: Option<&serde_json::value::RawValue>,
+) -> Result<Vec<String>, (StatusCode, String)> {
+    let max = troupe_gateway::MAX_ROUTE_LEN;
+    let too_long = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "\"route_next\" has more than {max} entries, the limit for a route; split the flow"
+            ),
+        )
+    };
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    // 256 bytes per actor name is far beyond any real one.
+    if raw.get().len() > max * 256 {
+        return Err(too_long());
+    }
+    match serde_json::from_str::<Option<Vec<String>>>(raw.get()) {
+        Ok(n) if n.as_ref().map_or(0, Vec::len) > max => Err(too_long()),
+        Ok(n) => Ok(n.unwrap_or_default()),
+        Err(_) => Err((
+            StatusCode::BAD_REQUEST,
+            "\"route_next\" must be an array of actor names".to_owned(),
+        )),
     }
 }
 

@@ -161,6 +161,9 @@ impl Mesh {
         if let Some(every) = config.gateway.backstop_interval {
             gateway_config.backstop_interval = every;
         }
+        gateway_config.limits = troupe_gateway::Limits::from_env(|k| std::env::var(k).ok())
+            .map_err(|e| MeshError::Gateway(e.to_string()))?;
+        let limits = gateway_config.limits.clone();
         let gateway = Gateway::new(gateway_config, store.clone(), ingress);
         if !options.no_gateway {
             crate::front::attach_fanout(&config, &gateway).await?;
@@ -316,11 +319,17 @@ impl Mesh {
             for own in adapters.own {
                 let mut stop = shutdown_rx.clone();
                 let what = own.what;
+                let own_limits = limits.clone();
                 adapter_servers.push(tokio::spawn(async move {
-                    let serve = axum::serve(troupe_gateway::no_delay(own.listener), own.router)
-                        .with_graceful_shutdown(async move {
+                    let serve = troupe_gateway::limits::serve(
+                        own.listener,
+                        own.router,
+                        &own_limits,
+                        async move {
                             let _ = stop.wait_for(|s| *s).await;
-                        });
+                        },
+                        || {},
+                    );
                     if let Err(e) = serve.await {
                         warn!(error = %e, "{what} listener stopped");
                     }
@@ -341,10 +350,15 @@ impl Mesh {
         };
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(troupe_gateway::no_delay(listener), router)
-                .with_graceful_shutdown(async move {
+            let serve = troupe_gateway::limits::serve(
+                listener,
+                router,
+                &limits,
+                async move {
                     let _ = server_shutdown.wait_for(|s| *s).await;
-                });
+                },
+                || {},
+            );
             if let Err(e) = serve.await {
                 warn!(error = %e, "mesh API listener stopped");
             }
@@ -556,7 +570,9 @@ async fn restore_paused(store: &dyn TaskStore, state: &Path) {
             actor: "x-pause".to_owned(),
             message: "Paused: waiting for external input".to_owned(),
             route_next: str_list(route.and_then(|r| r.get("next"))),
-            payload: saved.get("payload").cloned(),
+            payload: saved
+                .get("payload")
+                .map(troupe_gateway::RawJson::from_value),
             headers: saved.get("headers").and_then(|h| h.as_object().cloned()),
             parent_id: saved
                 .get("parent_id")
@@ -566,7 +582,8 @@ async fn restore_paused(store: &dyn TaskStore, state: &Path) {
                 saved
                     .get("_pause_metadata")
                     .cloned()
-                    .unwrap_or_else(|| serde_json::json!({})),
+                    .unwrap_or_else(|| serde_json::json!({}))
+                    .into(),
             ),
             ..TaskData::default()
         };

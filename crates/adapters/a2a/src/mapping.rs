@@ -492,14 +492,9 @@ pub(crate) fn context_of(task: &Task) -> String {
 
 /// The user message a task was created with, rebuilt from `payload.a2a.task.history`.
 fn creation_message(task: &Task, context_id: &str) -> Option<Value> {
-    let entry = task
-        .data
-        .payload
-        .as_ref()?
-        .get("a2a")?
-        .get("task")?
-        .get("history")?
-        .get(0)?;
+    // A2A tasks' payloads are the adapter's own (small) message; parsed here only.
+    let payload = task.data.payload.as_ref()?.to_value();
+    let entry = payload.get("a2a")?.get("task")?.get("history")?.get(0)?;
     let mut parts = Vec::new();
     if let Some(t) = entry.get("text").and_then(Value::as_str) {
         parts.push(json!({"kind": "text", "text": t}));
@@ -543,7 +538,10 @@ pub(crate) fn task_object(task: &Task) -> Value {
         .as_ref()
         .filter(|_| task.status.as_str() == "succeeded")
     {
-        out.insert("artifacts".into(), json!([result_artifact(result)]));
+        out.insert(
+            "artifacts".into(),
+            json!([result_artifact(&result.to_value())]),
+        );
     }
     if let Some(m) = creation_message(task, &context_id) {
         out.insert("history".into(), json!([m]));

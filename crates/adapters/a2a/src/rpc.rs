@@ -342,7 +342,7 @@ impl Inner {
         self.gateway
             .create_task(NewTask {
                 actor: agent.actor.clone(),
-                payload,
+                payload: payload.into(),
                 headers,
                 timeout: Some(agent.timeout_s()),
                 id: Some(task_id.clone()),

@@ -44,7 +44,7 @@ pub(crate) async fn call_tool(
     let id = match gw
         .create_task(NewTask {
             actor: tool.actor.clone(),
-            payload: Value::Object(args),
+            payload: Value::Object(args).into(),
             timeout: Some(timeout),
             ..Default::default()
         })

@@ -35,7 +35,7 @@ const CALL_BUFFER: usize = 64;
 
 /// The adapter's routes.
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
-    let limit = inner.gateway.config().max_body_bytes;
+    let limit = inner.gateway.config().limits.max_body_bytes;
     let site = SiteRules::json(&inner.gateway.config().security);
     let router = Router::new()
         .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
