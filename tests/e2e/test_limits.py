@@ -51,6 +51,6 @@ def test_progress_event_over_the_event_limit_is_413(mesh):
     task = mesh.send("ok", {})
     event = {"type": "status", "status": "processing",
              "data": {"prev": [], "curr": "ok", "next": [], "message": "m" * (100 << 10)}}
-    code, body = mesh.http("POST", f"/api/v1/mesh/{task}/events", body=event)
+    code, body = mesh.http("POST", f"/api/v1/mesh/{task}/events", body=event, sidecar=True)
     assert code == 413, body
     assert "64 KiB" in body["error"] and "TROUPE_GATEWAY_MAX_EVENT_BYTES" in body["error"], body
