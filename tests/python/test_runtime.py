@@ -666,6 +666,33 @@ def test_invalid_envelopes_are_400(runtime, body, etype):
     assert details["message"]
 
 
+# Asya's runtime (src/asya-runtime/asya_runtime.py, _validate_envelope) words these
+# errors; protocol.md 1 promises byte-compatible bodies, so the texts are pinned here.
+@pytest.mark.parametrize(
+    "envelope_json,message",
+    [
+        ([1, 2], "Missing required field 'payload' in envelope"),
+        ({"route": _route()}, "Missing required field 'payload' in envelope"),
+        ({"payload": 1}, "Missing required field 'route' in envelope"),
+        ({"payload": 1, "route": "b"}, "Field 'route' must be a dict"),
+        ({"payload": 1, "route": {"curr": "b", "next": []}}, "Missing required field 'prev' in route"),
+        ({"payload": 1, "route": _route(prev=None)}, "Field 'route.prev' must be a list"),
+        ({"payload": 1, "route": {"prev": [], "next": []}}, "Missing required field 'curr' in route"),
+        ({"payload": 1, "route": _route(curr=3)}, "Field 'route.curr' must be a string"),
+        ({"payload": 1, "route": {"prev": [], "curr": "b"}}, "Missing required field 'next' in route"),
+        ({"payload": 1, "route": _route(next="c")}, "Field 'route.next' must be a list"),
+        ({"payload": 1, "route": _route(), "headers": []}, "Field 'headers' must be a dict"),
+        ({"payload": 1, "route": _route(), "id": 5}, "Field 'id' must be a string"),
+    ],
+)
+def test_validation_messages_are_asyas_word_for_word(runtime, envelope_json, message):
+    resp = call(runtime("rt_handlers.echo"), "POST", "/invoke", json.dumps(envelope_json).encode())
+    assert resp.status == 400
+    assert resp.json["error"] == "msg_parsing_error"
+    assert resp.json["details"]["message"] == message
+    assert resp.json["details"]["type"] == "ValueError"
+
+
 def test_unknown_top_level_fields_are_accepted(runtime):
     env = envelope(extra_field={"x": 1})
     assert invoke(runtime("rt_handlers.echo"), env).json == {"frames": [expected_frame({"q": 1})]}
@@ -868,6 +895,23 @@ def test_invalid_socket_chmod_exits_1(spawn):
     assert proc.proc.wait(timeout=20) == 1
     _rc, _out, err = proc.stop()
     assert "ASYA_SOCKET_CHMOD" in err
+
+
+def test_envelope_handler_mode_fails_fast_naming_the_setting(spawn):
+    """Asya's envelope mode is not implemented: handing such a handler the payload would
+    corrupt its output, so the runtime refuses to start (exit 2) and says what to do."""
+    proc = spawn("rt_handlers.echo", {"ASYA_HANDLER_MODE": "envelope"})
+    assert proc.proc.wait(timeout=20) == 2
+    _rc, _out, err = proc.stop()
+    assert "ASYA_HANDLER_MODE=envelope" in err and "remove the setting" in err, err
+    assert not os.path.exists(proc.socket)
+
+
+def test_payload_handler_mode_is_honoured_with_a_deprecation_warning(spawn):
+    proc = spawn("rt_handlers.echo", {"ASYA_HANDLER_MODE": "payload"}).wait_ready()
+    assert invoke(proc.socket, ENVELOPE).status == 200
+    _rc, _out, err = proc.stop()
+    assert "ASYA_HANDLER_MODE=payload is deprecated" in err, err
 
 
 def test_custom_socket_name_and_stale_socket(spawn, tmp_path):

@@ -32,6 +32,23 @@ const OUR_CRATES: &[&str] = &[
     "troupe_transport_redis",
 ];
 
+/// The log level: `--log-level` / `TROUPE_LOG_LEVEL` when given, else, for the pod
+/// containers (`sidecar`), §15's `ASYA_LOG_LEVEL` (`DEBUG`, `INFO`, `WARN`/`WARNING`,
+/// `ERROR`), else `info`.
+pub fn level(flag: Option<&str>, asya: Option<&str>, pod: bool) -> String {
+    let chosen = flag
+        .or(asya.filter(|_| pod))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .unwrap_or("info")
+        .to_ascii_lowercase();
+    if chosen == "warning" {
+        "warn".to_owned()
+    } else {
+        chosen
+    }
+}
+
 /// Installs the global subscriber.
 pub fn init(level: &str, format: Format) -> Result<(), String> {
     let level = level.to_ascii_lowercase();

@@ -21,9 +21,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "troupe", version, about)]
 struct Cli {
-    /// Log level: error, warn, info, debug, trace.
-    #[arg(long, global = true, default_value = "info", env = "TROUPE_LOG_LEVEL")]
-    log_level: String,
+    /// Log level: error, warn, info, debug, trace (default info; `troupe sidecar` also
+    /// reads ASYA_LOG_LEVEL).
+    #[arg(long, global = true, env = "TROUPE_LOG_LEVEL")]
+    log_level: Option<String>,
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "TROUPE_LOG_FORMAT")]
     log_format: logging::Format,
@@ -119,7 +120,12 @@ pub fn stdout_line(text: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.log_level, cli.log_format) {
+    let level = logging::level(
+        cli.log_level.as_deref(),
+        std::env::var("ASYA_LOG_LEVEL").ok().as_deref(),
+        matches!(cli.command, Command::Sidecar),
+    );
+    if let Err(e) = logging::init(&level, cli.log_format) {
         eprintln!("troupe: {e}");
         return ExitCode::from(2);
     }

@@ -693,7 +693,9 @@ impl Engine {
                     .await?;
                 Ok(Disposition::RuntimeTimedOut)
             }
-            Err(DispatchAbort::Call(e @ RuntimeCallError::Unreachable { .. })) => {
+            Err(DispatchAbort::Call(
+                e @ (RuntimeCallError::Unreachable { .. } | RuntimeCallError::NotHttp { .. }),
+            )) => {
                 let text = e.to_string();
                 metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "execution_error").increment(1);
                 let err = errors::error_envelope(

@@ -652,7 +652,7 @@ async fn frame_past_the_end_goes_to_sink_succeeded() {
     assert_eq!(
         body["status"],
         json!({"phase": "succeeded", "reason": "Completed", "actor": "b", "attempt": 1,
-               "max_attempts": 0, "created_at": CREATED, "updated_at": NOW_TS,
+               "max_attempts": 1, "created_at": CREATED, "updated_at": NOW_TS,
                "deadline_at": DEADLINE})
     );
     let completed = &b.events()[2].1;

@@ -36,6 +36,10 @@ struct ErrorPayload<'a> {
     original_payload: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     original_body: Option<&'a str>,
+    /// The route as received when it could not be read as one (the envelope's `route`
+    /// then falls back to x-sump): kept for tracing where the message came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original_route: Option<&'a Value>,
 }
 
 /// Whatever can be read from a JSON object that is not a valid envelope.
@@ -129,6 +133,7 @@ pub fn error_envelope(
         error: text,
         details: details.as_ref().filter(|d| !is_empty_json(d)),
         original_payload: Some(&original.payload),
+        original_route: None,
         original_body: None,
     });
     Envelope {
@@ -178,13 +183,20 @@ pub fn error_envelope_unparsed(
                 error: text,
                 details: None,
                 original_payload: None,
+                original_route: None,
                 original_body: Some(&raw),
             }),
         };
     };
     let route = salvage
         .route
-        .and_then(|v| serde_json::from_value::<Route>(v).ok());
+        .as_ref()
+        .and_then(|v| Route::deserialize(v).ok());
+    let route = route_or_fallback(route.as_ref());
+    let original_route = salvage
+        .route
+        .as_ref()
+        .filter(|v| !v.is_null() && serde_json::to_value(&route).ok().as_ref() != Some(*v));
     let status = salvage
         .status
         .and_then(|v| serde_json::from_value::<Status>(v).ok());
@@ -200,7 +212,7 @@ pub fn error_envelope_unparsed(
     Envelope {
         id: string_of(salvage.id),
         parent_id,
-        route: route_or_fallback(route.as_ref()),
+        route,
         headers,
         status: Some(sump_status(
             status.as_ref(),
@@ -213,6 +225,7 @@ pub fn error_envelope_unparsed(
             details: None,
             original_payload: salvage.payload.as_deref(),
             original_body: None,
+            original_route,
         }),
     }
 }

@@ -6,6 +6,7 @@
 //! - [`path`]: the ABI path grammar with GET/SET/DEL (§6.4)
 //! - [`resiliency`]: policies, rule matching and delay math (§9)
 //! - [`errors`]: failure and error envelope builders (§11)
+//! - [`resume_input`]: a resume payload checked against the pause's fields (§14.2)
 //! - [`queue`]: queue naming (§4)
 //! - [`duration`]: Go duration strings
 //! - [`clock`]: timestamps and an injectable clock
@@ -20,6 +21,7 @@ pub mod path;
 pub mod queue;
 pub mod report;
 pub mod resiliency;
+pub mod resume_input;
 pub mod route;
 
 pub use clock::{Clock, SystemClock};

@@ -276,8 +276,10 @@ pub fn outgoing(
                 actor: from
                     .map(|s| s.actor.clone())
                     .unwrap_or_else(|| self_actor.to_owned()),
-                attempt: from.map_or(1, |s| s.attempt),
-                max_attempts: from.map_or(1, |s| s.max_attempts),
+                attempt: from.map_or(1, |s| s.attempt.max(1)),
+                // 0 is the "policy unknown" placeholder of a processing status; a
+                // finished envelope says 1 unless a policy set more (§2 status table).
+                max_attempts: from.map_or(1, |s| s.max_attempts.max(1)),
                 created_at,
                 updated_at: format_ts(now),
                 deadline_at,

@@ -284,9 +284,11 @@ fn unparsed_salvages_what_it_can_from_a_bad_envelope() {
         json!({"prev": [], "curr": "x-sump", "next": []})
     );
     assert_eq!(w["headers"], json!({"h": 1}));
+    // The route that could not be read is kept for tracing where the message came from.
     assert_eq!(
         w["payload"],
-        json!({"error": "bad", "original_payload": null})
+        json!({"error": "bad", "original_payload": null,
+               "original_route": {"actors": ["a"], "current": 0}})
     );
     assert_eq!(w["status"]["actor"], "b");
 
@@ -295,4 +297,18 @@ fn unparsed_salvages_what_it_can_from_a_bad_envelope() {
     assert_eq!(w["id"], "");
     assert!(w.get("headers").is_none());
     assert_eq!(w["payload"]["original_payload"], json!({"p": 1}));
+    assert_eq!(w["payload"]["original_route"], "r");
+
+    // A readable route is the envelope's own; no copy. A missing one adds nothing.
+    let body = br#"{"id": 7, "route": {"prev": ["a"], "curr": "b", "next": []}, "payload": 1}"#;
+    let w = wire(&error_envelope_unparsed(body, "bad", "b", NOW));
+    assert_eq!(w["route"]["curr"], "b");
+    assert!(w["payload"].get("original_route").is_none());
+    let w = wire(&error_envelope_unparsed(
+        br#"{"id": "t", "payload": 1}"#,
+        "bad",
+        "b",
+        NOW,
+    ));
+    assert!(w["payload"].get("original_route").is_none());
 }

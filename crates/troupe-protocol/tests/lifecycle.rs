@@ -554,10 +554,19 @@ fn frame_past_the_last_actor_goes_to_sink_succeeded() {
     assert_eq!(
         w["status"],
         json!({"phase": "succeeded", "reason": "Completed", "actor": "b", "attempt": 2,
-               "max_attempts": 0, "created_at": CREATED, "updated_at": NOW_TS,
+               "max_attempts": 1, "created_at": CREATED, "updated_at": NOW_TS,
                "deadline_at": DEADLINE}),
-        "actor/attempt/max_attempts from the frame status"
+        "actor/attempt from the frame status; its max_attempts 0 (processing) becomes 1"
     );
+    // A policy's maxAttempts written into the frame status is kept.
+    let mut status = wire(&stamped)["status"].clone();
+    status["max_attempts"] = json!(3);
+    let f = json!({"payload": 1, "route": {"prev": ["a", "b"], "curr": "", "next": []},
+                   "status": status});
+    assert_eq!(out(&stamped, f, 0).0["status"]["max_attempts"], 3);
+    // Without any status the input's processing placeholder becomes 1 as well.
+    let f = json!({"payload": 1, "route": {"prev": ["a", "b"], "curr": "", "next": []}});
+    assert_eq!(out(&stamped, f, 0).0["status"]["max_attempts"], 1);
 }
 
 #[test]

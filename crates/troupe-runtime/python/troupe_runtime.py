@@ -1079,6 +1079,9 @@ def _read_request(conn):
 
 def _validate(msg):
     """Envelope checks of protocol.md 7 (Validation); raises ValueError."""
+    if isinstance(msg, (list, str)):
+        # What Asya's `"payload" not in e` says about these.
+        raise ValueError("Missing required field 'payload' in envelope")
     if not isinstance(msg, dict):
         raise ValueError("envelope must be a JSON object, got %s" % type(msg).__name__)
     if "payload" not in msg:
@@ -1086,16 +1089,16 @@ def _validate(msg):
     route = msg.get("route", _MISSING)
     if route is _MISSING:
         raise ValueError("Missing required field 'route' in envelope")
+    # The texts are Asya's, byte for byte (protocol.md 1: bodies are byte-compatible).
     if not isinstance(route, dict):
-        raise ValueError("Field 'route' must be an object")
-    if not isinstance(route.get("prev"), list):
-        raise ValueError("Field 'route.prev' must be a list")
-    if not isinstance(route.get("curr"), str):
-        raise ValueError("Field 'route.curr' must be a string")
-    if not isinstance(route.get("next"), list):
-        raise ValueError("Field 'route.next' must be a list")
+        raise ValueError("Field 'route' must be a dict")
+    for key, kind, name in (("prev", list, "a list"), ("curr", str, "a string"), ("next", list, "a list")):
+        if key not in route:
+            raise ValueError("Missing required field '%s' in route" % key)
+        if not isinstance(route[key], kind):
+            raise ValueError("Field 'route.%s' must be %s" % (key, name))
     if "headers" in msg and not isinstance(msg["headers"], dict):
-        raise ValueError("Field 'headers' must be an object")
+        raise ValueError("Field 'headers' must be a dict")
     if "id" in msg and not isinstance(msg["id"], str):
         raise ValueError("Field 'id' must be a string")
 
@@ -1412,6 +1415,15 @@ def main():
         sys.path.append(cwd)
     if os.environ.get("ASYA_STATE_PROXY_MOUNTS"):
         logger.warning("ASYA_STATE_PROXY_MOUNTS is set but not supported by this runtime; ignoring it")
+    handler_mode = (os.environ.get("ASYA_HANDLER_MODE") or "").strip()
+    if handler_mode.lower() == "payload":
+        logger.warning("ASYA_HANDLER_MODE=payload is deprecated: handlers always receive the payload; remove the setting")
+    elif handler_mode:
+        # Silently handing an envelope-mode handler the payload would corrupt its output.
+        _fatal("ASYA_HANDLER_MODE=%s: envelope mode is not supported (Asya's current runtime removed it too); "
+               "handlers receive the payload and read or change the route, headers and status with the ABI "
+               "(yield \"GET\", \"/route/next\" ...; protocol.md section 6.3); remove the setting" % handler_mode)
+        return 2
     spec = (os.environ.get("ASYA_HANDLER") or "").strip()
     ignore = [d.strip() for d in (os.environ.get("ASYA_IGNORE_DECORATORS") or "").split(",") if d.strip()]
     try:

@@ -59,6 +59,18 @@ pub enum RuntimeCallError {
     /// The call exceeded its deadline.
     #[error("runtime call timed out after {0:?}")]
     Timeout(Duration),
+    /// Something listens on the socket but does not answer HTTP: most likely an Asya
+    /// runtime older than the HTTP protocol (length-prefixed JSON frames).
+    #[error("the process at {socket} does not speak HTTP ({message}); an Asya runtime older than 0.5.7 uses a length-prefixed socket protocol that Troupe does not implement: run `troupe runtime` or Asya's current asya_runtime.py instead")]
+    NotHttp {
+        /// Socket path.
+        socket: PathBuf,
+        /// What was seen.
+        message: String,
+        /// It accepted the connection and stayed silent (repeat to be sure); otherwise
+        /// it answered bytes that are not HTTP (conclusive).
+        silent: bool,
+    },
 }
 
 /// One event of a runtime call, in arrival order.
@@ -185,9 +197,28 @@ impl RuntimeClient {
                 Err(self.unreachable(format!("GET /healthz answered HTTP {status}")))
             }
         };
-        tokio::time::timeout_at(Instant::now() + timeout, call)
-            .await
-            .unwrap_or(Err(RuntimeCallError::Timeout(timeout)))
+        let not_http = |message: String, silent: bool| RuntimeCallError::NotHttp {
+            socket: self.socket.clone(),
+            message,
+            silent,
+        };
+        match tokio::time::timeout_at(Instant::now() + timeout, call).await {
+            Ok(Err(RuntimeCallError::Unreachable { message, .. }))
+                if message.contains("not an HTTP response")
+                    || message.contains("bad HTTP status line") =>
+            {
+                Err(not_http(message, false))
+            }
+            Ok(result) => result,
+            // Runtimes bind their socket only once the handler is loaded, so a socket that
+            // accepts but stays silent is not a slow start.
+            Err(_) => match UnixStream::connect(&self.socket).await {
+                Ok(_) => Err(not_http(format!(
+                    "it accepts connections but sent no HTTP answer to GET /healthz within {timeout:?}"
+                ), true)),
+                Err(_) => Err(RuntimeCallError::Timeout(timeout)),
+            },
+        }
     }
 
     fn unreachable(&self, message: impl Into<String>) -> RuntimeCallError {

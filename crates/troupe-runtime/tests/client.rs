@@ -860,3 +860,54 @@ async fn healthz_reports_readiness() {
     let err = collect(&client, b"{}").await.unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
 }
+
+/// An Asya runtime older than the HTTP protocol reads a 4-byte length prefix and then
+/// waits for that many bytes (`GET ` reads as ~1.2 GB), or answers a length-prefixed JSON
+/// frame: both are named as "does not speak HTTP", never a plain timeout.
+#[tokio::test]
+async fn an_old_length_prefixed_runtime_is_named_not_timed_out() {
+    let silent = serve(|mut s, _| async move {
+        let mut prefix = [0u8; 4];
+        let _ = s.read_exact(&mut prefix).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let err = silent
+        .client()
+        .healthz(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeCallError::NotHttp { silent: true, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not speak HTTP"), "{err}");
+
+    let framed = serve(|mut s, _| async move {
+        let mut prefix = [0u8; 4];
+        let _ = s.read_exact(&mut prefix).await;
+        let body = br#"{"error":"message too large"}"#;
+        let mut reply = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        reply.extend_from_slice(body);
+        reply.push(b'\n');
+        let _ = s.write_all(&reply).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let err = framed
+        .client()
+        .healthz(Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeCallError::NotHttp { silent: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Asya runtime older than"), "{err}");
+
+    // A runtime that is simply absent stays a timeout/unreachable, not "not HTTP".
+    let dir = tempfile::tempdir().unwrap();
+    let err = RuntimeClient::new(dir.path().join("none.sock"))
+        .healthz(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(!matches!(err, RuntimeCallError::NotHttp { .. }), "{err:?}");
+}

@@ -48,6 +48,138 @@ pub struct SidecarConfig {
     pub metrics_addr: SocketAddr,
     /// `ASYA_METRICS_NAMESPACE`: the metric name prefix (`asya_actor`).
     pub metrics_namespace: String,
+    /// `ASYA_GATEWAY_READY_TIMEOUT`: validated only; the sidecar consumes without waiting
+    /// for the gateway (its reports are retried), see docs/decisions.md.
+    pub gateway_ready_timeout: Duration,
+    /// WARN lines for older Asya settings that were honoured or are ignored, and for
+    /// §15 settings this build does not implement; logged once at start.
+    pub warnings: Vec<String>,
+}
+
+/// Older Asya resiliency variables (before `ASYA_RESILIENCY_POLICIES`): translated into
+/// one `default` policy (and a no-retry rule for the non-retryable errors).
+const LEGACY_RETRY: [&str; 7] = [
+    "ASYA_RESILIENCY_RETRY_POLICY",
+    "ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS",
+    "ASYA_RESILIENCY_RETRY_INITIAL_INTERVAL",
+    "ASYA_RESILIENCY_RETRY_MAX_INTERVAL",
+    "ASYA_RESILIENCY_RETRY_BACKOFF_COEFFICIENT",
+    "ASYA_RESILIENCY_RETRY_JITTER",
+    "ASYA_RESILIENCY_NON_RETRYABLE_ERRORS",
+];
+
+/// Older Asya settings with no equivalent here: the start fails naming what to use.
+const LEGACY_GONE: [(&str, &str); 4] = [
+    (
+        "ASYA_ACTOR_HAPPY_END",
+        "Troupe sends succeeded and failed envelopes to one sink (status.phase tells them apart): set ASYA_ACTOR_SINK (default x-sink) and ASYA_ACTOR_SUMP (default x-sump) instead",
+    ),
+    (
+        "ASYA_ACTOR_ERROR_END",
+        "Troupe sends succeeded and failed envelopes to one sink (status.phase tells them apart): set ASYA_ACTOR_SINK (default x-sink) and ASYA_ACTOR_SUMP (default x-sump) instead",
+    ),
+    (
+        "ASYA_RESILIENCY_SLA_TIMEOUT",
+        "the SLA travels in the envelope: set status.deadline_at (troupe send --timeout, the mesh API's timeout) instead",
+    ),
+    (
+        "ASYA_RESILIENCY_RETRY_MAX_WINDOW",
+        "set maxDuration in ASYA_RESILIENCY_POLICIES instead",
+    ),
+];
+
+/// §15 settings this build accepts but does not act on.
+const NOT_IMPLEMENTED: [(&str, &str); 3] = [
+    (
+        "ASYA_CUSTOM_METRICS",
+        "custom metrics are not registered by this build; the built-in asya_actor_* metrics are served",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "this build does not export OpenTelemetry traces; traceparent/tracestate headers still pass through",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "this build does not export OpenTelemetry traces",
+    ),
+];
+
+/// `ASYA_HANDLER_MODE`: only `payload` (what Asya's current runtime does) is supported.
+pub fn check_handler_mode(value: Option<&str>) -> Result<Option<String>, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("payload") => Ok(Some(
+            "ASYA_HANDLER_MODE=payload is deprecated: handlers always receive the payload; remove the setting".to_owned(),
+        )),
+        Some(v) => Err(format!(
+            "ASYA_HANDLER_MODE={v}: envelope mode is not supported (Asya's current runtime removed it too); handlers receive the payload and read or change the route, headers and status with the ABI (yield \"GET\", \"/route/next\" ...; protocol.md §6.3); remove the setting"
+        )),
+    }
+}
+
+/// The `default` policy (and `non-retryable` rule) that the older flat variables meant,
+/// as `(ASYA_RESILIENCY_POLICIES, ASYA_RESILIENCY_RULES)` JSON. Asya's defaults apply to
+/// the fields not given: 3 attempts, exponential from 1s to 300s, jitter.
+fn legacy_resiliency(get: Lookup<'_>) -> Result<(String, Option<String>), SidecarError> {
+    let mut policy = serde_json::json!({
+        "maxAttempts": 3, "backoff": "exponential", "initialDelay": "1s",
+        "maxInterval": "300s", "jitter": true,
+    });
+    if let Some(v) = var(get, "ASYA_RESILIENCY_RETRY_POLICY") {
+        let shape = v.to_ascii_lowercase();
+        if !matches!(shape.as_str(), "constant" | "exponential" | "linear") {
+            return Err(bad(
+                "ASYA_RESILIENCY_RETRY_POLICY",
+                &v,
+                "use constant or exponential",
+            ));
+        }
+        policy["backoff"] = shape.into();
+    }
+    if let Some(v) = var(get, "ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS") {
+        let n = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            bad(
+                "ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS",
+                &v,
+                "use a positive whole number",
+            )
+        })?;
+        policy["maxAttempts"] = n.into();
+    }
+    for (name, field) in [
+        ("ASYA_RESILIENCY_RETRY_INITIAL_INTERVAL", "initialDelay"),
+        ("ASYA_RESILIENCY_RETRY_MAX_INTERVAL", "maxInterval"),
+    ] {
+        if let Some(v) = var(get, name) {
+            parse_go_duration(&v)
+                .map_err(|e| bad(name, &v, &format!("{e} (use a Go duration such as 1s)")))?;
+            policy[field] = v.into();
+        }
+    }
+    if let Some(v) = var(get, "ASYA_RESILIENCY_RETRY_BACKOFF_COEFFICIENT") {
+        if v.parse::<f64>().ok() != Some(2.0) {
+            return Err(bad(
+                "ASYA_RESILIENCY_RETRY_BACKOFF_COEFFICIENT",
+                &v,
+                "only 2 has an equivalent (Troupe's exponential backoff doubles); remove it, or use \"backoff\": \"linear\" or \"constant\" in ASYA_RESILIENCY_POLICIES",
+            ));
+        }
+    }
+    policy["jitter"] = boolean(get, "ASYA_RESILIENCY_RETRY_JITTER", true)?.into();
+    let mut policies = serde_json::json!({ "default": policy });
+    let rules = match var(get, "ASYA_RESILIENCY_NON_RETRYABLE_ERRORS") {
+        None => None,
+        Some(v) => {
+            let errors: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .collect();
+            policies["non-retryable"] = serde_json::json!({ "maxAttempts": 1 });
+            Some(serde_json::json!([{ "errors": errors, "policy": "non-retryable" }]).to_string())
+        }
+    };
+    Ok((policies.to_string(), rules))
 }
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -162,11 +294,47 @@ impl SidecarConfig {
         if let Some(s) = var(get, "ASYA_ACTOR_SUMP") {
             settings.sump = s;
         }
-        settings.actor_timeout = duration(
-            get,
-            "ASYA_RESILIENCY_ACTOR_TIMEOUT",
-            Duration::from_secs(300),
-        )?;
+        let mut warnings = Vec::new();
+        for (name, instead) in LEGACY_GONE {
+            if let Some(v) = var(get, name) {
+                // Asya's operator set the old end actors next to ASYA_ACTOR_SINK for a
+                // while; the sink named there is the one that counts.
+                if name.ends_with("_END") && var(get, "ASYA_ACTOR_SINK").is_some() {
+                    warnings.push(format!("{name}={v} is an older Asya setting and is ignored: ASYA_ACTOR_SINK is set; remove it"));
+                } else {
+                    return Err(bad(
+                        name,
+                        &v,
+                        &format!("an older Asya setting that Troupe does not implement: {instead}"),
+                    ));
+                }
+            }
+        }
+        match check_handler_mode(get("ASYA_HANDLER_MODE").as_deref()) {
+            Ok(Some(w)) => warnings.push(w),
+            Ok(None) => {}
+            Err(e) => return Err(SidecarError::Config(e)),
+        }
+        for (name, what) in NOT_IMPLEMENTED {
+            if let Some(v) = var(get, name) {
+                warnings.push(format!("{name}={v} has no effect: {what}"));
+            }
+        }
+        let timeout_var = match (
+            var(get, "ASYA_RESILIENCY_ACTOR_TIMEOUT"),
+            var(get, "ASYA_RUNTIME_TIMEOUT"),
+        ) {
+            (None, Some(v)) => {
+                warnings.push(format!("ASYA_RUNTIME_TIMEOUT={v} is deprecated: it sets the actor timeout; rename it ASYA_RESILIENCY_ACTOR_TIMEOUT"));
+                "ASYA_RUNTIME_TIMEOUT"
+            }
+            (Some(_), Some(v)) => {
+                warnings.push(format!("ASYA_RUNTIME_TIMEOUT={v} is deprecated and ignored: ASYA_RESILIENCY_ACTOR_TIMEOUT is set; remove it"));
+                "ASYA_RESILIENCY_ACTOR_TIMEOUT"
+            }
+            _ => "ASYA_RESILIENCY_ACTOR_TIMEOUT",
+        };
+        settings.actor_timeout = duration(get, timeout_var, Duration::from_secs(300))?;
         if settings.actor_timeout.is_zero() {
             return Err(bad(
                 "ASYA_RESILIENCY_ACTOR_TIMEOUT",
@@ -174,11 +342,34 @@ impl SidecarConfig {
                 "must be positive",
             ));
         }
-        settings.resiliency = Resiliency::from_env_json(
-            get("ASYA_RESILIENCY_POLICIES").as_deref(),
-            get("ASYA_RESILIENCY_RULES").as_deref(),
-        )
-        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        let mut policies = get("ASYA_RESILIENCY_POLICIES");
+        let mut rules = get("ASYA_RESILIENCY_RULES");
+        let legacy: Vec<&str> = LEGACY_RETRY
+            .into_iter()
+            .filter(|n| var(get, n).is_some())
+            .collect();
+        if !legacy.is_empty() {
+            let configured = [&policies, &rules]
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|t| !t.trim().is_empty()));
+            if configured {
+                warnings.push(format!("{} are older Asya settings and are ignored: ASYA_RESILIENCY_POLICIES/ASYA_RESILIENCY_RULES are set; remove them", legacy.join(", ")));
+            } else {
+                let (p, r) = legacy_resiliency(get)?;
+                let mut w = format!(
+                    "{} are deprecated: honoured as ASYA_RESILIENCY_POLICIES='{p}'",
+                    legacy.join(", ")
+                );
+                if let Some(r) = &r {
+                    w.push_str(&format!(" ASYA_RESILIENCY_RULES='{r}'"));
+                }
+                warnings.push(format!("{w}; set those instead"));
+                policies = Some(p);
+                rules = r;
+            }
+        }
+        settings.resiliency = Resiliency::from_env_json(policies.as_deref(), rules.as_deref())
+            .map_err(|e| SidecarError::Config(e.to_string()))?;
         settings.gateway_url = var(get, "ASYA_GATEWAY_URL");
         settings.gateway_allowed_hosts = var(get, "TROUPE_GATEWAY_ALLOWED_HOSTS")
             .map(|v| {
@@ -248,6 +439,12 @@ impl SidecarConfig {
             metrics_enabled: boolean(get, "ASYA_METRICS_ENABLED", true)?,
             metrics_addr,
             metrics_namespace,
+            gateway_ready_timeout: duration(
+                get,
+                "ASYA_GATEWAY_READY_TIMEOUT",
+                Duration::from_secs(300),
+            )?,
+            warnings,
         })
     }
 }

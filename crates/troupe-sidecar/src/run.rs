@@ -12,7 +12,7 @@ use troupe_engine::http_report::HttpReporter;
 use troupe_engine::metrics::ActorStats;
 use troupe_engine::{Engine, Handler};
 use troupe_protocol::SystemClock;
-use troupe_runtime::client::RuntimeClient;
+use troupe_runtime::client::{RuntimeCallError, RuntimeClient};
 use troupe_transport::{Transport, TransportError};
 
 use crate::observe::{self, Probes};
@@ -192,11 +192,25 @@ where
     }
 }
 
+/// Consecutive silent `/healthz` answers after which the process on the socket is taken
+/// for a runtime that does not speak HTTP.
+const SILENT_PROBES: u32 = 3;
+
 async fn wait_runtime(client: &RuntimeClient, limit: Duration) -> Result<(), SidecarError> {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut silent = 0;
     loop {
-        if client.healthz(Duration::from_secs(2)).await.is_ok() {
-            return Ok(());
+        match client.healthz(Duration::from_secs(2)).await {
+            Ok(()) => return Ok(()),
+            Err(e @ RuntimeCallError::NotHttp { silent: quiet, .. }) => {
+                silent += 1;
+                // A reply that is not HTTP is conclusive; silence is, once it repeats.
+                if !quiet || silent >= SILENT_PROBES {
+                    error!(socket = %client.socket().display(), error = %e, "the runtime does not speak HTTP");
+                    return Err(SidecarError::Runtime(e.to_string()));
+                }
+            }
+            Err(_) => silent = 0,
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(SidecarError::RuntimeNotReady {

@@ -16,13 +16,17 @@ use troupe_transport::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransportSpec {
     /// RabbitMQ (AMQP 0-9-1).
+    #[cfg(feature = "rabbitmq")]
     RabbitMq {
-        /// `amqp://user:pass@host:port/vhost`.
+        /// `amqp://user:pass@host:port/vhost`, the vhost spelled out
+        /// ([`troupe_transport_rabbitmq::normalize_url`]).
         url: String,
         /// Topic exchange (`ASYA_RABBITMQ_EXCHANGE`, default `asya`).
         exchange: String,
         /// `ASYA_RABBITMQ_PREFETCH`; the sidecar raises it to its concurrency.
         prefetch: Option<u16>,
+        /// Retry settings (`ASYA_QUEUE_RETRY_MAX_ATTEMPTS`, `ASYA_QUEUE_RETRY_BACKOFF`).
+        settings: troupe_transport_rabbitmq::RabbitMqSettings,
     },
     /// Amazon SQS.
     #[cfg(feature = "sqs")]
@@ -79,6 +83,7 @@ impl TransportSpec {
         let url = url.as_str();
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
+            #[cfg(feature = "rabbitmq")]
             Some("amqp" | "amqps" | "rabbitmq") => {
                 let (base, exchange) = split_param(url, "exchange");
                 let base = match base.strip_prefix("rabbitmq://") {
@@ -86,11 +91,14 @@ impl TransportSpec {
                     None => base,
                 };
                 Ok(TransportSpec::RabbitMq {
-                    url: base,
+                    url: troupe_transport_rabbitmq::normalize_url(&base),
                     exchange: exchange.unwrap_or_else(|| DEFAULT_EXCHANGE.to_owned()),
                     prefetch: None,
+                    settings: troupe_transport_rabbitmq::RabbitMqSettings::default(),
                 })
             }
+            #[cfg(not(feature = "rabbitmq"))]
+            Some("amqp" | "amqps" | "rabbitmq") => Err(not_built("rabbitmq")),
             #[cfg(feature = "sqs")]
             Some("sqs") => Ok(TransportSpec::Sqs(troupe_transport_sqs::SqsConfig::from_url(url)?)),
             #[cfg(feature = "pubsub")]
@@ -110,17 +118,9 @@ impl TransportSpec {
     /// Reads the sidecar environment for transport `kind` (`ASYA_TRANSPORT`).
     pub fn from_env(kind: &str, get: Lookup<'_>) -> Result<Self, TransportError> {
         match kind.trim() {
+            // The broker crate reads its own variables, so what §15 documents is what runs.
+            #[cfg(feature = "rabbitmq")]
             "rabbitmq" => {
-                let url = match var(get, "ASYA_RABBITMQ_URL") {
-                    Some(u) => u,
-                    None => {
-                        let host = var(get, "ASYA_RABBITMQ_HOST").unwrap_or_else(|| "localhost".into());
-                        let port = var(get, "ASYA_RABBITMQ_PORT").unwrap_or_else(|| "5672".into());
-                        let user = var(get, "ASYA_RABBITMQ_USERNAME").unwrap_or_else(|| "guest".into());
-                        let pass = var(get, "ASYA_RABBITMQ_PASSWORD").unwrap_or_else(|| "guest".into());
-                        format!("amqp://{}:{}@{host}:{port}/%2f", encode(&user), encode(&pass))
-                    }
-                };
                 let prefetch = match var(get, "ASYA_RABBITMQ_PREFETCH") {
                     None => None,
                     Some(v) => Some(v.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -128,11 +128,14 @@ impl TransportSpec {
                     })?),
                 };
                 Ok(TransportSpec::RabbitMq {
-                    url,
+                    url: troupe_transport_rabbitmq::url_from_env(get)?,
                     exchange: var(get, "ASYA_RABBITMQ_EXCHANGE").unwrap_or_else(|| DEFAULT_EXCHANGE.to_owned()),
                     prefetch,
+                    settings: troupe_transport_rabbitmq::RabbitMqSettings::from_env(get)?,
                 })
             }
+            #[cfg(not(feature = "rabbitmq"))]
+            "rabbitmq" => Err(not_built("rabbitmq")),
             #[cfg(feature = "sqs")]
             "sqs" => Ok(TransportSpec::Sqs(troupe_transport_sqs::SqsConfig::from_lookup(|n| get(n))?)),
             #[cfg(feature = "pubsub")]
@@ -163,6 +166,7 @@ impl TransportSpec {
     /// The transport kind (`rabbitmq`, `sqs`, …).
     pub fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "rabbitmq")]
             TransportSpec::RabbitMq { .. } => "rabbitmq",
             #[cfg(feature = "sqs")]
             TransportSpec::Sqs(_) => "sqs",
@@ -176,6 +180,7 @@ impl TransportSpec {
     /// Where it connects, safe to log (no password).
     pub fn describe(&self) -> String {
         match self {
+            #[cfg(feature = "rabbitmq")]
             TransportSpec::RabbitMq { url, exchange, .. } => {
                 format!("{} (exchange {exchange})", redact_url(url))
             }
@@ -200,24 +205,24 @@ impl TransportSpec {
         mut options: ConnectOptions,
     ) -> Result<Arc<dyn Transport>, TransportError> {
         match self {
+            #[cfg(feature = "rabbitmq")]
             TransportSpec::RabbitMq {
                 url,
                 exchange,
                 prefetch,
+                settings,
             } => {
                 if let Some(p) = prefetch {
                     options.prefetch = options.prefetch.max(*p);
                 }
-                #[cfg(feature = "rabbitmq")]
-                {
-                    let t = troupe_transport_rabbitmq::connect(url, exchange, options).await?;
-                    Ok(Arc::new(t))
-                }
-                #[cfg(not(feature = "rabbitmq"))]
-                {
-                    let _ = (url, exchange);
-                    Err(not_built("rabbitmq"))
-                }
+                let t = troupe_transport_rabbitmq::RabbitMqTransport::connect_with(
+                    url,
+                    exchange,
+                    options,
+                    settings.clone(),
+                )
+                .await?;
+                Ok(Arc::new(t))
             }
             #[cfg(feature = "sqs")]
             TransportSpec::Sqs(c) => Ok(Arc::new(
@@ -313,24 +318,14 @@ pub fn visibility_timeout(url: Option<&str>, get: Lookup<'_>) -> Result<Duration
     }
 }
 
-/// Percent-encodes a user name or password for a URL.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use std::time::Duration;
+    use troupe_transport_rabbitmq::RabbitMqSettings;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs
@@ -393,7 +388,8 @@ mod tests {
             TransportSpec::RabbitMq {
                 url: "amqp://u:p@h:5672/%2f?heartbeat=10".into(),
                 exchange: "x".into(),
-                prefetch: None
+                prefetch: None,
+                settings: RabbitMqSettings::default(),
             }
         );
         assert_eq!(
@@ -401,7 +397,8 @@ mod tests {
             TransportSpec::RabbitMq {
                 url: "amqp://h/v".into(),
                 exchange: "asya".into(),
-                prefetch: None
+                prefetch: None,
+                settings: RabbitMqSettings::default(),
             }
         );
         assert_eq!(
@@ -441,7 +438,8 @@ mod tests {
             TransportSpec::RabbitMq {
                 url: "amqp://guest:guest@localhost:5672/%2f".into(),
                 exchange: "asya".into(),
-                prefetch: None
+                prefetch: None,
+                settings: RabbitMqSettings::default(),
             }
         );
         let s = TransportSpec::from_env(
@@ -452,6 +450,8 @@ mod tests {
                 ("ASYA_RABBITMQ_PASSWORD", "p:w"),
                 ("ASYA_RABBITMQ_EXCHANGE", "ex"),
                 ("ASYA_RABBITMQ_PREFETCH", "8"),
+                ("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", "3"),
+                ("ASYA_QUEUE_RETRY_BACKOFF", "250ms"),
             ]),
         )
         .unwrap();
@@ -460,9 +460,40 @@ mod tests {
             TransportSpec::RabbitMq {
                 url: "amqp://a%40b:p%3Aw@mq:5672/%2f".into(),
                 exchange: "ex".into(),
-                prefetch: Some(8)
+                prefetch: Some(8),
+                settings: RabbitMqSettings {
+                    queue_retry_attempts: 3,
+                    queue_retry_backoff: Duration::from_millis(250),
+                    ..RabbitMqSettings::default()
+                },
             }
         );
+        for (name, bad) in [
+            ("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", "0"),
+            ("ASYA_QUEUE_RETRY_BACKOFF", "soon"),
+            ("ASYA_RABBITMQ_PORT", "http"),
+        ] {
+            let e = TransportSpec::from_env("rabbitmq", &env(&[(name, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+        }
+        // Asya's env files write the default vhost as a trailing slash.
+        for url in ["amqp://h:5672/", "amqp://h:5672", "rabbitmq://h:5672/"] {
+            let mut specs = vec![TransportSpec::from_url(url).unwrap()];
+            if url.starts_with("amqp") {
+                specs.push(
+                    TransportSpec::from_env("rabbitmq", &env(&[("ASYA_RABBITMQ_URL", url)]))
+                        .unwrap(),
+                );
+            }
+            for s in specs {
+                assert!(
+                    matches!(s, TransportSpec::RabbitMq { ref url, .. } if url == "amqp://h:5672/%2f"),
+                    "{url}: {s:?}"
+                );
+            }
+        }
         let s = TransportSpec::from_env("rabbitmq", &env(&[("ASYA_RABBITMQ_URL", "amqp://x/y")]))
             .unwrap();
         assert!(matches!(s, TransportSpec::RabbitMq { ref url, .. } if url == "amqp://x/y"));

@@ -59,8 +59,9 @@ use troupe_transport::{
 
 pub use naming::{
     backoff, dead_letter_queue_name, delay_queue_args, delay_queue_name, delay_seconds,
-    delivery_count, parse_duration, queue_name, routing_key, url_from_env, validate_url,
-    DEAD_LETTER_EXCHANGE, DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_SIZE, DELIVERY_COUNT_HEADER,
+    delivery_count, normalize_url, parse_duration, queue_name, routing_key, url_from_env,
+    validate_url, DEAD_LETTER_EXCHANGE, DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_SIZE,
+    DELIVERY_COUNT_HEADER,
 };
 
 const KIND: &str = "rabbitmq";
@@ -237,6 +238,7 @@ impl RabbitMqTransport {
         options: ConnectOptions,
         settings: RabbitMqSettings,
     ) -> Result<RabbitMqTransport, TransportError> {
+        let url = &normalize_url(url);
         validate_url(url)?;
         if exchange.is_empty() {
             return Err(TransportError::Config {

@@ -187,6 +187,7 @@ fn percent_encode(s: &str) -> String {
 pub fn url_from_env(get: impl Fn(&str) -> Option<String>) -> Result<String, TransportError> {
     let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
     if let Some(url) = var("ASYA_RABBITMQ_URL") {
+        let url = normalize_url(&url);
         validate_url(&url)?;
         return Ok(url);
     }
@@ -207,6 +208,31 @@ pub fn url_from_env(get: impl Fn(&str) -> Option<String>) -> Result<String, Tran
     );
     validate_url(&url)?;
     Ok(url)
+}
+
+/// The URL with its virtual host spelled so that lapin reads it as amqp091-go and pika
+/// do (Asya's env files rely on that): no path or a bare `/` means vhost `/` (lapin would
+/// read `amqp://host/` as vhost ""), `/foo` is `foo`, `/%2f` is `/`. Query and fragment
+/// are kept; a URL that is not `amqp[s]://` comes back unchanged (validation reports it).
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !(scheme.eq_ignore_ascii_case("amqp") || scheme.eq_ignore_ascii_case("amqps")) {
+        return url.to_owned();
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before_query, query) = rest.split_at(end);
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    if path.is_empty() || path == "/" {
+        format!("{scheme}://{authority}/%2f{query}")
+    } else {
+        url.to_owned()
+    }
 }
 
 /// Checks that `url` is an `amqp://` or `amqps://` URL lapin can dial.
@@ -387,6 +413,38 @@ mod tests {
             text.contains("amqp://") && !text.contains("secret"),
             "{text}"
         );
+    }
+
+    /// The vhost lapin dials, as amqp091-go and pika read the same URL.
+    fn vhost(url: &str) -> String {
+        normalize_url(url)
+            .parse::<lapin::uri::AMQPUri>()
+            .unwrap()
+            .vhost
+    }
+
+    #[test]
+    fn vhosts_read_as_amqp091_go_and_pika_do() {
+        for (url, expected) in [
+            ("amqp://guest:guest@host:5672/", "/"),
+            ("amqp://guest:guest@host:5672", "/"),
+            ("amqp://host/?heartbeat=10", "/"),
+            ("amqps://host:5671/", "/"),
+            ("amqp://host:5672/%2f", "/"),
+            ("amqp://host:5672/%2F", "/"),
+            ("amqp://host:5672/foo", "foo"),
+            ("amqp://host:5672/foo?heartbeat=10", "foo"),
+            ("amqp://host:5672/a%2fb", "a/b"),
+        ] {
+            assert_eq!(vhost(url), expected, "{url}");
+        }
+        assert_eq!(
+            normalize_url("amqp://u:p@h:5672/?heartbeat=10"),
+            "amqp://u:p@h:5672/%2f?heartbeat=10"
+        );
+        assert_eq!(normalize_url("redis://h/"), "redis://h/");
+        let env = |k: &str| (k == "ASYA_RABBITMQ_URL").then(|| "amqp://h:5672/".to_owned());
+        assert_eq!(url_from_env(env).unwrap(), "amqp://h:5672/%2f");
     }
 
     #[test]

@@ -1,0 +1,156 @@
+"""Asya compatibility details (issue 9, items 16, 17, 19, 20), driven through the real
+`troupe` binary: older Asya settings, Asya's AMQP URL forms, a runtime that does not
+speak HTTP, another runtime file under `troupe up`, and resume payload validation."""
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from brokers import Group, RabbitSpace, Service, envelope, unique_namespace, wait_until
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_service(tmp_path_factory):
+    svc = Service("rabbitmq", tmp_path_factory.mktemp("rabbitmq"))
+    svc.start(env={"RABBITMQ_TEST_OWNER_PID": str(os.getpid())})
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def group(troupe_bin, tmp_path):
+    g = Group(troupe_bin, tmp_path)
+    yield g
+    g.stop_all()
+
+
+def rabbit_port(svc):
+    return re.search(r"@127\.0\.0\.1:(\d+)/", svc.url).group(1)
+
+
+def now_rfc3339():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# -- item 17: amqp://host:5672/ is the default vhost ----------------------------------------
+
+@pytest.mark.parametrize("tail", ["/", ""])
+def test_amqp_url_with_or_without_a_trailing_slash_is_the_default_vhost(
+        rabbitmq_service, group, tmp_path, tail):
+    """Asya's env files write `amqp://guest:guest@host:5672/`; amqp091-go and pika read
+    vhost `/` there. Before: vhost "" and exit 2."""
+    ns = unique_namespace()
+    url = f"amqp://guest:guest@127.0.0.1:{rabbit_port(rabbitmq_service)}{tail}"
+    tenv = {"ASYA_TRANSPORT": "rabbitmq", "ASYA_RABBITMQ_URL": url,
+            "ASYA_RABBITMQ_EXCHANGE": f"ex-{ns}"}
+    mount = tmp_path / "results"
+    sink = group.crew("x-sink", ns, tenv, mount=mount)
+    sink.wait_ready(60)
+    client = RabbitSpace(rabbitmq_service.url, ns, f"ex-{ns}")
+    try:
+        ts = now_rfc3339()
+        tid = f"{ns}-vhost"
+        client.wait_queue("x-sink")
+        client.publish("x-sink", envelope(tid, "", [], {"ok": True}, prev=["a"], status={
+            "phase": "succeeded", "reason": "Completed", "actor": "a", "attempt": 1,
+            "max_attempts": 1, "created_at": ts, "updated_at": ts}))
+    finally:
+        client.close()
+    path = mount / "succeeded" / f"{tid}.json"
+    wait_until(path.exists, 30, "x-sink to persist", details=sink.tail)
+
+
+# -- item 16: older Asya settings --------------------------------------------------------------
+
+@pytest.mark.parametrize("name,value,needle", [
+    ("ASYA_ACTOR_HAPPY_END", "happy-end", "ASYA_ACTOR_SINK"),
+    ("ASYA_HANDLER_MODE", "envelope", "envelope mode is not supported"),
+    ("ASYA_RESILIENCY_RETRY_BACKOFF_COEFFICIENT", "3", "ASYA_RESILIENCY_POLICIES"),
+])
+def test_older_asya_settings_without_equivalent_fail_fast(rabbitmq_service, group, name, value, needle):
+    ns = unique_namespace()
+    env = group.sidecar_env("a", ns, {"ASYA_TRANSPORT": "rabbitmq",
+                                      "ASYA_RABBITMQ_URL": rabbitmq_service.url}, {name: value})
+    sc = group.sidecar("a", env)
+    assert sc.wait_exit(15) == 2, sc.tail()
+    log = sc.log()
+    assert f"{name}={value}" in log and needle in log, log
+
+
+def test_older_asya_settings_with_an_equivalent_are_honoured_with_a_warning(
+        rabbitmq_service, group, tmp_path):
+    """ASYA_RUNTIME_TIMEOUT is the actor timeout; the flat retry variables become the
+    default policy; ASYA_LOG_LEVEL (§15) sets the sidecar's level."""
+    ns = unique_namespace()
+    env = group.sidecar_env("x-sink", ns, {
+        "ASYA_TRANSPORT": "rabbitmq", "ASYA_RABBITMQ_URL": rabbitmq_service.url,
+        "ASYA_RABBITMQ_EXCHANGE": f"ex-{ns}"}, {
+        "TROUPE_CREW": "x-sink", "ASYA_PERSISTENCE_MOUNT": str(tmp_path / "r"),
+        "ASYA_RUNTIME_TIMEOUT": "42s", "ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS": "5",
+        "ASYA_LOG_LEVEL": "WARN"})
+    sc = group.sidecar("x-sink", env)
+    (timeout_line,) = sc.wait_log(r"ASYA_RUNTIME_TIMEOUT=42s is deprecated", 20)
+    assert "WARN" in timeout_line and "ASYA_RESILIENCY_ACTOR_TIMEOUT" in timeout_line
+    (retry_line,) = sc.wait_log(r"ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS are deprecated", 20)
+    assert '"maxAttempts":5' in retry_line, retry_line
+    time.sleep(2)
+    assert sc.alive(), sc.tail()
+    assert " INFO " not in sc.log(), f"ASYA_LOG_LEVEL=WARN was ignored:\n{sc.tail()}"
+
+
+# -- item 16: a runtime that does not speak HTTP -----------------------------------------------
+
+def _old_asya_runtime(path, stop):
+    """Asya's pre-HTTP runtime: a 4-byte big-endian length, then that many bytes of JSON."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    conns = []
+    while not stop.is_set():
+        try:
+            conn, _ = srv.accept()
+        except socket.timeout:
+            continue
+        conns.append(conn)
+        conn.settimeout(0.2)
+        try:
+            conn.recv(4)  # b"GET " = a 1.2 GB frame: it waits for the rest
+        except OSError:
+            pass
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+def test_a_runtime_that_does_not_speak_http_is_named_not_waited_for(rabbitmq_service, group, tmp_path):
+    sock_dir = tmp_path / "sock"
+    sock_dir.mkdir()
+    stop = threading.Event()
+    t = threading.Thread(target=_old_asya_runtime, args=(sock_dir / "asya-runtime.sock", stop),
+                         daemon=True)
+    t.start()
+    try:
+        ns = unique_namespace()
+        env = group.sidecar_env("a", ns, {"ASYA_TRANSPORT": "rabbitmq",
+                                          "ASYA_RABBITMQ_URL": rabbitmq_service.url,
+                                          "ASYA_RABBITMQ_EXCHANGE": f"ex-{ns}"},
+                                {"ASYA_SOCKET_DIR": str(sock_dir),
+                                 "ASYA_RUNTIME_READY_TIMEOUT": "5m"})
+        sc = group.sidecar("a", env)
+        started = time.monotonic()
+        rc = sc.wait_exit(40)
+        assert rc not in (0, None), sc.tail()
+        assert time.monotonic() - started < 30, "it waited for ASYA_RUNTIME_READY_TIMEOUT"
+        log = sc.log()
+        assert "does not speak HTTP" in log and "length-prefixed" in log, log
+    finally:
+        stop.set()
+        t.join(5)
