@@ -11,6 +11,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -733,3 +734,174 @@ def test_killing_an_idle_runtime_never_fails_the_next_message(fmesh):
     assert fmesh.results("failed") == {}
     handlers = {int(n) for n, _ in read_lines(fmesh.root / "pids.log")}
     assert handlers == set(range(kills + 1))
+
+
+# -- 12. failures a user can see ----------------------------------------------------------------------
+
+def test_handler_failures_are_warned_then_errored_and_streamed_to_send_wait(fmesh):
+    """Issue 9 item 13: at --log-level warn a retried failure is a WARN and the final one an
+    ERROR, each naming actor, task, attempt and error; `send --wait` shows each retry."""
+    fmesh.write("troupe.yaml", """
+        actors:
+          - actor: flaky
+            handler: h.flaky
+            resiliency:
+              policies:
+                default: {maxAttempts: 3, backoff: exponential, initialDelay: 400ms, maxInterval: 5s}
+              rules:
+                - errors: [ValueError]
+                  policy: default
+    """)
+    fmesh.write("h.py", FLAKY)
+    fmesh.start(log_level="warn")
+    res = fmesh.cli("send", "flaky", '{"n": 7}', "--wait", "--timeout", "30s")
+    assert res.returncode == 1, res
+    assert "attempt 2/3 in 400 ms: h.FlakyError: boom on attempt 1" in res.stderr, res.stderr
+    assert "attempt 3/3 in 800 ms: h.FlakyError: boom on attempt 2" in res.stderr, res.stderr
+    assert "task failed: h.FlakyError: boom on attempt 3" in res.stderr, res.stderr
+    tid = next(iter(fmesh.results("failed")))
+    log = fmesh.log()
+    warns = [line for line in log.splitlines() if "WARN" in line and "handler failed; retrying" in line]
+    assert len(warns) == 2, log
+    for attempt, line in zip((1, 2), warns):
+        for part in ("actor=\"flaky\"" if "actor=\"" in line else "actor=flaky", f"id={tid}", f"attempt={attempt}",
+                     "error_type=h.FlakyError", f"boom on attempt {attempt}"):
+            assert part in line, line
+    errors = [line for line in log.splitlines() if "ERROR" in line and "handler failed; attempts exhausted" in line]
+    assert len(errors) == 1, log
+    assert f"id={tid}" in errors[0] and "attempt=3" in errors[0] and "boom on attempt 3" in errors[0], errors[0]
+    # The runtime's own record of each failure is a DEBUG line: nothing else at WARN+.
+    assert "handler raised" not in log
+
+
+BROKEN_INIT = """
+    class Model:
+        def __init__(self, path="/models/x"):
+            raise ValueError(f"no model weights at {path}")
+
+        def run(self, p):
+            return p
+"""
+
+FIXED_INIT = """
+    class Model:
+        def __init__(self, path="/models/x"):
+            self.path = path
+
+        def run(self, p):
+            p["model"] = self.path
+            return p
+"""
+
+
+def test_actor_that_cannot_start_says_why_backs_off_and_keeps_its_messages(fmesh):
+    """Issue 9 item 14: the start error reaches `troupe status`, the task's events and
+    `send --wait`; restarts back off; queued messages wait and all succeed once fixed."""
+    fmesh.write("troupe.yaml", """
+        actors:
+          - actor: m
+            handler: h.Model.run
+            scaling: {maxReplicaCount: 1}
+    """)
+    fmesh.write("h.py", BROKEN_INIT)
+    fmesh.start()
+    t0 = time.time()
+    # No --timeout: that would be the task's SLA too. The wait is cut from outside.
+    with pytest.raises(subprocess.TimeoutExpired) as cut:
+        subprocess.run([str(fmesh.binary), "send", "m", '{"n": 0}', "--wait"], cwd=fmesh.root,
+                       capture_output=True, text=True, timeout=4)
+    stderr = cut.value.stderr.decode() if isinstance(cut.value.stderr, bytes) else (cut.value.stderr or "")
+    assert "[pending] actor m cannot start (restart " in stderr, stderr
+    assert "ValueError: no model weights at /models/x" in stderr, stderr
+    assert "needs a default" not in stderr
+
+    ids = [create(fmesh, "m", {"n": i}) for i in range(1, 4)]
+    time.sleep(max(0.0, 6 - (time.time() - t0)))
+    row = fmesh.status()["m"]
+    assert "cannot start" in row["last_error"] and "ValueError: no model weights at /models/x" in row["last_error"], row
+    assert "needs a default" not in row["last_error"]
+    # Backoff 200 ms doubling: about 5 tries in 6 s (a tight loop would make dozens).
+    assert 2 <= row["restarts"] <= 7, row
+    assert (row["ready"], row["replicas_running"]) == (4, 0), row
+    status = fmesh.cli("status", check=True).stdout
+    assert "RESTARTS" in status and "cannot start" in status, status
+
+    fmesh.write("h.py", FIXED_INIT)
+    done = [i for i in fmesh.results("succeeded")]
+    assert done == []
+    for tid in ids:
+        env = fmesh.wait_result(tid, "succeeded", timeout=20)
+        assert env["payload"]["model"] == "/models/x"
+    assert len(fmesh.results("succeeded")) == 4
+    assert fmesh.results("failed") == {}
+
+
+def test_init_missing_argument_keeps_the_default_hint(fmesh):
+    fmesh.write("troupe.yaml", """
+        actors:
+          - actor: m
+            handler: h.Model.run
+    """)
+    # A default the checker sees, but __init__ calls something that lacks an argument.
+    fmesh.write("h.py", """
+        def load(path, device):
+            return path
+
+        class Model:
+            def __init__(self, path="/models/x"):
+                self.m = load(path)
+
+            def run(self, p):
+                return p
+    """)
+    fmesh.start()
+    create(fmesh, "m", {})
+    row = fmesh.wait_for(lambda: (fmesh.status()["m"]["last_error"] or "") and fmesh.status()["m"], what="a start error")
+    assert "TypeError" in row["last_error"] and "needs a default" in row["last_error"], row
+
+
+LEAK = """
+    import os
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+    def leak(p):
+        with open(os.path.join(HERE, "pids.log"), "a") as f:
+            f.write(f"{p['n']} {os.getpid()}\\n")
+        hold = []
+        for _ in range(p.get("mb", 0) // 8):
+            hold.append(bytearray(8 << 20))
+        return {"n": p["n"], "held_mb": 8 * len(hold)}
+"""
+
+
+def test_memory_limit_stops_a_leaking_handler_and_replaces_its_runtime(fmesh):
+    """Issue 9 item 15: resources.limits.memory caps the runtime; the message fails with a
+    reason naming the limit, the runtime is replaced and the next message succeeds."""
+    fmesh.write("troupe.yaml", """
+        actors:
+          - actor: leaky
+            handler: h.leak
+            scaling: {maxReplicaCount: 1}
+            resources: {limits: {memory: 256Mi}}
+    """)
+    fmesh.write("h.py", LEAK)
+    fmesh.start()
+    ok = create(fmesh, "leaky", {"n": 1, "mb": 64})
+    assert fmesh.wait_result(ok, "succeeded")["payload"] == {"n": 1, "held_mb": 64}
+    bad = create(fmesh, "leaky", {"n": 2, "mb": 1024})
+    env = fmesh.wait_result(bad, "failed", timeout=30)
+    st = env["status"]
+    assert st["error"]["type"] == "MemoryError", st
+    assert st["error"]["message"] == "exceeded resources.limits.memory 256Mi", st
+    row = fmesh.status()["leaky"]
+    assert row["last_error"] == f"{bad}: MemoryError: exceeded resources.limits.memory 256Mi", row
+    after = create(fmesh, "leaky", {"n": 3, "mb": 8})
+    assert fmesh.wait_result(after, "succeeded", timeout=20)["payload"] == {"n": 3, "held_mb": 8}
+    pids = {int(n): int(pid) for n, pid in read_lines(fmesh.root / "pids.log")}
+    assert pids[1] == pids[2] and pids[3] != pids[2], "the runtime over its limit is replaced"
+    fmesh.wait_for(lambda: fmesh.status()["leaky"]["restarts"] >= 1, timeout=5, what="the restart to be counted")
+    # Relayed runtime lines carry one timestamp, troupe's own, and keep their level.
+    relayed = [line for line in fmesh.log().splitlines() if "exceeded resources.limits.memory" in line and "exits after" in line]
+    assert relayed and " WARN " in relayed[0], relayed
+    assert len(re.findall(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d", relayed[0])) == 1, relayed[0]

@@ -200,7 +200,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
     let actors: Vec<ActorView> =
         serde_json::from_value(v.get("actors").cloned().unwrap_or_default())?;
     crate::stdout_line(&format!(
-        "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}  LAST ERROR",
+        "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8}  LAST ERROR",
         "ACTOR",
         "QUEUED",
         "DELAYED",
@@ -209,7 +209,8 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
         "SUCCEEDED",
         "FAILED",
         "RETRIED",
-        "UNACKED"
+        "UNACKED",
+        "RESTARTS"
     ));
     for a in actors {
         let replicas = if a.crew {
@@ -218,7 +219,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
             format!("{}/{}", a.replicas_running, a.replicas_desired)
         };
         crate::stdout_line(&format!(
-            "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7}  {}",
+            "{:<16} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8}  {}",
             a.actor,
             a.ready,
             a.delayed,
@@ -228,6 +229,7 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
             a.failed,
             a.retried,
             a.unacked,
+            a.restarts,
             a.last_error
                 .unwrap_or_default()
                 .lines()

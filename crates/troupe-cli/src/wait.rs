@@ -135,6 +135,13 @@ fn handle(event: &str, data: &str, streaming: &mut bool) -> Result<Option<u8>> {
                     crate::stdout_line(&serde_json::to_string(&meta)?);
                     Ok(Some(super::wait::EXIT_PAUSED))
                 }
+                "pending" => {
+                    // News about a task still queued (its actor cannot start).
+                    if let Some(msg) = v.get("message").and_then(Value::as_str) {
+                        let _ = writeln!(err, "[pending] {msg}");
+                    }
+                    Ok(None)
+                }
                 _ => {
                     let actor = v.get("actor").and_then(Value::as_str).unwrap_or("");
                     let pct = v.get("progress").and_then(Value::as_f64).unwrap_or(0.0);

@@ -177,6 +177,8 @@ pub struct ActorStats {
     pub retried: AtomicU64,
     /// Inputs requeued after a send failure.
     pub requeued: AtomicU64,
+    /// Runtime processes started again after one failed to start, crashed or hung.
+    pub restarts: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 

@@ -681,6 +681,7 @@ impl Engine {
                     format_go_duration(budget)
                 );
                 metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "timeout").increment(1);
+                error!(actor = %self.settings.actor, id = %env.id, error_type = "Timeout", error = %text, "handler timed out; the task goes to x-sump and the runtime is replaced");
                 let err = errors::error_envelope(
                     &env,
                     Reason::Timeout,
@@ -698,6 +699,7 @@ impl Engine {
             )) => {
                 let text = e.to_string();
                 metrics::counter!(m::RUNTIME_ERRORS, "queue" => self.settings.actor.clone(), "error_type" => "execution_error").increment(1);
+                error!(actor = %self.settings.actor, id = %env.id, error_type = "RuntimeError", error = %text, "runtime lost mid-call; the task goes to x-sump");
                 let err = errors::error_envelope(
                     &env,
                     Reason::RuntimeError,
@@ -738,6 +740,7 @@ impl Engine {
             .as_ref()
             .and_then(|r| r.select(&info.error_type, &info.mro));
         let Some(policy) = policy else {
+            error!(actor, id = %stamped.id, attempt = 1, error_type = %info.error_type, error = %info.message, "handler failed");
             let env = errors::failure_envelope(
                 stamped,
                 code,
@@ -757,6 +760,15 @@ impl Engine {
             .and_then(|t| Duration::try_from(now - t).ok());
         if !policy.is_exhausted(attempt, since_first) {
             let delay = policy.delay(attempt, rand::random::<f64>());
+            let next = format!(
+                "attempt {}/{} in {}: {}: {}",
+                attempt + 1,
+                policy.max_attempts,
+                human_delay(delay),
+                info.error_type,
+                info.message
+            );
+            warn!(actor, id = %stamped.id, attempt, max_attempts = policy.max_attempts, error_type = %info.error_type, error = %info.message, retry_in = ?delay, "handler failed; retrying");
             let env = lifecycle::retry_envelope(stamped, info, policy.max_attempts, now);
             self.transport
                 .send_with_delay(&self.own_queue, Bytes::from(env.to_vec()), delay)
@@ -769,10 +781,15 @@ impl Engine {
             self.processed(m::processed::RETRIED);
             ActorStats::bump(&self.stats.retried);
             self.stats.record_error(what);
-            debug!(actor, id = %stamped.id, attempt, ?delay, "retry scheduled");
+            if let Some(gw) = self.gateway(stamped).await {
+                self.reporter
+                    .post_event(&gw, &stamped.id, report::retrying(&stamped.route, next))
+                    .await;
+            }
             return Ok(());
         }
         if !policy.on_exhausted.is_empty() {
+            warn!(actor, id = %stamped.id, attempt, error_type = %info.error_type, error = %info.message, to = ?policy.on_exhausted, "handler failed; attempts exhausted, handing the task to onExhausted");
             let mut env = lifecycle::policy_routed_envelope(
                 stamped,
                 &policy.on_exhausted,
@@ -794,6 +811,7 @@ impl Engine {
             self.stats.record_error(what);
             return Ok(());
         }
+        error!(actor, id = %stamped.id, attempt, max_attempts = policy.max_attempts, error_type = %info.error_type, error = %info.message, "handler failed; attempts exhausted");
         let env = errors::failure_envelope(
             stamped,
             code,
@@ -960,6 +978,15 @@ impl Engine {
             }
             self.reporter.post_event(&gw, origin, body).await;
         }
+    }
+}
+
+/// `400 ms`, `1.6 s`: a retry delay as `send --wait` shows it.
+fn human_delay(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

@@ -493,6 +493,21 @@ impl Gateway {
         }))
     }
 
+    /// Streams `message` to the followers of task `id` as a status event with its current
+    /// status, storing nothing: news about a task that is waiting (its actor cannot start)
+    /// and changes no state. Terminal or unknown tasks get nothing.
+    pub async fn notify(&self, id: &str, message: &str) -> Result<(), GatewayError> {
+        let mut task = self.get(id).await?;
+        if task.status.is_terminal() {
+            return Ok(());
+        }
+        message.clone_into(&mut task.data.message);
+        self.emit(id, EventKind::Status { terminal: false }, || {
+            task.data_json()
+        });
+        Ok(())
+    }
+
     fn publish_status(&self, task: &Task) {
         let kind = EventKind::Status {
             terminal: task.status.is_terminal(),

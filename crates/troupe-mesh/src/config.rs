@@ -52,6 +52,31 @@ use troupe_crew::MergeMode;
 use troupe_protocol::duration::parse_go_duration;
 use troupe_protocol::resiliency::Resiliency;
 
+/// A Kubernetes memory quantity (`256Mi`, `1Gi`, `500M`, `1e9`, `1048576`) in bytes.
+pub fn parse_memory_quantity(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0_f64.powi(4),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        exp if exp.starts_with(['e', 'E']) => 10f64.powi(exp[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = (number * factor).round();
+    // The cast saturates; the guard keeps a NaN or an absurd exponent out.
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
+}
+
 /// File name looked up when `troupe up` is given a folder.
 pub const MESH_FILE_NAME: &str = "troupe.yaml";
 
@@ -114,7 +139,6 @@ const IGNORED_ACTOR_FIELDS: &[(&str, &str)] = &[
         "secretRefs",
         "secrets exist only on Kubernetes; put the values under env for local runs",
     ),
-    ("resources", "pod resources apply only on Kubernetes"),
     ("tolerations", "pod scheduling applies only on Kubernetes"),
     ("nodeSelector", "pod scheduling applies only on Kubernetes"),
     (
@@ -1670,10 +1694,18 @@ impl Checker<'_> {
             None => Some(default_python.to_string()),
         };
 
-        let env = match f.get("env") {
+        let mut env = match f.get("env") {
             Some(v) => self.env(v, &p.key("env")),
             None => Vec::new(),
         };
+        if let Some(v) = f.get("resources") {
+            // The runtime applies the limit itself (an rlimit set from its environment):
+            // the launcher cannot, since a pre-exec hook needs unsafe code.
+            if let Some((bytes, text)) = self.memory_limit(v, &p.key("resources")) {
+                env.push(("TROUPE_MEMORY_LIMIT".to_owned(), bytes.to_string()));
+                env.push(("TROUPE_MEMORY_LIMIT_TEXT".to_owned(), text));
+            }
+        }
 
         for (field, why) in IGNORED_ACTOR_FIELDS {
             if f.get(field).is_some() {
@@ -1764,6 +1796,59 @@ impl Checker<'_> {
             pipeline,
             line,
         })
+    }
+
+    /// `resources.limits.memory` in bytes and as written, the one pod resource `troupe up`
+    /// honours; the rest of `resources` is warned about as Kubernetes-only.
+    fn memory_limit(&mut self, v: &Value, p: &FieldPath) -> Option<(u64, String)> {
+        let m = self.mapping(v, p, "a resources mapping {limits, requests}")?;
+        let mut out = None;
+        let mut other = false;
+        for (k, v) in m {
+            if untag(k).as_str() != Some("limits") {
+                other = true;
+                continue;
+            }
+            let q = p.key("limits");
+            let Some(limits) = self.mapping(v, &q, "a limits mapping {cpu, memory}") else {
+                continue;
+            };
+            for (lk, lv) in limits {
+                if untag(lk).as_str() != Some("memory") {
+                    other = true;
+                    continue;
+                }
+                let mq = q.key("memory");
+                let text = match untag(lv) {
+                    Value::String(s) => s.trim().to_owned(),
+                    Value::Number(n) => n.to_string(),
+                    found => {
+                        self.error(
+                            &mq,
+                            format!(
+                                "expected a quantity such as 256Mi, found {}",
+                                describe(found)
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                match parse_memory_quantity(&text) {
+                    Some(bytes) if bytes > 0 => out = Some((bytes, text)),
+                    _ => self.error(
+                        &mq,
+                        format!("invalid memory quantity '{text}': use e.g. 256Mi, 1Gi, 500M or a number of bytes"),
+                    ),
+                }
+            }
+        }
+        if other {
+            self.warn(
+                p,
+                "ignored by troupe up: pod resources other than limits.memory apply only on Kubernetes",
+            );
+        }
+        out
     }
 
     fn env(&mut self, v: &Value, p: &FieldPath) -> Vec<(String, String)> {

@@ -61,6 +61,9 @@ pub struct ActorView {
     pub failed: u64,
     /// Retries scheduled here.
     pub retried: u64,
+    /// Runtime restarts (start failures, crashes, timeouts).
+    #[serde(default)]
+    pub restarts: u64,
     /// Last error seen here.
     pub last_error: Option<String>,
 }
@@ -84,6 +87,7 @@ async fn view(engine: &Engine, crew: bool, running: usize, desired: usize) -> Ac
         succeeded: ActorStats::get(&s.succeeded),
         failed: ActorStats::get(&s.failed),
         retried: ActorStats::get(&s.retried),
+        restarts: ActorStats::get(&s.restarts),
         last_error: s.last_error(),
     }
 }

@@ -293,6 +293,7 @@ impl Mesh {
                 spec: runtime_spec(&config, actor, &runtime_file),
                 run_dir: state.join("run"),
                 grace,
+                gateway: (!options.no_gateway).then(|| gateway.clone()),
             };
             let pool = Arc::new(ActorPool::new(actor.clone(), template));
             scalers.push(tokio::spawn(scaler::run(

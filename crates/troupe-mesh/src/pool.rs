@@ -10,7 +10,9 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use troupe_engine::consumer::{run_replica, ReplicaExit};
+use troupe_engine::metrics::ActorStats;
 use troupe_engine::{Engine, Handler};
+use troupe_gateway::{Gateway, ListFilter, TaskStatus};
 use troupe_runtime::client::RuntimeClient;
 use troupe_runtime::launcher::{RuntimeProcess, RuntimeSpec};
 
@@ -35,6 +37,8 @@ pub struct ReplicaTemplate {
     pub run_dir: PathBuf,
     /// Grace period for in-flight messages when stopping.
     pub grace: Duration,
+    /// The mesh API, told when the actor cannot start so that waiting tasks say why.
+    pub gateway: Option<Gateway>,
 }
 
 struct Replica {
@@ -155,8 +159,9 @@ async fn supervise(
         let mut process = match RuntimeProcess::spawn(spec) {
             Ok(p) => p,
             Err(e) => {
-                error!(actor, replica = index, error = %e, "runtime failed to start");
-                if wait_or_stop(&mut stop, backoff.failed(Duration::ZERO)).await {
+                let wait = backoff.failed(Duration::ZERO);
+                start_failed(&actor, index, &t, &e, wait);
+                if wait_or_stop(&mut stop, wait).await {
                     return;
                 }
                 continue;
@@ -167,9 +172,10 @@ async fn supervise(
             r = process.wait_ready(READY_TIMEOUT) => r,
             _ = stop.changed() => { let _ = process.terminate(t.grace).await; return; }
         } {
-            error!(actor, replica = index, error = %e, "runtime did not become ready");
             let _ = process.kill();
-            if wait_or_stop(&mut stop, backoff.failed(Duration::ZERO)).await {
+            let wait = backoff.failed(Duration::ZERO);
+            start_failed(&actor, index, &t, &e, wait);
+            if wait_or_stop(&mut stop, wait).await {
                 return;
             }
             continue;
@@ -208,6 +214,7 @@ async fn supervise(
                     "runtime call timed out; replacing the runtime process"
                 );
                 let _ = process.kill();
+                ActorStats::bump(&t.engine.stats().restarts);
                 backoff = RestartBackoff::default();
             }
             Outcome::Consumer(ReplicaExit::RuntimeLost) => {
@@ -220,6 +227,7 @@ async fn supervise(
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
                 let wait = backoff.failed(started.elapsed());
+                ActorStats::bump(&t.engine.stats().restarts);
                 warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime unreachable; restarting");
                 if wait_or_stop(&mut stop, wait).await {
                     return;
@@ -235,12 +243,68 @@ async fn supervise(
                 consumer_stop.send_replace(true);
                 let _ = consumer.await;
                 let wait = backoff.failed(started.elapsed());
+                ActorStats::bump(&t.engine.stats().restarts);
                 warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime crashed; restarting");
                 if wait_or_stop(&mut stop, wait).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Most waiting tasks told, per start failure, that their actor cannot start.
+const NOTIFY_MAX: usize = 1000;
+
+/// A runtime that could not start: counted as a restart, logged, shown as the actor's
+/// last error, and streamed to the tasks waiting for this actor (their `send --wait`
+/// would otherwise show nothing but "pending").
+fn start_failed(
+    actor: &str,
+    index: usize,
+    t: &ReplicaTemplate,
+    e: &troupe_runtime::launcher::LaunchError,
+    wait: Duration,
+) {
+    let stats = t.engine.stats();
+    ActorStats::bump(&stats.restarts);
+    let restarts = ActorStats::get(&stats.restarts);
+    let summary = e.summary();
+    error!(actor, replica = index, restarts, restart_in = ?wait, error = %e, "runtime failed to start; queued messages wait for it");
+    let text = format!(
+        "actor {actor} cannot start (restart {restarts}, next try in {}): {summary}",
+        human(wait)
+    );
+    stats.record_error(text.clone());
+    if let Some(gateway) = t.gateway.clone() {
+        let actor = actor.to_owned();
+        tokio::spawn(async move { notify_waiting(&gateway, &actor, &text).await });
+    }
+}
+
+/// Tells the unfinished tasks whose current actor is `actor` why they wait.
+async fn notify_waiting(gateway: &Gateway, actor: &str, text: &str) {
+    for status in [TaskStatus::Pending, TaskStatus::Running] {
+        let filter = ListFilter {
+            status: Some(status),
+            limit: NOTIFY_MAX,
+            ..ListFilter::default()
+        };
+        let Ok(page) = gateway.list(&filter).await else {
+            return;
+        };
+        for task in page.tasks.iter().filter(|t| t.data.actor == actor) {
+            let _ = gateway.notify(&task.id, text).await;
+        }
+    }
+}
+
+/// `400 ms`, `1.6 s`.
+pub(crate) fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

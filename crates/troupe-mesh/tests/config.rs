@@ -256,7 +256,7 @@ fn async_actor_manifests_with_leading_mesh_document() {
     assert_eq!(
         warnings,
         [
-            format!("{file}:13:3: spec.resources: ignored by troupe up: pod resources apply only on Kubernetes"),
+            format!("{file}:13:3: spec.resources: ignored by troupe up: pod resources other than limits.memory apply only on Kubernetes"),
             format!("{file}:21:1: kind: document of kind 'ConfigMap' skipped: troupe up runs only AsyncActor documents (and an optional leading kind: Mesh)"),
             format!("{file}:32:3: spec.tolerations: ignored by troupe up: pod scheduling applies only on Kubernetes"),
             format!("{file}:33:3: spec.flavors: ignored by troupe up: flavors are not resolved locally; inline the settings you need in this actor"),
@@ -1134,4 +1134,60 @@ actors: [{actor: a, handler: m.f}]
         render(&e)
     );
     assert!(e[0].message.contains("postgres://"), "{}", e[0]);
+}
+
+#[test]
+fn memory_limit_reaches_the_runtime_environment() {
+    let src = "\
+actors:
+  - actor: a
+    handler: m.f
+    resources: {limits: {memory: 256Mi}}
+  - actor: b
+    handler: m.f
+    resources: {limits: {memory: 1.5G, cpu: 2}, requests: {memory: 1Gi}}
+";
+    let (mesh, w) = ok(src);
+    let limit = |i: usize| -> Vec<(String, String)> {
+        mesh.actors[i]
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("TROUPE_MEMORY_LIMIT"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        limit(0),
+        [
+            ("TROUPE_MEMORY_LIMIT".to_owned(), "268435456".to_owned()),
+            ("TROUPE_MEMORY_LIMIT_TEXT".to_owned(), "256Mi".to_owned())
+        ]
+    );
+    assert_eq!(limit(1)[0].1, "1500000000");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("actors[1].resources") && w[0].contains("other than limits.memory"),
+        "{w:?}"
+    );
+    assert!(w.iter().all(|x| !x.contains("actors[0]")), "{w:?}");
+
+    let e = render(&errs(
+        "actors:\n  - actor: a\n    handler: m.f\n    resources: {limits: {memory: lots}}\n",
+    ));
+    assert!(e.contains("invalid memory quantity 'lots'"), "{e}");
+    for (text, bytes) in [
+        ("1Ki", 1024),
+        ("64Mi", 64 << 20),
+        ("2Gi", 2 << 30),
+        ("500M", 500_000_000),
+        ("1e6", 1_000_000),
+        ("4096", 4096),
+    ] {
+        assert_eq!(
+            troupe_mesh::config::parse_memory_quantity(text),
+            Some(bytes),
+            "{text}"
+        );
+    }
+    assert_eq!(troupe_mesh::config::parse_memory_quantity("12Xi"), None);
 }

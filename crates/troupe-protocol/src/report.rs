@@ -100,6 +100,12 @@ pub fn processing(route: &Route, actor: &str) -> Value {
     )
 }
 
+/// Progress `processing` after a handler failure that will be retried: `message` says
+/// which attempt comes next, when, and why (`attempt 2/3 in 400 ms: TimeoutError: ...`).
+pub fn retrying(route: &Route, message: String) -> Value {
+    status_event("processing", route_data(route, "processing", message))
+}
+
 /// Progress `completed` (output route of frame 0).
 pub fn completed(route: &Route, duration_ms: u64) -> Value {
     let mut d = route_data(

@@ -629,10 +629,13 @@ def load_handler(spec, ignore_decorators=(), instantiate=True):
         try:
             instance = cls()
         except Exception as exc:  # noqa: BLE001 - any constructor failure is fatal
+            # The default-argument hint only fits a call that lacked arguments.
+            hint = ""
+            if isinstance(exc, TypeError) and "required" in str(exc) and "argument" in str(exc):
+                hint = " (every __init__ parameter needs a default)"
             raise HandlerLoadError(
-                "handler %r: instantiating %s.%s() with no arguments failed: %s: %s "
-                "(every __init__ parameter needs a default)"
-                % (spec, module_name, rest[0], type(exc).__name__, exc),
+                "handler %r: instantiating %s.%s() with no arguments failed: %s: %s%s"
+                % (spec, module_name, rest[0], type(exc).__name__, exc, hint),
                 exc,
             ) from exc
         try:
@@ -1129,6 +1132,66 @@ def _lenient(msg):
     return out
 
 
+# Set by `troupe up` (TROUPE_LOG_RELAY): its sidecar logs every handler failure itself,
+# at WARN when it will retry and at ERROR when final, so the runtime's own line would be
+# a duplicate at the wrong level; it is kept at DEBUG, with the traceback.
+_RELAYED = False
+# resources.limits.memory as written ("256Mi"), when the launcher set a limit.
+_MEMORY_LIMIT_TEXT = ""
+# A MemoryError under a memory limit leaves the heap fragmented and near the limit: the
+# runtime answers the call, then exits so that a fresh process replaces it.
+_EXIT_AFTER_CALL = False
+
+
+def _log_failure(msg, exc):
+    task = msg.get("id") if isinstance(msg, dict) else None
+    if _RELAYED:
+        logger.debug("task %s: handler raised %s: %s", task, _fqn(type(exc)), exc, exc_info=exc)
+    else:
+        logger.error(
+            "task %s: handler raised %s: %s", task, _fqn(type(exc)), exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+        )
+
+
+def _over_memory(exc):
+    """A MemoryError under resources.limits.memory, reworded to say which limit it hit."""
+    global _EXIT_AFTER_CALL
+    if not _MEMORY_LIMIT_TEXT or not isinstance(exc, MemoryError):
+        return exc
+    _EXIT_AFTER_CALL = True
+    logger.warning(
+        "handler exceeded resources.limits.memory %s; this runtime exits after the reply and is replaced",
+        _MEMORY_LIMIT_TEXT,
+    )
+    out = MemoryError("exceeded resources.limits.memory %s" % _MEMORY_LIMIT_TEXT)
+    out.__traceback__ = exc.__traceback__
+    return out
+
+
+def _apply_memory_limit():
+    """Caps the heap at TROUPE_MEMORY_LIMIT bytes (resources.limits.memory, set by the
+    launcher): RLIMIT_DATA counts what a leak grows (heap and private mappings) but not
+    the address space reserved for thread stacks and shared libraries."""
+    global _MEMORY_LIMIT_TEXT
+    text = (os.environ.get("TROUPE_MEMORY_LIMIT") or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        return "TROUPE_MEMORY_LIMIT=%r is not a number of bytes" % text
+    import resource
+
+    limit = int(text)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ValueError, OSError) as exc:
+        return "cannot set the memory limit %s: %s" % (text, exc)
+    _MEMORY_LIMIT_TEXT = (os.environ.get("TROUPE_MEMORY_LIMIT_TEXT") or "").strip() or ("%d bytes" % limit)
+    return None
+
+
 class Runtime:
     """The loaded handler plus the request loop."""
 
@@ -1191,7 +1254,8 @@ class Runtime:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # noqa: BLE001 - every handler failure is a 500
-            logger.error("handler raised %s: %s", _fqn(type(exc)), exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            exc = _over_memory(exc)
+            _log_failure(msg, exc)
             sock.sendall(_response(500, _error_body("processing_error", exc), close))
             return not close
         if close:
@@ -1225,7 +1289,8 @@ class Runtime:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # noqa: BLE001 - every handler failure is an SSE error
-            logger.error("handler raised %s: %s", _fqn(type(exc)), exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            exc = _over_memory(exc)
+            _log_failure(msg, exc)
             try:
                 stream.event(b"error", _error_body("processing_error", exc))
             except _ClientGone:
@@ -1270,6 +1335,8 @@ class Runtime:
                     keep = not close
             except OSError:
                 return False
+            if _EXIT_AFTER_CALL:
+                raise SystemExit(EXIT_OVER_MEMORY)
             if not keep:
                 return False
             if not conn.buf:
@@ -1308,6 +1375,8 @@ class Runtime:
 
 
 _NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+# Exit code after a MemoryError under resources.limits.memory (the launcher knows it).
+EXIT_OVER_MEMORY = 75
 # Results of these exact types need no coroutine/generator checks.
 _PLAIN_RESULT_TYPES = frozenset((dict, list, str, int, float, bool, type(None)))
 
@@ -1330,10 +1399,16 @@ def _configure_logging():
     level = getattr(logging, level_name, None)
     if not isinstance(level, int):
         level = logging.INFO
+    global _RELAYED
+    _RELAYED = _env_flag("TROUPE_LOG_RELAY", False)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    if _RELAYED:
+        # `troupe up` re-logs each line with its own timestamp, at the level named here.
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
@@ -1373,6 +1448,9 @@ def _watch_parent(cleanup):
 def main():
     """Load ASYA_HANDLER, bind the socket, serve until SIGTERM/SIGINT; returns the exit code."""
     _configure_logging()
+    problem = _apply_memory_limit()
+    if problem:
+        return _fatal(problem)
     sock_dir = os.environ.get("ASYA_SOCKET_DIR") or "/var/run/asya"
     sock_name = os.environ.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
     sock_path = os.path.join(sock_dir, sock_name)

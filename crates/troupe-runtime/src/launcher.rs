@@ -113,6 +113,46 @@ pub enum LaunchError {
     },
 }
 
+impl LaunchError {
+    /// One line for `troupe status` and task events: for a runtime that died starting,
+    /// its fatal message and the last line of its traceback, else the whole message.
+    pub fn summary(&self) -> String {
+        let (lead, tail) = match self {
+            LaunchError::Exited { code, stderr_tail } => (
+                format!(
+                    "the runtime exited while starting ({})",
+                    describe_code(*code)
+                ),
+                stderr_tail,
+            ),
+            LaunchError::ReadyTimeout {
+                timeout,
+                stderr_tail,
+            } => (
+                format!("the runtime was not ready after {timeout:?}"),
+                stderr_tail,
+            ),
+            other => return other.to_string(),
+        };
+        let fatal = tail
+            .lines()
+            .find_map(|l| l.split_once("FATAL: ").map(|(_, m)| m.trim()));
+        let last = tail
+            .lines()
+            .rev()
+            .map(str::trim_end)
+            .find(|l| !l.is_empty() && !l.starts_with(' '));
+        let mut out = lead;
+        for part in [fatal, last].into_iter().flatten() {
+            if !out.contains(part) {
+                out.push_str(": ");
+                out.push_str(part);
+            }
+        }
+        out
+    }
+}
+
 fn describe_code(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exit code {c}"),
@@ -237,6 +277,8 @@ impl RuntimeProcess {
             .env("ASYA_HANDLER", &spec.handler)
             .env("ASYA_SOCKET_DIR", &spec.socket_dir)
             .env("PYTHONUNBUFFERED", "1")
+            // Lines are re-logged here with a timestamp: the runtime leaves its own out.
+            .env("TROUPE_LOG_RELAY", "1")
             // The runtime exits when this process dies, even by SIGKILL.
             .env("TROUPE_PARENT_PID", std::process::id().to_string())
             // Its own process group: a terminal's Ctrl-C reaches only `troupe up`, which
@@ -443,6 +485,8 @@ async fn forward_lines(
 ) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
+    // Lines without a level (traceback lines, prints) belong to the record before them.
+    let mut level = Level::Info;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line).await {
@@ -456,7 +500,26 @@ async fn forward_lines(
             end
         };
         let text = String::from_utf8_lossy(&line[..end]);
-        tracing::info!(target: "troupe::runtime", handler = %handler, pid, stream, "{text}");
+        let (found, message) = split_level(&text);
+        if stream == "stdout" {
+            level = found.unwrap_or(Level::Info);
+        } else if let Some(found) = found {
+            level = found;
+        }
+        match level {
+            Level::Debug => {
+                tracing::debug!(target: "troupe::runtime", handler = %handler, pid, stream, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "troupe::runtime", handler = %handler, pid, stream, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "troupe::runtime", handler = %handler, pid, stream, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "troupe::runtime", handler = %handler, pid, stream, "{message}")
+            }
+        }
         if let Some(tail) = &tail {
             let kept = truncate_at_char(&text, TAIL_LINE_MAX);
             let mut tail = lock(tail);
@@ -466,6 +529,50 @@ async fn forward_lines(
             tail.push_back(kept);
         }
     }
+}
+
+/// The level a runtime log line is relayed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Splits a runtime line into its level and the rest, dropping a leading timestamp (a
+/// runtime not started by this launcher, such as Asya's, still writes its own, and the
+/// relayed line gets one already). Python's level names and a fatal start error are
+/// recognised; `None` when the line names no level.
+fn split_level(line: &str) -> (Option<Level>, &str) {
+    let mut rest = line;
+    let first = rest.split(' ').next().unwrap_or_default();
+    let is_date = first.len() >= 10
+        && first.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && first.as_bytes()[4] == b'-';
+    if is_date {
+        rest = rest[first.len()..].trim_start();
+        // `2026-01-01 10:00:00,123`: the time is a second word.
+        let second = rest.split(' ').next().unwrap_or_default();
+        if second.as_bytes().first().is_some_and(u8::is_ascii_digit) && second.contains(':') {
+            rest = rest[second.len()..].trim_start();
+        }
+    }
+    if rest.starts_with("troupe-runtime: FATAL") || rest.starts_with("Traceback (most recent") {
+        return (Some(Level::Error), rest);
+    }
+    let word = rest.split([' ', ':']).next().unwrap_or_default();
+    let level = match word.trim_start_matches('[').trim_end_matches(']') {
+        "DEBUG" | "NOTSET" => Level::Debug,
+        "INFO" => Level::Info,
+        "WARNING" | "WARN" => Level::Warn,
+        "ERROR" | "CRITICAL" | "FATAL" => Level::Error,
+        _ => return (None, if is_date { rest } else { line }),
+    };
+    (
+        Some(level),
+        rest[word.len()..].trim_start_matches(':').trim_start(),
+    )
 }
 
 fn truncate_at_char(text: &str, max: usize) -> String {
@@ -516,6 +623,61 @@ mod tests {
         );
         s.python_path = vec!["/bad:path".into()];
         assert!(matches!(s.pythonpath(), Err(LaunchError::PythonPath(_))));
+    }
+
+    #[test]
+    fn relayed_lines_keep_their_level_and_lose_their_timestamp() {
+        assert_eq!(
+            split_level("2026-12-07T10:00:00 ERROR troupe.runtime: task t1: handler raised"),
+            (
+                Some(Level::Error),
+                "troupe.runtime: task t1: handler raised"
+            )
+        );
+        assert_eq!(
+            split_level("2026-12-07 10:00:00,123 WARNING asya: slow"),
+            (Some(Level::Warn), "asya: slow")
+        );
+        assert_eq!(
+            split_level("DEBUG troupe.runtime: x"),
+            (Some(Level::Debug), "troupe.runtime: x")
+        );
+        assert_eq!(
+            split_level("troupe-runtime: FATAL: handler 'h.C.run' failed"),
+            (
+                Some(Level::Error),
+                "troupe-runtime: FATAL: handler 'h.C.run' failed"
+            )
+        );
+        assert_eq!(
+            split_level("  File \"h.py\", line 3"),
+            (None, "  File \"h.py\", line 3")
+        );
+        assert_eq!(split_level("hello from print"), (None, "hello from print"));
+        assert_eq!(split_level("2026-12-07T10:00:00 plain"), (None, "plain"));
+    }
+
+    #[test]
+    fn start_error_summary_names_the_fatal_message_and_the_traceback_end() {
+        let e = LaunchError::Exited {
+            code: Some(1),
+            stderr_tail: "troupe-runtime: FATAL: handler 'h.C.run': instantiating h.C() failed: ValueError: no model\n\
+                Traceback (most recent call last):\n  File \"h.py\", line 3, in __init__\n    raise ValueError(\"no model\")\n\
+                ValueError: no model"
+                .into(),
+        };
+        assert_eq!(
+            e.summary(),
+            "the runtime exited while starting (exit code 1): handler 'h.C.run': instantiating h.C() failed: ValueError: no model"
+        );
+        let e = LaunchError::Exited {
+            code: None,
+            stderr_tail: "Traceback (most recent call last):\n  File \"x\"\nMemoryError".into(),
+        };
+        assert_eq!(
+            e.summary(),
+            "the runtime exited while starting (killed by a signal): MemoryError"
+        );
     }
 
     #[test]
