@@ -32,7 +32,7 @@ HANDLERS = """
 """
 
 STATUS_KEYS = {"actor", "crew", "ready", "delayed", "in_flight", "replicas_running",
-               "replicas_desired", "succeeded", "failed", "retried", "unacked", "last_error"}
+               "replicas_desired", "succeeded", "failed", "retried", "unacked", "restarts", "last_error"}
 
 
 def two_actor_mesh(mesh, *extra):
@@ -52,12 +52,13 @@ def pid_alive(pid):
 def table_rows(text):
     """`troupe status` table rows by actor: the columns after ACTOR, last error joined."""
     lines = text.strip().splitlines()
-    assert lines[0].split()[:9] == ["ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS",
-                                    "SUCCEEDED", "FAILED", "RETRIED", "UNACKED"], lines[0]
+    assert lines[0].split()[:10] == ["ACTOR", "QUEUED", "DELAYED", "INFLIGHT", "REPLICAS",
+                                     "SUCCEEDED", "FAILED", "RETRIED", "UNACKED", "RESTARTS"], lines[0]
     rows = {}
     for line in lines[1:]:
         cols = line.split()
-        rows[cols[0]] = cols[1:8] + [" ".join(cols[9:]), cols[8]]
+        # Last error at [7] as before; UNACKED and RESTARTS after it.
+        rows[cols[0]] = cols[1:8] + [" ".join(cols[10:]), cols[8], cols[9]]
     return rows
 
 
@@ -83,6 +84,7 @@ def test_status_counts_after_traffic(mesh):
     assert rows["ok"][:7] == ["0", "0", "0", "1/1", "3", "0", "0"]
     assert rows["bad"][:7] == ["0", "0", "0", "1/1", "0", "1", "0"]
     assert "ValueError: bad input: 7" in rows["bad"][7]
+    assert rows["ok"][9] == rows["bad"][9] == "0", "no runtime restarts"
     assert rows["x-sink"][:7] == ["0", "0", "0", "native", "3", "1", "0"]
     assert rows["x-sump"][4:6] == ["0", "0"]
 

@@ -1077,3 +1077,45 @@ def test_check_handler_resolves_without_instantiating(tmp_path, monkeypatch):
         rt.check_handler("chk_mod.Needs.run")
     with pytest.raises(rt.HandlerLoadError, match="cannot import module"):
         rt.check_handler("no_such_module_xyz.f")
+
+
+# -- issue 9: start errors, relayed logs, memory limit -----------------------------------------------
+
+def _load_error(tmp_path, monkeypatch, source):
+    (tmp_path / "init_mod.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("init_mod", None)
+    with pytest.raises(troupe_runtime.HandlerLoadError) as err:
+        troupe_runtime.load_handler("init_mod.Model.run")
+    return str(err.value)
+
+
+def test_init_hint_only_for_a_missing_argument(tmp_path, monkeypatch):
+    text = _load_error(tmp_path, monkeypatch, "class Model:\n    def __init__(self, p='x'):\n"
+                       "        raise ValueError('no weights')\n    def run(self, p):\n        return p\n")
+    assert "ValueError: no weights" in text and "needs a default" not in text, text
+    text = _load_error(tmp_path, monkeypatch, "def load(a, b):\n    return a\n"
+                       "class Model:\n    def __init__(self, p='x'):\n        load(p)\n"
+                       "    def run(self, p):\n        return p\n")
+    assert "TypeError" in text and "needs a default" in text, text
+
+
+def test_relayed_log_lines_have_no_timestamp(spawn):
+    proc = spawn("rt_handlers.echo", {"TROUPE_LOG_RELAY": "1", "ASYA_LOG_LEVEL": "INFO"}).wait_ready()
+    _code, _out, err = proc.stop()
+    ready = [line for line in err.splitlines() if "runtime ready" in line]
+    assert ready and ready[0].startswith("INFO troupe.runtime: runtime ready"), err
+
+
+def test_memory_limit_turns_a_leak_into_a_memory_error_and_exits(spawn, handlers_dir):
+    (handlers_dir / "leak_mod.py").write_text(
+        "def leak(p):\n    hold = [bytearray(8 << 20) for _ in range(p['mb'] // 8)]\n    return len(hold)\n")
+    proc = spawn("leak_mod.leak", {"TROUPE_MEMORY_LIMIT": str(128 << 20),
+                                   "TROUPE_MEMORY_LIMIT_TEXT": "128Mi"}).wait_ready()
+    resp = invoke(proc.socket, envelope(payload={"mb": 16}))
+    assert resp.status == 200, resp.body
+    resp = invoke(proc.socket, envelope(payload={"mb": 512}))
+    assert resp.status == 500, resp.body
+    details = resp.json["details"]
+    assert (details["type"], details["message"]) == ("MemoryError", "exceeded resources.limits.memory 128Mi")
+    assert proc.proc.wait(10) == troupe_runtime.EXIT_OVER_MEMORY

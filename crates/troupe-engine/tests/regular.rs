@@ -1229,7 +1229,23 @@ async fn failures_are_not_followed_by_completed_reports() {
     let b = Bench::new(retry_settings());
     let h = failing(&b);
     b.run_json(&h, &input()).await;
-    assert_eq!(b.event_kinds(), vec!["received", "processing"]);
+    // The third is the retry notice, still a progress event, never `completed`.
+    assert_eq!(
+        b.event_kinds(),
+        vec!["received", "processing", "processing"]
+    );
+}
+
+#[tokio::test]
+async fn a_retry_is_reported_with_its_attempt_delay_and_error() {
+    let b = Bench::new(retry_settings());
+    let h = failing(&b);
+    b.run_json(&h, &input()).await;
+    let events = b.events();
+    let (_, last) = events.last().unwrap();
+    let message = last["data"]["message"].as_str().unwrap();
+    // Exponential from 1s without jitter: attempt 2 of 3 comes in 1 s.
+    assert_eq!(message, "attempt 2/3 in 1.0 s: ValueError: boom");
 }
 
 #[tokio::test]
