@@ -208,10 +208,8 @@ async fn ready_timeout_when_no_ready_file_appears() {
     let script =
         "import sys, time\nprint('loading forever', file=sys.stderr, flush=True)\ntime.sleep(60)\n";
     let mut proc = RuntimeProcess::spawn(spec(dir.path(), script, vec![])).unwrap();
-    let err = proc
-        .wait_ready(Duration::from_millis(500))
-        .await
-        .unwrap_err();
+    // Long enough for a loaded machine to start Python and print the line.
+    let err = proc.wait_ready(Duration::from_secs(3)).await.unwrap_err();
     assert!(matches!(&err, LaunchError::ReadyTimeout { .. }), "{err}");
     assert!(err.to_string().contains("loading forever"), "{err}");
     proc.kill().unwrap();
