@@ -283,6 +283,13 @@ impl MeshHttpIngress {
             .send()
             .await
             .map_err(|e| format!("cannot reach the mesh at {}: {e}", self.mesh_url))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "the mesh at {} refused the gateway (401): give this gateway the mesh's {} (docs/security.md)",
+                self.mesh_url,
+                troupe_gateway::SIDECAR_TOKEN_ENV
+            ));
+        }
         let body: serde_json::Value = resp
             .json()
             .await
