@@ -105,6 +105,12 @@ def test_forged_and_unauthenticated_requests_are_refused(mesh):
     task = json.dumps(status_of(mesh, tid))
     assert "forged" not in task and SECRET in task, task
 
+    # Raw publishing: an operator with a client key may replay an envelope.
+    env = {"id": "replayed-1", "route": {"prev": [], "curr": "slow", "next": []}, "payload": {"secret": "r"}}
+    code, _ = raw(mesh, "POST", "/troupe/v1/queues/slow", json.dumps(env).encode(), {**JSON, "X-API-Key": MCP_KEY})
+    assert code == 202
+    assert mesh.wait_result("replayed-1")["payload"] == {"done": True, "echo": "r"}
+
     # The sidecar token (held by the mesh's own sidecars) is accepted on the sidecar routes.
     code, _ = mesh.http("POST", f"/api/v1/mesh/{tid}/events",
                         {"type": "status", "status": "running", "data": {}}, sidecar=True)

@@ -147,10 +147,14 @@ impl Mesh {
         let store = crate::front::open_store(&config).await?;
         restore_paused(store.as_ref(), &state).await;
         // The sidecar credential: shared with `troupe gateway` replicas and standalone
-        // sidecars through the environment, else fresh for this run.
-        let sidecar_token = std::env::var(troupe_gateway::SIDECAR_TOKEN_ENV)
+        // sidecars through the environment, else fresh for this run. Only a shared one is
+        // sent to other gateways: a generated token never leaves the process, so an
+        // envelope naming a foreign gateway URL cannot harvest it.
+        let shared_token = std::env::var(troupe_gateway::SIDECAR_TOKEN_ENV)
             .ok()
-            .filter(|t| !t.is_empty())
+            .filter(|t| !t.is_empty());
+        let sidecar_token = shared_token
+            .clone()
             .unwrap_or_else(troupe_gateway::security::generate_token);
         let mut gateway_config = GatewayConfig {
             internal_url: url.clone(),
@@ -174,8 +178,10 @@ impl Mesh {
             Arc::new(crate::reporting::RoutedReporter {
                 local_url: url.clone(),
                 local: gateway.reporter(),
-                remote: troupe_engine::http_report::HttpReporter::with_token(Some(&sidecar_token))
-                    .map_err(MeshError::Gateway)?,
+                remote: troupe_engine::http_report::HttpReporter::with_token(
+                    shared_token.as_deref(),
+                )
+                .map_err(MeshError::Gateway)?,
             })
         };
         let gateway_url = (!options.no_gateway).then(|| url.clone());
