@@ -2,6 +2,7 @@
 `troupe` binary: older Asya settings, Asya's AMQP URL forms, a runtime that does not
 speak HTTP, another runtime file under `troupe up`, and resume payload validation."""
 
+import asyncio
 import json
 import os
 import re
@@ -154,3 +155,126 @@ def test_a_runtime_that_does_not_speak_http_is_named_not_waited_for(rabbitmq_ser
     finally:
         stop.set()
         t.join(5)
+
+
+# -- item 20: a resume payload is checked against the pause's fields ---------------------------
+
+PAUSE_MESH = """
+    gateway:
+      mcp:
+        tools:
+          - {name: review, actor: draft, description: Drafts and waits for approval, timeout: 60}
+      a2a:
+        agents:
+          - name: reviewer
+            actor: draft
+            description: Drafts and waits for approval
+            timeout: 60
+            skills: [{id: review, name: Review, description: Approve a draft, tags: [hitl]}]
+    actors:
+      - {actor: draft, handler: hitl.draft}
+      - {actor: finalize, handler: hitl.finalize}
+    crew:
+      pause_metadata:
+        prompt: "Send it?"
+        fields:
+          - {name: approved, type: boolean, prompt: "Send it?", required: true}
+          - {name: note, type: string, required: false}
+"""
+
+PAUSE_HANDLERS = """
+    def draft(p):
+        yield "SET", ".route.next", ["x-pause", "finalize"]
+        yield {"draft": "hello"}
+
+    def finalize(p):
+        return {"sent": p["approved"], "note": p.get("note")}
+"""
+
+REFUSED_TYPE = "field 'approved' must be a boolean (true or false), got the string \"yes-please\""
+REFUSED_MISSING = "field 'approved' is required"
+
+
+def _paused(mesh, task):
+    code, t = mesh.task(task)
+    return code == 200 and t["status"] == "paused"
+
+
+def _a2a(base, params):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                       "params": params}).encode()
+    req = urllib.request.Request(base + "/a2a/", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def _a2a_message(data, task_id=None):
+    msg = {"kind": "message", "role": "user", "messageId": f"m-{time.monotonic_ns()}",
+           "parts": [{"kind": "data", "data": data}]}
+    if task_id:
+        msg["taskId"] = task_id
+    return {"message": msg}
+
+
+def test_resume_payload_is_checked_against_the_pause_fields_everywhere(mesh):
+    mesh.write("troupe.yaml", PAUSE_MESH)
+    mesh.write("hitl.py", PAUSE_HANDLERS)
+    mesh.start()
+
+    # CLI: wrong type and no payload at all are refused, non-zero, the task stays paused.
+    task = mesh.send("draft")
+    mesh.wait_for(lambda: _paused(mesh, task), what="task paused")
+    r = mesh.cli("resume", task, '{"approved":"yes-please"}')
+    assert r.returncode != 0 and REFUSED_TYPE in r.stderr, r.stderr
+    r = mesh.cli("resume", task)
+    assert r.returncode != 0 and REFUSED_MISSING in r.stderr, r.stderr
+    assert _paused(mesh, task)
+    assert (mesh.state_dir / "paused" / f"{task}.json").exists()
+
+    # Mesh API: 400 with the same message.
+    code, body = mesh.http("POST", f"/api/v1/mesh/{task}/resume",
+                           {"payload": {"approved": "yes-please"}})
+    assert code == 400 and REFUSED_TYPE in body["error"], (code, body)
+    assert _paused(mesh, task)
+    # A valid resume goes through.
+    mesh.cli("resume", task, '{"approved": true, "note": "ok"}', check=True)
+    assert mesh.wait_result(task)["payload"] == {"sent": True, "note": "ok"}
+
+    # A2A: the reply on an input-required task is refused as invalid params.
+    base = mesh.url
+    started = _a2a(base, _a2a_message({"q": 1}))["result"]
+    assert started["status"]["state"] == "input-required", started
+    a2a_task = started["id"]
+    refused = _a2a(base, _a2a_message({"approved": "yes-please"}, a2a_task))
+    assert refused["error"]["code"] == -32602, refused
+    assert REFUSED_TYPE in refused["error"]["message"], refused
+    got = _a2a_get(base, a2a_task)
+    assert got["status"]["state"] == "input-required", got
+    done = _a2a(base, _a2a_message({"approved": False}, a2a_task))["result"]
+    assert done["status"]["state"] == "completed", done
+
+    # MCP: a tool call that pauses returns the id; resuming it is checked the same way.
+    paused = asyncio.run(asyncio.wait_for(_mcp_call(base, "review"), 60))
+    assert paused["status"] == "paused", paused
+    code, body = mesh.http("POST", f"/api/v1/mesh/{paused['id']}/resume", {"payload": {}})
+    assert code == 400 and REFUSED_MISSING in body["error"], (code, body)
+    assert _paused(mesh, paused["id"])
+    assert mesh.stop() == 0
+
+
+def _a2a_get(base, task_id):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tasks/get",
+                       "params": {"id": task_id}}).encode()
+    req = urllib.request.Request(base + "/a2a/", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["result"]
+
+
+async def _mcp_call(base, tool):
+    from mcp import Client
+
+    async with Client(base + "/mcp") as client:
+        res = await client.call_tool(tool, {})
+        return json.loads(res.content[0].text)

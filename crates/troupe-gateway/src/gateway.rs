@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use troupe_protocol::clock::format_ts;
+use troupe_protocol::resume_input::{declared_fields, validate_resume_input};
 use troupe_protocol::{Clock, SystemClock};
 
 use crate::config::GatewayConfig;
@@ -631,11 +632,21 @@ impl Gateway {
                     task.status
                 )));
             }
-            if task.data.pause_metadata.is_none() {
+            let Some(metadata) = &task.data.pause_metadata else {
                 return Err(GatewayError::Conflict(
                     "no saved state: the task was paused externally and can only be canceled"
                         .into(),
                 ));
+            };
+            // Checked here, before the task leaves `paused`, so that every client (mesh
+            // API, CLI, A2A, Asya's create-on-x-resume) is refused alike and can retry.
+            let metadata = metadata.to_value();
+            if !declared_fields(&metadata).is_empty() {
+                validate_resume_input(&metadata, &req.payload.to_value()).map_err(|e| {
+                    GatewayError::BadRequest(format!(
+                        "cannot resume task {id}: {e}; the task stays paused"
+                    ))
+                })?;
             }
             if !self.inner.ingress.has_actor(RESUME_ACTOR) {
                 return Err(GatewayError::Publish(

@@ -975,6 +975,76 @@ async fn resume_publishes_to_x_resume_with_same_id() {
     h.shutdown().await;
 }
 
+/// Issue 9 item 20: a resume is checked against the fields the pause declared, for the
+/// resume route and Asya's create-on-x-resume alike; a refusal is a 400 naming the field
+/// and the type, and the task stays paused with nothing sent to x-resume.
+#[tokio::test]
+async fn resume_input_is_checked_against_the_pause_fields() {
+    let h = Harness::start().await;
+    let id = h.create("a", json!({})).await;
+    let code = h
+        .event(
+            &id,
+            json!({"type": "status", "status": "completed", "data": {
+                "prev": ["a", "x-pause"], "curr": "x-resume", "next": ["b"], "status": "completed",
+                "pause_metadata": {"prompt": "Send?", "fields": [
+                    {"name": "approved", "type": "boolean", "required": true}]}}}),
+        )
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(h.status_of(&id).await, "paused");
+    let resume = |body: Value| {
+        let req = h
+            .http
+            .post(h.url(&format!("/api/v1/mesh/{id}/resume")))
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    for (body, needle) in [
+        (
+            json!({"payload": {"approved": "yes-please"}}),
+            "field 'approved' must be a boolean (true or false), got the string \"yes-please\"",
+        ),
+        (json!({}), "field 'approved' is required"),
+        (json!({"payload": {}}), "field 'approved' is required"),
+        (json!({"payload": "yes"}), "must be a JSON object"),
+    ] {
+        let r = resume(body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            text.contains(needle) && text.contains("stays paused"),
+            "{text}"
+        );
+        assert_eq!(h.status_of(&id).await, "paused");
+    }
+    // Asya's A2A adapter resumes by creating a task on x-resume.
+    let r = h
+        .http
+        .post(h.url("/api/v1/mesh/?actor=x-resume"))
+        .json(&json!({"payload": {"approved": 1}, "headers": {"x-asya-resume-task": id}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(h.status_of(&id).await, "paused");
+    assert!(
+        h.ingress.published().iter().all(|(a, _)| a != "x-resume"),
+        "nothing reaches x-resume"
+    );
+    assert_eq!(
+        resume(json!({"payload": {"approved": false}}))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(h.status_of(&id).await, "running");
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn resume_with_explicit_timeout_and_without_deadline() {
     let h = Harness::start().await;

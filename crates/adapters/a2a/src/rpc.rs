@@ -414,7 +414,9 @@ impl Inner {
         {
             Ok(()) => {}
             Err(GatewayError::NotFound(_)) => return Err(RpcError::task_not_found(task_id)),
-            Err(GatewayError::Conflict(m)) => return Err(RpcError::invalid_params(m)),
+            Err(GatewayError::Conflict(m) | GatewayError::BadRequest(m)) => {
+                return Err(RpcError::invalid_params(m))
+            }
             Err(e) => return Err(gateway_error(e)),
         }
         let events = self.gateway.follow(task_id).await.ok();
