@@ -256,6 +256,28 @@ impl Gateway {
         self.create_routed(actor, namespace, body, &[]).await
     }
 
+    /// [`Gateway::create`] taking the body by value: it is dropped once the payload is
+    /// copied out of it, so a large body is not held twice while the task is stored.
+    pub async fn create_owned(
+        &self,
+        actor: &str,
+        namespace: Option<&str>,
+        body: bytes::Bytes,
+    ) -> Result<String, GatewayError> {
+        let req = parse_body(&body, true, &self.inner.config)?;
+        drop(body);
+        self.create_task(NewTask {
+            actor: actor.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            payload: req.payload,
+            headers: req.headers,
+            timeout: req.timeout,
+            next: Vec::new(),
+            id: None,
+        })
+        .await
+    }
+
     /// Troupe's create with a route tail: the task enters at `actor` and continues
     /// through `next` (used by `troupe send --route`; the compatible create above
     /// rejects routing fields in its body).
@@ -285,10 +307,11 @@ impl Gateway {
     pub async fn create_with_route(
         &self,
         actor: &str,
-        body: &[u8],
+        body: bytes::Bytes,
         next: &[String],
     ) -> Result<String, GatewayError> {
-        let req = parse_body(body, false, &self.inner.config)?;
+        let req = parse_body(&body, false, &self.inner.config)?;
+        drop(body);
         self.create_task(NewTask {
             actor: actor.to_owned(),
             namespace: None,
@@ -977,8 +1000,13 @@ fn envelope(
         payload,
         status: deadline_at.map(|d| DeadlineOnly { deadline_at: d }),
     };
-    // Serialising string-keyed maps and JSON values cannot fail.
-    bytes::Bytes::from(serde_json::to_vec(&env).unwrap_or_default())
+    // Sized up front: a payload of tens of megabytes is not copied on regrowth.
+    let mut buf = Vec::with_capacity(payload.len() + 4096);
+    // Serialising string-keyed maps and JSON text cannot fail.
+    if serde_json::to_writer(&mut buf, &env).is_err() {
+        buf.clear();
+    }
+    bytes::Bytes::from(buf)
 }
 
 /// A create or resume body; the payload is kept as text (never parsed into a tree).

@@ -307,7 +307,7 @@ async fn create(
         Err(r) => return r.into_response(),
     };
     let actor = q.actor.unwrap_or_default();
-    match gw.create(&actor, q.namespace.as_deref(), &body).await {
+    match gw.create_owned(&actor, q.namespace.as_deref(), body).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         Err(e) => e.into_response(),
     }

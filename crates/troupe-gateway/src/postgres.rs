@@ -279,7 +279,7 @@ struct Encoded {
 }
 
 fn encode(task: &Task) -> Result<Encoded, StoreError> {
-    let data = serde_json::to_string(&task.data).map_err(|e| StoreError::Corrupt {
+    let data = task.data_text().map_err(|e| StoreError::Corrupt {
         id: task.id.clone(),
         reason: format!("data cannot be encoded as JSON: {e}"),
     })?;

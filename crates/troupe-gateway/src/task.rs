@@ -59,6 +59,22 @@ pub struct TaskData {
     pub pause_metadata: Option<RawJson>,
 }
 
+impl TaskData {
+    /// Bytes the JSON text will take, about: the raw members plus room for the rest.
+    fn text_len_hint(&self) -> usize {
+        [
+            &self.payload,
+            &self.result,
+            &self.error_details,
+            &self.pause_metadata,
+        ]
+        .iter()
+        .map(|m| m.as_ref().map_or(0, RawJson::len))
+        .sum::<usize>()
+            + 4096
+    }
+}
+
 /// A stored task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -117,9 +133,22 @@ impl Task {
         self.data.parent_id.as_deref()
     }
 
+    /// `data` as JSON text without `status` (what the stores keep), written into a
+    /// buffer sized for the payload and result so a large one is not copied on regrowth.
+    pub fn data_text(&self) -> Result<String, serde_json::Error> {
+        let mut buf = Vec::with_capacity(self.data.text_len_hint());
+        serde_json::to_writer(&mut buf, &self.data)?;
+        // serde_json writes UTF-8 only.
+        Ok(String::from_utf8(buf).unwrap_or_default())
+    }
+
     /// `data` as JSON text, `status` included (SSE `status` event data).
     pub fn data_json(&self) -> String {
-        serde_json::to_string(&self.data_view()).unwrap_or_else(|_| "{}".to_owned())
+        let mut buf = Vec::with_capacity(self.data.text_len_hint());
+        if serde_json::to_writer(&mut buf, &self.data_view()).is_err() {
+            return "{}".to_owned();
+        }
+        String::from_utf8(buf).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The §2.2 Message as a JSON value (parses the payload and result: tests and

@@ -178,7 +178,7 @@ async fn create_task(State(st): State<Arc<ControlState>>, body: axum::body::Byte
         )
             .into_response();
     }
-    match st.gateway.create_with_route(&actor, &body, &next).await {
+    match st.gateway.create_with_route(&actor, body, &next).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
         Err(e) => {
             let code =
