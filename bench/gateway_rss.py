@@ -47,11 +47,15 @@ def zeros(n):
 
 
 def rss_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found for {pid}")
+    """The field in KiB; None once the process is gone (a zombie has no memory lines)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 class Mesh:
@@ -138,9 +142,11 @@ def one_run(binary, scenario, concurrency, max_as_gib, body):
             t.start()
         for t in threads:
             t.join()
-        alive = mesh.proc.poll() is None
-        peak = rss_kib(mesh.proc.pid, "VmHWM") if alive else None
-        return idle, peak, codes, alive
+        peak = rss_kib(mesh.proc.pid, "VmHWM") if mesh.proc.poll() is None else None
+        if peak is None:
+            log = (Path(mesh.dir.name) / "up.log").read_text(errors="replace")
+            print("troupe up died; the end of its log:\n" + log[-1500:], flush=True)
+        return idle, peak, codes, peak is not None
     finally:
         mesh.stop()
 
