@@ -208,8 +208,15 @@ class Mesh:
 
     def wait_result(self, task_id, kind="succeeded", timeout=30):
         path = self.state_dir / kind / f"{task_id}.json"
-        self.wait_for(path.exists, timeout=timeout, what=f"{kind}/{task_id}.json")
-        return json.loads(path.read_text())
+
+        def parsed():
+            # Result files are written in place: one can exist before its bytes do.
+            try:
+                return json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+
+        return self.wait_for(parsed, timeout=timeout, what=f"{kind}/{task_id}.json")
 
 
 @pytest.fixture

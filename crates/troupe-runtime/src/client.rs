@@ -344,13 +344,20 @@ impl RuntimeClient {
         attempt(conn, request_head, body)
             .await
             .map_err(|e| match e {
-                AttemptError::Unsent(message) | AttemptError::Unread(message) => {
+                // After a pooled connection that may have delivered the request, a
+                // fresh one that the dying runtime never read proves nothing.
+                AttemptError::Unsent(message) | AttemptError::Unread(message)
+                    if !maybe_delivered =>
+                {
                     RuntimeCallError::NotDelivered {
                         socket: self.socket.clone(),
                         message,
                     }
                 }
-                AttemptError::Stale(msg) | AttemptError::Fatal(msg) => self.unreachable(msg),
+                AttemptError::Unsent(msg)
+                | AttemptError::Unread(msg)
+                | AttemptError::Stale(msg)
+                | AttemptError::Fatal(msg) => self.unreachable(msg),
             })
     }
 

@@ -911,3 +911,44 @@ async fn an_old_length_prefixed_runtime_is_named_not_timed_out() {
         .unwrap_err();
     assert!(!matches!(err, RuntimeCallError::NotHttp { .. }), "{err:?}");
 }
+
+/// A pooled connection that closes after reading the request may have delivered it; a
+/// retry on a fresh connection that the dying runtime never reads (reset) must not turn
+/// that into "not delivered": the message would run a second time instead of x-sump.
+#[tokio::test]
+async fn unread_retry_after_a_possible_delivery_is_unreachable() {
+    let server = serve(|mut s, n| async move {
+        let mut buf = Vec::new();
+        if n == 1 {
+            read_request(&mut s, &mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+            // Reads the next request whole, then dies: EOF, maybe delivered.
+            read_request(&mut s, &mut buf).await.unwrap();
+        } else {
+            // Accepted while dying: the request arrives but is never read (reset).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let client = server.client();
+    collect(&client, b"{}").await.unwrap();
+    let r = collect(&client, b"{}").await;
+    assert!(is_unreachable(&r), "{r:?}");
+    assert_eq!(server.accepted(), 2);
+}
+
+/// A fresh connection whose request the runtime never reads (it was dying) is not
+/// delivered: the message is requeued.
+#[tokio::test]
+async fn unread_request_on_a_fresh_connection_is_not_delivered() {
+    let server = serve(|_s, _n| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    let client = server.client();
+    let r = collect(&client, b"{}").await;
+    assert!(
+        matches!(r, Err(RuntimeCallError::NotDelivered { .. })),
+        "{r:?}"
+    );
+}
