@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,63 @@ async def _mcp_call(base, tool):
     async with Client(base + "/mcp") as client:
         res = await client.call_tool(tool, {})
         return json.loads(res.content[0].text)
+
+
+# -- item 19b: `runtime:` runs another runtime file ---------------------------------------------
+
+BUILT_IN_RUNTIME = Path(__file__).resolve().parents[2] / "crates/troupe-runtime/python/troupe_runtime.py"
+
+
+def _marked_runtime(tag):
+    """A copy of the runtime that leaves `{MARKER_DIR}/{tag}-{pid}` when it starts."""
+    text = BUILT_IN_RUNTIME.read_text()
+    marker = ("import os as _os\n"
+              f"open(_os.path.join(_os.environ['MARKER_DIR'], '{tag}-%d' % _os.getpid()), 'w').close()\n")
+    return marker + text
+
+
+def test_runtime_setting_runs_another_runtime_file_mesh_wide_and_per_actor(mesh, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    mesh.write("rt/mesh_runtime.py", _marked_runtime("mesh"))
+    mesh.write("rt/own_runtime.py", _marked_runtime("own"))
+    mesh.write("troupe.yaml", f"""
+        runtime: rt/mesh_runtime.py
+        actors:
+          - actor: upper
+            handler: steps.upper
+            env: [{{name: MARKER_DIR, value: "{markers}"}}]
+          - actor: exclaim
+            handler: steps.exclaim
+            runtime: rt/own_runtime.py
+            env: [{{name: MARKER_DIR, value: "{markers}"}}]
+    """)
+    mesh.write("steps.py", """
+        def upper(p):
+            return {"text": p["text"].upper()}
+
+        def exclaim(p):
+            return {"text": p["text"] + "!"}
+    """)
+    mesh.start(timeout=60)
+    res = mesh.cli("send", "upper", '{"text": "hi"}', "--route", "exclaim", "--wait",
+                   "--timeout", "30s")
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{mesh.log()[-3000:]}"
+    assert json.loads(res.stdout) == {"text": "HI!"}
+    tags = sorted({p.name.split("-")[0] for p in markers.iterdir()})
+    assert tags == ["mesh", "own"], tags
+    assert mesh.stop() == 0
+
+
+def test_runtime_setting_naming_a_missing_file_fails_at_start_with_its_position(mesh):
+    mesh.write("troupe.yaml", """
+        actors:
+          - actor: upper
+            handler: steps.upper
+            runtime: rt/missing.py
+    """)
+    mesh.write("steps.py", "def upper(p):\n    return p\n")
+    mesh.start(wait=False)
+    assert mesh.proc.wait(30) == 2
+    log = mesh.log()
+    assert re.search(r"troupe\.yaml:\d+:\d+: actors\[0\]\.runtime: runtime file .*missing\.py does not exist", log), log

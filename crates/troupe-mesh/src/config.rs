@@ -9,6 +9,8 @@
 //! state_dir: .troupe          # relative to the mesh file's folder
 //! python: python3             # interpreter for runtimes (a path with a folder part, such as
 //!                             # .venv/bin/python, is relative to the mesh file's folder)
+//! runtime: asya_runtime.py    # optional: a runtime .py file run instead of the built-in one
+//!                             # (relative to the mesh file's folder; also per actor)
 //! transport: embedded         # or a broker URL: amqp://…, sqs://…, pubsub://…, nats://…, redis://…
 //! fsync: never                 # embedded queue: never | always | <duration> (power-loss durability)
 //! gateway: {listen: "127.0.0.1:0", api_key: …, cors_origins: [https://app.example],
@@ -103,6 +105,7 @@ const MESH_FIELDS: &[&str] = &[
     "crew",
     "kind",
     "apiVersion",
+    "runtime",
 ];
 
 const ACTOR_FIELDS: &[&str] = &[
@@ -130,6 +133,7 @@ const ACTOR_FIELDS: &[&str] = &[
     "compositionRef",
     "concurrency",
     "pipeline",
+    "runtime",
 ];
 
 /// Actor fields accepted for Kubernetes compatibility but without local effect, with the advice
@@ -241,6 +245,9 @@ pub struct MeshConfig {
     pub state_dir: PathBuf,
     /// Default interpreter for runtimes.
     pub python: String,
+    /// `runtime:` a runtime file run instead of the built-in one (absolute; checked to
+    /// exist when the file was read).
+    pub runtime: Option<PathBuf>,
     /// `embedded` (default) or a broker URL (`amqp://…`, `sqs://…`, `pubsub://…`,
     /// `nats://…`, `redis://…`).
     pub transport: String,
@@ -266,6 +273,8 @@ pub struct ActorConfig {
     pub handler: String,
     /// Interpreter (`pythonExecutable`, else the mesh's `python`).
     pub python: String,
+    /// Runtime file (`runtime`, else the mesh's `runtime`; `None` = the built-in one).
+    pub runtime: Option<PathBuf>,
     /// Runtime environment in file order.
     pub env: Vec<(String, String)>,
     /// Replica settings.
@@ -1109,6 +1118,24 @@ impl Checker<'_> {
         Some(s)
     }
 
+    /// `runtime:`: an existing file, relative to the mesh file's folder.
+    fn runtime_file(&mut self, v: &Value, p: &FieldPath, root: &Path) -> Option<PathBuf> {
+        let text = self.non_empty_string(v, p)?;
+        let path = root.join(text.trim());
+        if path.is_file() {
+            Some(path)
+        } else {
+            self.error(
+                p,
+                format!(
+                    "runtime file {} does not exist: name a Python runtime file (such as a copy of Asya's asya_runtime.py), relative to the mesh file's folder, or remove the setting to use the built-in runtime",
+                    path.display()
+                ),
+            );
+            None
+        }
+    }
+
     fn uint(&mut self, v: &Value, p: &FieldPath) -> Option<u32> {
         let v = untag(v);
         if let Some(n) = v.as_u64() {
@@ -1211,6 +1238,7 @@ impl Checker<'_> {
             namespace: "default".to_string(),
             state_dir: root.join(".troupe"),
             python: "python3".to_string(),
+            runtime: None,
             transport: "embedded".to_string(),
             fsync: troupe_transport_embedded::FsyncPolicy::Never,
             gateway_listen: DEFAULT_GATEWAY_LISTEN,
@@ -1335,7 +1363,8 @@ impl Checker<'_> {
                     first_seen.insert(name.to_string(), (doc, name_path));
                 }
             }
-            if let Some(actor) = self.actor(node, &p, &mesh.python, &mesh.root, &mut refs) {
+            let defaults = (mesh.python.clone(), mesh.runtime.clone());
+            if let Some(actor) = self.actor(node, &p, &defaults, &mesh.root, &mut refs) {
                 if !duplicate {
                     mesh.actors.push(actor);
                 }
@@ -1383,6 +1412,9 @@ impl Checker<'_> {
             if let Some(py) = self.non_empty_string(v, &p.key("python")) {
                 mesh.python = resolve_program(&mesh.root, py);
             }
+        }
+        if let Some(v) = f.get("runtime") {
+            mesh.runtime = self.runtime_file(v, &p.key("runtime"), &mesh.root);
         }
         if let Some(v) = f.get("transport") {
             let q = p.key("transport");
@@ -1625,7 +1657,7 @@ impl Checker<'_> {
         &mut self,
         v: &Value,
         p: &FieldPath,
-        default_python: &str,
+        (default_python, default_runtime): &(String, Option<PathBuf>),
         root: &Path,
         refs: &mut Vec<ActorRef>,
     ) -> Option<ActorConfig> {
@@ -1692,6 +1724,10 @@ impl Checker<'_> {
                 .non_empty_string(v, &p.key("pythonExecutable"))
                 .map(|py| resolve_program(root, py)),
             None => Some(default_python.to_string()),
+        };
+        let runtime = match f.get("runtime") {
+            Some(v) => self.runtime_file(v, &p.key("runtime"), root),
+            None => default_runtime.clone(),
         };
 
         let mut env = match f.get("env") {
@@ -1786,6 +1822,7 @@ impl Checker<'_> {
             name,
             handler: handler?,
             python: python?,
+            runtime,
             env,
             scaling,
             actor_timeout,

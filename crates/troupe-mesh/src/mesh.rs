@@ -520,7 +520,11 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
         python: actor.python.clone(),
         handler: actor.handler.clone(),
         socket_dir: PathBuf::new(),
-        runtime_file: runtime_file.to_path_buf(),
+        // `runtime:` swaps the built-in file for the user's; everything else is the same.
+        runtime_file: actor
+            .runtime
+            .clone()
+            .unwrap_or_else(|| runtime_file.to_path_buf()),
         env,
         python_path: vec![config.root.clone()],
         cwd: Some(config.root.clone()),

@@ -1191,3 +1191,55 @@ actors:
     }
     assert_eq!(troupe_mesh::config::parse_memory_quantity("12Xi"), None);
 }
+
+/// Issue 9 item 19: `runtime:` runs another runtime file, mesh-wide or per actor; the
+/// file must exist, checked when the mesh file is read, with its position.
+#[test]
+fn runtime_file_mesh_wide_and_per_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("asya_runtime.py"), "# runtime\n").unwrap();
+    std::fs::create_dir(dir.path().join("rt")).unwrap();
+    std::fs::write(dir.path().join("rt/other.py"), "# other\n").unwrap();
+    let file = dir.path().join("troupe.yaml");
+    std::fs::write(
+        &file,
+        "runtime: asya_runtime.py\nactors:\n  - actor: a\n    handler: m.f\n  - actor: b\n    handler: m.g\n    runtime: rt/other.py\n",
+    )
+    .unwrap();
+    let (c, _) = MeshConfig::load(&file).unwrap();
+    let root = c.root.clone();
+    assert_eq!(c.runtime, Some(root.join("asya_runtime.py")));
+    assert_eq!(
+        c.actor("a").unwrap().runtime,
+        Some(root.join("asya_runtime.py"))
+    );
+    assert_eq!(
+        c.actor("b").unwrap().runtime,
+        Some(root.join("rt/other.py"))
+    );
+    assert_eq!(
+        ok("actors:\n  - {actor: a, handler: m.f}\n").0.actors[0].runtime,
+        None
+    );
+
+    std::fs::write(
+        &file,
+        "runtime: missing.py\nactors:\n  - actor: a\n    handler: m.f\n    runtime: rt/nope.py\n",
+    )
+    .unwrap();
+    let e = MeshConfig::load(&file).unwrap_err().0;
+    assert_eq!(
+        where_(&e),
+        vec![
+            (1, 1, "runtime".to_string()),
+            (5, 5, "actors[0].runtime".to_string())
+        ],
+        "{}",
+        render(&e)
+    );
+    assert!(
+        e[0].message.contains("missing.py does not exist"),
+        "{}",
+        e[0]
+    );
+}
