@@ -3,6 +3,7 @@
 mod client;
 mod gateway;
 mod logging;
+mod render;
 mod sidecar;
 mod up;
 mod wait;
@@ -99,6 +100,13 @@ enum Command {
         #[command(flatten)]
         mesh: client::MeshArg,
     },
+    /// Print Kubernetes manifests: `--crd` prints the AsyncActor CustomResourceDefinition
+    /// (the mesh's own manifests are not rendered yet).
+    Render {
+        /// Print the AsyncActor CRD (apiextensions.k8s.io/v1), e.g. `troupe render --crd | kubectl apply -f -`.
+        #[arg(long)]
+        crd: bool,
+    },
     /// Print a finished task's stored envelope.
     Result {
         /// Task id.
@@ -157,6 +165,7 @@ async fn run(command: Command) -> u8 {
         Command::Gateway => return gateway::run().await,
         Command::Sidecar => return sidecar::run().await,
         Command::Runtime { python, dir } => return sidecar::exec_runtime(&python, dir),
+        Command::Render { crd } => return render::run(crd),
         Command::Send {
             actor,
             payload,

@@ -8,6 +8,7 @@
 //! - [`errors`]: failure and error envelope builders (§11)
 //! - [`resume_input`]: a resume payload checked against the pause's fields (§14.2)
 //! - [`queue`]: queue naming (§4)
+//! - [`sidecar_env`]: the sidecar's environment variable names (§15)
 //! - [`duration`]: Go duration strings
 //! - [`clock`]: timestamps and an injectable clock
 
@@ -23,6 +24,7 @@ pub mod report;
 pub mod resiliency;
 pub mod resume_input;
 pub mod route;
+pub mod sidecar_env;
 
 pub use clock::{Clock, SystemClock};
 pub use envelope::{Envelope, ErrorInfo, Frame, Phase, Reason, Route, Status};
