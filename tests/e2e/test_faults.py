@@ -736,6 +736,9 @@ def test_killing_an_idle_runtime_never_fails_the_next_message(fmesh):
     assert fmesh.results("failed") == {}
     handlers = {int(n) for n, _ in read_lines(fmesh.root / "pids.log")}
     assert handlers == set(range(kills + 1))
+    restarts, last_error = counts(fmesh, "w", "restarts", "last_error")
+    assert restarts == kills, restarts
+    assert last_error.startswith("runtime exited (signal: 9 (SIGKILL); restart "), last_error
 
 
 # -- 12. failures a user can see ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ use troupe_engine::metrics::ActorStats;
 use troupe_engine::{Engine, Handler};
 use troupe_gateway::{Gateway, ListFilter, TaskStatus};
 use troupe_runtime::client::RuntimeClient;
-use troupe_runtime::launcher::{RuntimeProcess, RuntimeSpec};
+use troupe_runtime::launcher::{RuntimeProcess, RuntimeSpec, EXIT_OVER_MEMORY};
 
 use crate::config::ActorConfig;
 
@@ -227,7 +227,7 @@ async fn supervise(
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
                 let wait = backoff.failed(started.elapsed());
-                ActorStats::bump(&t.engine.stats().restarts);
+                record_exit(&t, &mut process, &status, wait);
                 warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime unreachable; restarting");
                 if wait_or_stop(&mut stop, wait).await {
                     return;
@@ -243,7 +243,7 @@ async fn supervise(
                 consumer_stop.send_replace(true);
                 let _ = consumer.await;
                 let wait = backoff.failed(started.elapsed());
-                ActorStats::bump(&t.engine.stats().restarts);
+                record_exit(&t, &mut process, &status, wait);
                 warn!(actor, replica = index, pid, status = %status, restart_in = ?wait, "runtime crashed; restarting");
                 if wait_or_stop(&mut stop, wait).await {
                     return;
@@ -251,6 +251,33 @@ async fn supervise(
             }
         }
     }
+}
+
+/// A runtime that died after it was ready: counted as a restart and shown as the actor's
+/// last error with the last line it wrote to stderr (a crash loop is visible in `troupe
+/// status` even when no message was in flight).
+fn record_exit(t: &ReplicaTemplate, process: &mut RuntimeProcess, status: &str, wait: Duration) {
+    let stats = t.engine.stats();
+    ActorStats::bump(&stats.restarts);
+    let code = process.try_status().ok().flatten().and_then(|s| s.code());
+    // After a MemoryError the handler failure already names the limit.
+    if code == Some(EXIT_OVER_MEMORY) {
+        return;
+    }
+    let tail = process.stderr_tail();
+    // The last line explains a crash (a traceback's end, a fatal message); a routine log
+    // record ("runtime ready") would only mislead.
+    let last = tail
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("INFO ") && !l.starts_with("DEBUG "));
+    stats.record_error(format!(
+        "runtime exited ({status}; restart {}, next try in {}){}",
+        ActorStats::get(&stats.restarts),
+        human(wait),
+        last.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+    ));
 }
 
 /// Most waiting tasks told, per start failure, that their actor cannot start.

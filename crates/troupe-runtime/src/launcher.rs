@@ -31,6 +31,10 @@ pub const READY_FILE_NAME: &str = "runtime-ready";
 /// Default socket file name (`ASYA_SOCKET_NAME`).
 pub const DEFAULT_SOCKET_NAME: &str = "asya-runtime.sock";
 
+/// Exit code of a runtime that exits after a MemoryError under `resources.limits.memory`
+/// (`EXIT_OVER_MEMORY` in the Python runtime).
+pub const EXIT_OVER_MEMORY: i32 = 75;
+
 /// Readiness poll period: much shorter than Asya's 500 ms because local cold start
 /// latency is visible to the user.
 const READY_POLL: Duration = Duration::from_millis(20);
