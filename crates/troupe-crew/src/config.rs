@@ -1,6 +1,7 @@
 //! Crew configuration from the environment (protocol.md §15).
 
 use std::path::PathBuf;
+use troupe_protocol::sidecar_env as env;
 
 use serde_json::{json, Value};
 
@@ -83,7 +84,7 @@ impl CrewConfig {
         // Unset and empty mean the same for every crew variable, as in Asya.
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
 
-        let pause_metadata = match var("ASYA_PAUSE_METADATA") {
+        let pause_metadata = match var(env::PAUSE_METADATA) {
             None => default_pause_metadata(),
             Some(text) => match serde_json::from_str::<Value>(&text) {
                 Ok(v @ Value::Object(_)) => v,
@@ -97,7 +98,7 @@ impl CrewConfig {
             },
         };
 
-        let resume_merge_mode = match var("ASYA_RESUME_MERGE_MODE") {
+        let resume_merge_mode = match var(env::RESUME_MERGE_MODE) {
             None => MergeMode::Shallow,
             Some(m) => match m.trim().to_ascii_lowercase().as_str() {
                 "shallow" => MergeMode::Shallow,
@@ -107,10 +108,10 @@ impl CrewConfig {
         };
 
         Ok(Self {
-            mount: var("ASYA_PERSISTENCE_MOUNT").map(PathBuf::from),
-            sink_name: var("ASYA_ACTOR_SINK").unwrap_or_else(|| DEFAULT_SINK.to_owned()),
-            sump_name: var("ASYA_ACTOR_SUMP").unwrap_or_else(|| DEFAULT_SUMP.to_owned()),
-            sink_hooks: var("ASYA_SINK_HOOKS")
+            mount: var(env::PERSISTENCE_MOUNT).map(PathBuf::from),
+            sink_name: var(env::ACTOR_SINK).unwrap_or_else(|| DEFAULT_SINK.to_owned()),
+            sump_name: var(env::ACTOR_SUMP).unwrap_or_else(|| DEFAULT_SUMP.to_owned()),
+            sink_hooks: var(env::SINK_HOOKS)
                 .map(|h| {
                     h.split(',')
                         .map(str::trim)
@@ -119,7 +120,7 @@ impl CrewConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
-            sink_fanout_hooks: var("ASYA_SINK_FANOUT_HOOKS")
+            sink_fanout_hooks: var(env::SINK_FANOUT_HOOKS)
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             pause_metadata,
             resume_merge_mode,

@@ -49,6 +49,11 @@ vars! {
     SHUTDOWN_GRACE = "TROUPE_SHUTDOWN_GRACE", "Grace period for in-flight messages on SIGTERM (default 30s).";
     GATEWAY_ALLOWED_HOSTS = "TROUPE_GATEWAY_ALLOWED_HOSTS", "Hosts the gateway token may be sent to, comma-separated.";
     GATEWAY_TOKEN = "TROUPE_GATEWAY_TOKEN", "Bearer token for the gateway's mesh API.";
+    PERSISTENCE_MOUNT = "ASYA_PERSISTENCE_MOUNT", "Crew: folder where x-sink, x-sump and x-pause keep tasks.";
+    SINK_HOOKS = "ASYA_SINK_HOOKS", "Crew: actors run after x-sink, comma-separated.";
+    SINK_FANOUT_HOOKS = "ASYA_SINK_FANOUT_HOOKS", "Crew: also run the hooks for fan-out children (default false).";
+    PAUSE_METADATA = "ASYA_PAUSE_METADATA", "Crew: x-pause's prompt and fields, JSON.";
+    RESUME_MERGE_MODE = "ASYA_RESUME_MERGE_MODE", "Crew: how x-resume merges the input, shallow or deep.";
 }
 
 /// Variables of the runtime container that the renderer sets (platform.md §3).

@@ -8,6 +8,7 @@ use troupe_crew::CrewConfig;
 use troupe_engine::ActorSettings;
 use troupe_protocol::duration::parse_go_duration;
 use troupe_protocol::resiliency::Resiliency;
+use troupe_protocol::sidecar_env as env;
 
 use crate::SidecarError;
 
@@ -91,15 +92,15 @@ const LEGACY_GONE: [(&str, &str); 4] = [
 /// §15 settings this build accepts but does not act on.
 const NOT_IMPLEMENTED: [(&str, &str); 3] = [
     (
-        "ASYA_CUSTOM_METRICS",
+        env::CUSTOM_METRICS,
         "custom metrics are not registered by this build; the built-in asya_actor_* metrics are served",
     ),
     (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        env::OTEL_ENDPOINT,
         "this build does not export OpenTelemetry traces; traceparent/tracestate headers still pass through",
     ),
     (
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        env::OTEL_PROTOCOL,
         "this build does not export OpenTelemetry traces",
     ),
 ];
@@ -266,18 +267,18 @@ impl SidecarConfig {
                 .ok_or_else(|| SidecarError::Config(format!("{name} is required: {what}")))
         };
         let actor = required(
-            "ASYA_ACTOR_NAME",
+            env::ACTOR_NAME,
             "the actor whose queue this sidecar consumes",
         )?;
         troupe_protocol::queue::validate_actor_name(&actor)
-            .map_err(|e| bad("ASYA_ACTOR_NAME", &actor, &e.to_string()))?;
-        let namespace = required("ASYA_NAMESPACE", "the queue namespace, e.g. default")?;
+            .map_err(|e| bad(env::ACTOR_NAME, &actor, &e.to_string()))?;
+        let namespace = required(env::NAMESPACE, "the queue namespace, e.g. default")?;
 
-        let crew = var(get, "TROUPE_CREW");
+        let crew = var(get, env::CREW);
         if let Some(c) = &crew {
             if !CREW.contains(&c.as_str()) {
                 return Err(bad(
-                    "TROUPE_CREW",
+                    env::CREW,
                     c,
                     &format!(
                         "not a crew actor this build runs natively; use one of {}",
@@ -288,10 +289,10 @@ impl SidecarConfig {
         }
 
         let mut settings = ActorSettings::new(actor);
-        if let Some(s) = var(get, "ASYA_ACTOR_SINK") {
+        if let Some(s) = var(get, env::ACTOR_SINK) {
             settings.sink = s;
         }
-        if let Some(s) = var(get, "ASYA_ACTOR_SUMP") {
+        if let Some(s) = var(get, env::ACTOR_SUMP) {
             settings.sump = s;
         }
         let mut warnings = Vec::new();
@@ -299,7 +300,7 @@ impl SidecarConfig {
             if let Some(v) = var(get, name) {
                 // Asya's operator set the old end actors next to ASYA_ACTOR_SINK for a
                 // while; the sink named there is the one that counts.
-                if name.ends_with("_END") && var(get, "ASYA_ACTOR_SINK").is_some() {
+                if name.ends_with("_END") && var(get, env::ACTOR_SINK).is_some() {
                     warnings.push(format!("{name}={v} is an older Asya setting and is ignored: ASYA_ACTOR_SINK is set; remove it"));
                 } else {
                     return Err(bad(
@@ -310,7 +311,7 @@ impl SidecarConfig {
                 }
             }
         }
-        match check_handler_mode(get("ASYA_HANDLER_MODE").as_deref()) {
+        match check_handler_mode(get(env::HANDLER_MODE).as_deref()) {
             Ok(Some(w)) => warnings.push(w),
             Ok(None) => {}
             Err(e) => return Err(SidecarError::Config(e)),
@@ -321,7 +322,7 @@ impl SidecarConfig {
             }
         }
         let timeout_var = match (
-            var(get, "ASYA_RESILIENCY_ACTOR_TIMEOUT"),
+            var(get, env::RESILIENCY_ACTOR_TIMEOUT),
             var(get, "ASYA_RUNTIME_TIMEOUT"),
         ) {
             (None, Some(v)) => {
@@ -330,20 +331,16 @@ impl SidecarConfig {
             }
             (Some(_), Some(v)) => {
                 warnings.push(format!("ASYA_RUNTIME_TIMEOUT={v} is deprecated and ignored: ASYA_RESILIENCY_ACTOR_TIMEOUT is set; remove it"));
-                "ASYA_RESILIENCY_ACTOR_TIMEOUT"
+                env::RESILIENCY_ACTOR_TIMEOUT
             }
-            _ => "ASYA_RESILIENCY_ACTOR_TIMEOUT",
+            _ => env::RESILIENCY_ACTOR_TIMEOUT,
         };
         settings.actor_timeout = duration(get, timeout_var, Duration::from_secs(300))?;
         if settings.actor_timeout.is_zero() {
-            return Err(bad(
-                "ASYA_RESILIENCY_ACTOR_TIMEOUT",
-                "0",
-                "must be positive",
-            ));
+            return Err(bad(env::RESILIENCY_ACTOR_TIMEOUT, "0", "must be positive"));
         }
-        let mut policies = get("ASYA_RESILIENCY_POLICIES");
-        let mut rules = get("ASYA_RESILIENCY_RULES");
+        let mut policies = get(env::RESILIENCY_POLICIES);
+        let mut rules = get(env::RESILIENCY_RULES);
         let legacy: Vec<&str> = LEGACY_RETRY
             .into_iter()
             .filter(|n| var(get, n).is_some())
@@ -370,8 +367,8 @@ impl SidecarConfig {
         }
         settings.resiliency = Resiliency::from_env_json(policies.as_deref(), rules.as_deref())
             .map_err(|e| SidecarError::Config(e.to_string()))?;
-        settings.gateway_url = var(get, "ASYA_GATEWAY_URL");
-        settings.gateway_allowed_hosts = var(get, "TROUPE_GATEWAY_ALLOWED_HOSTS")
+        settings.gateway_url = var(get, env::GATEWAY_URL);
+        settings.gateway_allowed_hosts = var(get, env::GATEWAY_ALLOWED_HOSTS)
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -380,38 +377,38 @@ impl SidecarConfig {
                     .collect()
             })
             .unwrap_or_default();
-        settings.concurrency = count(get, "TROUPE_CONCURRENCY", 1, 1..=1024)?;
-        settings.pipeline = count(get, "TROUPE_PIPELINE", settings.pipeline, 0..=64)?;
+        settings.concurrency = count(get, env::CONCURRENCY, 1, 1..=1024)?;
+        settings.pipeline = count(get, env::PIPELINE, settings.pipeline, 0..=64)?;
         // ASYA_RABBITMQ_PREFETCH is a floor: the engine raises the prefetch above it for
         // a fast handler's pipeline, never below.
-        settings.min_prefetch = count(get, "ASYA_RABBITMQ_PREFETCH", 1, 1..=65535)?;
+        settings.min_prefetch = count(get, env::RABBITMQ_PREFETCH, 1, 1..=65535)?;
         let prefetch = settings.initial_prefetch();
-        settings.shutdown_grace = duration(get, "TROUPE_SHUTDOWN_GRACE", Duration::from_secs(30))?;
+        settings.shutdown_grace = duration(get, env::SHUTDOWN_GRACE, Duration::from_secs(30))?;
 
-        let is_end_actor = boolean(get, "ASYA_IS_END_ACTOR", false)?;
+        let is_end_actor = boolean(get, env::IS_END_ACTOR, false)?;
         if is_end_actor && crew.is_some() {
             return Err(SidecarError::Config(
                 "ASYA_IS_END_ACTOR and TROUPE_CREW are exclusive: TROUPE_CREW runs the crew natively, ASYA_IS_END_ACTOR runs a Python end actor behind the runtime".into(),
             ));
         }
         let metrics_text =
-            var(get, "ASYA_METRICS_ADDR").unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_owned());
+            var(get, env::METRICS_ADDR).unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_owned());
         let metrics_addr = listen_addr(&metrics_text).ok_or_else(|| {
             bad(
-                "ASYA_METRICS_ADDR",
+                env::METRICS_ADDR,
                 &metrics_text,
                 "use :PORT (all interfaces) or HOST:PORT",
             )
         })?;
         let metrics_namespace =
-            var(get, "ASYA_METRICS_NAMESPACE").unwrap_or_else(|| "asya_actor".to_owned());
+            var(get, env::METRICS_NAMESPACE).unwrap_or_else(|| "asya_actor".to_owned());
         if !metrics_namespace
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
             || metrics_namespace.starts_with(|c: char| c.is_ascii_digit())
         {
             return Err(bad(
-                "ASYA_METRICS_NAMESPACE",
+                env::METRICS_NAMESPACE,
                 &metrics_namespace,
                 "use letters, digits and '_' (a Prometheus name prefix)",
             ));
@@ -423,9 +420,9 @@ impl SidecarConfig {
             settings,
             namespace,
             prefetch,
-            transport: var(get, "ASYA_TRANSPORT").unwrap_or_else(|| "rabbitmq".to_owned()),
+            transport: var(get, env::TRANSPORT).unwrap_or_else(|| "rabbitmq".to_owned()),
             socket: PathBuf::from(
-                var(get, "ASYA_SOCKET_DIR").unwrap_or_else(|| "/var/run/asya".to_owned()),
+                var(get, env::SOCKET_DIR).unwrap_or_else(|| "/var/run/asya".to_owned()),
             )
             .join(SOCKET_NAME),
             is_end_actor,
@@ -433,15 +430,15 @@ impl SidecarConfig {
             crew_config,
             runtime_ready_timeout: duration(
                 get,
-                "ASYA_RUNTIME_READY_TIMEOUT",
+                env::RUNTIME_READY_TIMEOUT,
                 Duration::from_secs(300),
             )?,
-            metrics_enabled: boolean(get, "ASYA_METRICS_ENABLED", true)?,
+            metrics_enabled: boolean(get, env::METRICS_ENABLED, true)?,
             metrics_addr,
             metrics_namespace,
             gateway_ready_timeout: duration(
                 get,
-                "ASYA_GATEWAY_READY_TIMEOUT",
+                env::GATEWAY_READY_TIMEOUT,
                 Duration::from_secs(300),
             )?,
             warnings,
@@ -487,6 +484,38 @@ mod tests {
         assert!(c.metrics_enabled);
         assert_eq!(c.metrics_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.metrics_namespace, "asya_actor");
+    }
+
+    /// The sidecar asks for every name of the shared table (the renderer writes those) and
+    /// for no other name outside it and the older Asya settings it recognises.
+    #[test]
+    fn reads_through_the_shared_table() {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        let base: HashMap<&str, &str> = BASE.iter().copied().collect();
+        let lookup = |name: &str| {
+            asked.borrow_mut().push(name.to_owned());
+            base.get(name).map(|v| (*v).to_owned())
+        };
+        SidecarConfig::from_lookup(&lookup).unwrap();
+        let asked = asked.into_inner();
+        for v in env::ALL {
+            // run.rs reads the token, outside this config.
+            if v.name != env::GATEWAY_TOKEN {
+                assert!(asked.iter().any(|a| a == v.name), "{} is not read", v.name);
+            }
+        }
+        let legacy: Vec<&str> = LEGACY_RETRY
+            .iter()
+            .copied()
+            .chain(LEGACY_GONE.iter().map(|(n, _)| *n))
+            .chain(["ASYA_RUNTIME_TIMEOUT"])
+            .collect();
+        for a in &asked {
+            assert!(
+                env::ALL.iter().any(|v| v.name == a) || legacy.contains(&a.as_str()),
+                "{a} is read but missing from troupe_protocol::sidecar_env"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use troupe_protocol::sidecar_env as env;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -91,7 +92,7 @@ where
     };
     // The sidecar credential the gateway wants on its sidecar routes (docs/security.md);
     // on Kubernetes it comes from a Secret.
-    let token = std::env::var("TROUPE_GATEWAY_TOKEN").ok();
+    let token = std::env::var(env::GATEWAY_TOKEN).ok();
     if token.is_some() && config.settings.gateway_allowed_hosts.is_empty() {
         // The token goes wherever an envelope's x-asya-gateway-url points.
         tracing::warn!("TROUPE_GATEWAY_TOKEN is set but TROUPE_GATEWAY_ALLOWED_HOSTS is empty: a message naming another gateway URL would receive the token; list the gateway's host:port there");
