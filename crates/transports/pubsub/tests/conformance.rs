@@ -76,6 +76,7 @@ troupe_transport_conformance::conformance_tests!(@cases
     pipelined_sends,
     requeue_redelivers,
     dead_consumer_redelivers,
+    lease_keeps_delivery,
     delayed_delivery,
     dead_letter_after_max_deliveries
 );
