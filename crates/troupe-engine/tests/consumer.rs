@@ -551,3 +551,50 @@ impl NativeHandler for Sleepy {
         Ok(vec![pass_through(input, json!("slow"))])
     }
 }
+
+/// Sleeps (without blocking the runtime) before passing the envelope on.
+struct Slow(Duration);
+
+#[async_trait]
+impl NativeHandler for Slow {
+    async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure> {
+        tokio::time::sleep(self.0).await;
+        Ok(vec![pass_through(input, json!(1))])
+    }
+}
+
+#[tokio::test]
+async fn a_running_handler_keeps_extending_its_delivery_until_the_ack() {
+    let b = Bench::new(settings());
+    *b.transport.extend_every.lock().unwrap() = Some(Duration::from_millis(20));
+    let h = Handler::Native(Arc::new(Slow(Duration::from_millis(300))));
+    b.transport.push("q.b", body());
+    let (stop, stop_rx) = watch::channel(false);
+    let replica = tokio::spawn(run_replica(b.engine.clone(), h, stop_rx));
+    wait_until("acked", || acks(&b) == 1).await;
+    let ops = b.ops();
+    let ack_at = ops.iter().position(|o| matches!(o, Op::Ack(_))).unwrap();
+    let before_ack = ops[..ack_at]
+        .iter()
+        .filter(|o| **o == Op::Extend(DeliveryHandle::Seq(1)))
+        .count();
+    // 300 ms of handler at one extension per 20 ms.
+    assert!(
+        before_ack >= 5,
+        "only {before_ack} extensions while the handler ran: {ops:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = b
+        .ops()
+        .iter()
+        .filter(|o| matches!(o, Op::Extend(_)))
+        .count();
+    let at_ack = ops.iter().filter(|o| matches!(o, Op::Extend(_))).count();
+    // One tick may fall between the ack and the lease's release; five would not.
+    assert!(
+        after <= at_ack + 1,
+        "extensions went on after the ack: {at_ack} then {after}"
+    );
+    stop.send_replace(true);
+    assert_eq!(replica.await.unwrap(), ReplicaExit::Stopped);
+}

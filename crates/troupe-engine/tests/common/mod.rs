@@ -78,6 +78,8 @@ pub enum Op {
     AfterDispatch,
     /// The engine changed the prefetch of a queue.
     Prefetch(String, u16),
+    /// A delivery's visibility was extended (its lease).
+    Extend(DeliveryHandle),
 }
 
 /// Shared, ordered record of engine effects.
@@ -120,6 +122,8 @@ pub struct FakeTransport {
     /// When set, each `send_pipelined` confirm waits until [`FakeTransport::confirm`]
     /// releases it, in send order (a broker slow to confirm).
     held: Mutex<Option<VecDeque<tokio::sync::oneshot::Sender<bool>>>>,
+    /// What `extend_every` answers (`None`: no leases, as AMQP).
+    pub extend_every: Mutex<Option<Duration>>,
 }
 
 impl FakeTransport {
@@ -284,6 +288,15 @@ impl Transport for FakeTransport {
 
     async fn depth(&self, _queue: &str) -> Result<QueueDepth, TransportError> {
         Ok(QueueDepth::default())
+    }
+
+    fn extend_every(&self) -> Option<Duration> {
+        *self.extend_every.lock().unwrap()
+    }
+
+    async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        self.log.push(Op::Extend(delivery.handle.clone()));
+        Ok(())
     }
 
     async fn set_prefetch(&self, queue: &str, prefetch: u16) {
