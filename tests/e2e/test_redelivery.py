@@ -151,11 +151,14 @@ def run_faults(kind, svc, mesh):
     # that waited for redelivery, not throughput.
     tail = {100: None, 10: None}
     deadline = last_fault + WITHIN_S + 120  # wait past the bound, to report how late
+    waiting = None  # `troupe status` while only the killed mesh's messages are left
     while done() < N and time.monotonic() < deadline:
         left = N - done()
         for k in tail:
             if tail[k] is None and left <= k:
                 tail[k] = round(time.monotonic() - last_fault, 1)
+        if waiting is None and tail[10] is not None and time.monotonic() - last_fault > tail[10] + 2:
+            waiting = (left, mesh.status())
         time.sleep(0.1)
     finished = time.monotonic() - last_fault
     mark("last envelope at x-sink" if done() >= N else "gave up waiting")
@@ -168,6 +171,13 @@ def run_faults(kind, svc, mesh):
     missing = [t for t in ids if t not in results]
     assert not missing, f"{len(missing)} of {N} lost (first: {missing[:5]})\n{mesh.log()[-4000:]}"
     assert finished <= WITHIN_S, f"the last envelope came {finished:.1f} s after the last fault"
+    if waiting is not None and waiting[0] > 0:
+        # Messages the killed mesh held wait for their window: status shows them.
+        left, st = waiting
+        unacked = sum(a.get("unacked", 0) for a in st.values())
+        running = sum(a["in_flight"] for a in st.values())
+        print(f"{left} left, waiting for redelivery: unacked {unacked}, running {running}")
+        assert unacked >= 1, f"{left} envelopes wait for redelivery but status shows none unacked: {st}"
     for i, tid in enumerate(ids):
         env = results[tid]
         assert env["payload"] == {"i": i, "a": True, "b": True}, env
