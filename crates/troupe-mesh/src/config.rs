@@ -36,7 +36,10 @@
 //! Every problem found is collected (not only the first) as a [`ConfigError`] rendered as
 //! `file:line:column: field.path: message`; positions come from the YAML parser itself (see
 //! `Locator`), so flow mappings (`{a: 1}`) are located as precisely as block ones. Unknown
-//! fields are errors. Warnings, in the same format, cover settings without local effect
+//! fields are errors; the allowed names of an actor's fields come from the AsyncActor types
+//! (`troupe_resource::fields`), and each checked actor is then read through
+//! [`AsyncActorSpec`] (kept as [`ActorConfig::spec`]), whose own errors are located through
+//! their serde path. Warnings, in the same format, cover settings without local effect
 //! (`resources`, `flavors`, `scaling.advanced`, ...), resiliency rules naming an undefined
 //! policy (skipped, as the sidecar does), and sink hooks or `onExhausted` targets that are not
 //! actors of the mesh. Handler importability is not checked here.
@@ -53,6 +56,7 @@ use serde_yaml::{Mapping, Value};
 use troupe_crew::MergeMode;
 use troupe_protocol::duration::parse_go_duration;
 use troupe_protocol::resiliency::Resiliency;
+use troupe_resource::{fields, AsyncActorSpec};
 
 /// A Kubernetes memory quantity (`256Mi`, `1Gi`, `500M`, `1e9`, `1048576`) in bytes.
 pub fn parse_memory_quantity(text: &str) -> Option<u64> {
@@ -86,7 +90,7 @@ pub const MESH_FILE_NAME: &str = "troupe.yaml";
 pub const RESERVED_ACTORS: [&str; 4] = ["x-sink", "x-sump", "x-pause", "x-resume"];
 
 /// `apiVersion` of AsyncActor documents.
-pub const ASYNC_ACTOR_API_VERSION: &str = "asya.sh/v1alpha1";
+pub const ASYNC_ACTOR_API_VERSION: &str = troupe_resource::API_VERSION;
 
 /// Default `resiliency.actorTimeout` (platform.md §2).
 pub const DEFAULT_ACTOR_TIMEOUT: Duration = Duration::from_secs(300);
@@ -105,34 +109,6 @@ const MESH_FIELDS: &[&str] = &[
     "crew",
     "kind",
     "apiVersion",
-    "runtime",
-];
-
-const ACTOR_FIELDS: &[&str] = &[
-    "actor",
-    "image",
-    "handler",
-    "imagePullPolicy",
-    "pythonExecutable",
-    "replicas",
-    "env",
-    "secretRefs",
-    "resources",
-    "tolerations",
-    "nodeSelector",
-    "volumes",
-    "volumeMounts",
-    "initContainers",
-    "sidecars",
-    "flavors",
-    "scaling",
-    "resiliency",
-    "sidecar",
-    "tracing",
-    "stateProxy",
-    "compositionRef",
-    "concurrency",
-    "pipeline",
     "runtime",
 ];
 
@@ -171,31 +147,6 @@ const IGNORED_ACTOR_FIELDS: &[(&str, &str)] = &[
     ("sidecar", "troupe up runs the sidecar in-process"),
 ];
 
-const SCALING_FIELDS: &[&str] = &[
-    "enabled",
-    "minReplicaCount",
-    "maxReplicaCount",
-    "pollingInterval",
-    "cooldownPeriod",
-    "queueLength",
-    "advanced",
-    "additionalTriggers",
-];
-
-const RESILIENCY_FIELDS: &[&str] = &["actorTimeout", "policies", "rules"];
-
-const POLICY_FIELDS: &[&str] = &[
-    "maxAttempts",
-    "backoff",
-    "initialDelay",
-    "maxInterval",
-    "maxDuration",
-    "jitter",
-    "onExhausted",
-];
-
-const RULE_FIELDS: &[&str] = &["errors", "policy"];
-const ENV_FIELDS: &[&str] = &["name", "value", "valueFrom"];
 const GATEWAY_FIELDS: &[&str] = &[
     "listen",
     "store",
@@ -230,7 +181,6 @@ const CREW_FIELDS: &[&str] = &[
     "resume_merge_mode",
     "persist_results",
 ];
-const ASYNC_ACTOR_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
 /// A parsed and validated mesh.
 #[derive(Debug, Clone, PartialEq)]
@@ -293,6 +243,9 @@ pub struct ActorConfig {
     pub pipeline: usize,
     /// 1-based line of the actor's `actor` field in the mesh file.
     pub line: usize,
+    /// The actor as written, read through the AsyncActor types (what `troupe render` and
+    /// the operator use); the fields above are its local interpretation.
+    pub spec: AsyncActorSpec,
 }
 
 /// Replica settings of an actor (platform.md §2 `scaling`).
@@ -1283,7 +1236,12 @@ impl Checker<'_> {
                 }
                 (_, Some("AsyncActor")) => {
                     let p = FieldPath::default();
-                    let f = self.fields(m, &p, ASYNC_ACTOR_FIELDS);
+                    // kube writes apiVersion and kind itself; the rest are the type's fields.
+                    let allowed: Vec<&str> = ["apiVersion", "kind"]
+                        .into_iter()
+                        .chain(fields::of::<troupe_resource::AsyncActor>().iter().copied())
+                        .collect();
+                    let f = self.fields(m, &p, &allowed);
                     match f.get("apiVersion").and_then(Value::as_str) {
                         Some(ASYNC_ACTOR_API_VERSION) => {}
                         Some(other) => self.error(
@@ -1663,7 +1621,7 @@ impl Checker<'_> {
     ) -> Option<ActorConfig> {
         let errors_before = self.errors.len();
         let m = self.mapping(v, p, "an actor")?;
-        let f = self.fields(m, p, ACTOR_FIELDS);
+        let f = self.fields(m, p, fields::of::<AsyncActorSpec>());
 
         let name = match f.get("actor") {
             Some(v) => {
@@ -1816,9 +1774,11 @@ impl Checker<'_> {
         if self.errors.len() > errors_before {
             return None;
         }
+        let spec = self.typed_spec(v, p)?;
         let name = name?;
         let line = self.line_of(self.doc, &p.key("actor"));
         Some(ActorConfig {
+            spec,
             name,
             handler: handler?,
             python: python?,
@@ -1833,6 +1793,44 @@ impl Checker<'_> {
             pipeline,
             line,
         })
+    }
+
+    /// Reads a checked actor through [`AsyncActorSpec`]. The checks above report every
+    /// problem with its own advice; what they do not look into (the insides of `resources`,
+    /// `tolerations`, `stateProxy`, ...) is reported here, located through the serde path.
+    fn typed_spec(&mut self, v: &Value, p: &FieldPath) -> Option<AsyncActorSpec> {
+        let mut v = untag(v).clone();
+        // `troupe up` takes `value: 3` for `value: "3"`; Kubernetes wants the string.
+        if let Some(Value::Sequence(env)) = v.get_mut("env") {
+            for item in env {
+                if let Some(value) = item.get_mut("value") {
+                    match untag(value) {
+                        Value::Number(n) => *value = Value::String(n.to_string()),
+                        Value::Bool(b) => *value = Value::String(b.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        match serde_path_to_error::deserialize::<_, AsyncActorSpec>(v) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                let mut at = p.clone();
+                for seg in e.path().iter() {
+                    at = match seg {
+                        serde_path_to_error::Segment::Map { key } => at.key(key),
+                        serde_path_to_error::Segment::Seq { index } => at.index(*index),
+                        _ => at,
+                    };
+                }
+                let inner = strip_position(&e.into_inner().to_string());
+                self.error(
+                    &at,
+                    format!("{inner}; write it as the AsyncActor field expects (platform.md §2)"),
+                );
+                None
+            }
+        }
     }
 
     /// `resources.limits.memory` in bytes and as written, the one pod resource `troupe up`
@@ -1895,7 +1893,7 @@ impl Checker<'_> {
             let Some(m) = self.mapping(item, &q, "an env entry {name, value}") else {
                 continue;
             };
-            let f = self.fields(m, &q, ENV_FIELDS);
+            let f = self.fields(m, &q, fields::of::<k8s_openapi::api::core::v1::EnvVar>());
             let name = match f.get("name") {
                 Some(n) => {
                     let nq = q.key("name");
@@ -1952,7 +1950,7 @@ impl Checker<'_> {
         let Some(m) = self.mapping(v, p, "scaling settings") else {
             return;
         };
-        let f = self.fields(m, p, SCALING_FIELDS);
+        let f = self.fields(m, p, fields::of::<troupe_resource::Scaling>());
         if let Some(v) = f.get("enabled") {
             if let Some(b) = self.boolean(v, &p.key("enabled")) {
                 s.enabled = b;
@@ -2030,7 +2028,7 @@ impl Checker<'_> {
     ) -> Option<RawResiliency> {
         let errors_before = self.errors.len();
         let m = self.mapping(v, p, "resiliency settings")?;
-        let f = self.fields(m, p, RESILIENCY_FIELDS);
+        let f = self.fields(m, p, fields::of::<troupe_resource::Resiliency>());
         let mut out = RawResiliency::default();
 
         if let Some(v) = f.get("actorTimeout") {
@@ -2069,7 +2067,7 @@ impl Checker<'_> {
                 let Some(rm) = self.mapping(rv, &rq, "a rule {errors, policy}") else {
                     continue;
                 };
-                let rf = self.fields(rm, &rq, RULE_FIELDS);
+                let rf = self.fields(rm, &rq, fields::of::<troupe_resource::ResiliencyRule>());
                 match rf.get("errors") {
                     Some(ev) => {
                         let eq = rq.key("errors");
@@ -2120,7 +2118,7 @@ impl Checker<'_> {
         let Some(m) = self.mapping(v, p, "a policy") else {
             return;
         };
-        let f = self.fields(m, p, POLICY_FIELDS);
+        let f = self.fields(m, p, fields::of::<troupe_resource::Policy>());
         if let Some(v) = f.get("maxAttempts") {
             let q = p.key("maxAttempts");
             let n = untag(v);
@@ -2294,18 +2292,27 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("handlr", ACTOR_FIELDS), Some("handler"));
         assert_eq!(
-            suggest("min_replica_count", SCALING_FIELDS),
+            suggest("handlr", fields::of::<AsyncActorSpec>()),
+            Some("handler")
+        );
+        assert_eq!(
+            suggest(
+                "min_replica_count",
+                fields::of::<troupe_resource::Scaling>()
+            ),
             Some("minReplicaCount")
         );
         assert_eq!(
-            suggest("minReplicas", SCALING_FIELDS),
+            suggest("minReplicas", fields::of::<troupe_resource::Scaling>()),
             Some("minReplicaCount")
         );
-        assert_eq!(suggest("zzzz", ACTOR_FIELDS), None);
-        assert_eq!(suggest("scale", ACTOR_FIELDS), Some("scaling"));
-        assert_eq!(suggest("environment", ACTOR_FIELDS), None);
+        assert_eq!(suggest("zzzz", fields::of::<AsyncActorSpec>()), None);
+        assert_eq!(
+            suggest("scale", fields::of::<AsyncActorSpec>()),
+            Some("scaling")
+        );
+        assert_eq!(suggest("environment", fields::of::<AsyncActorSpec>()), None);
         assert_eq!(
             strip_position("did not find x at line 4 column 4, while parsing"),
             "did not find x, while parsing"
@@ -2313,6 +2320,21 @@ mod tests {
         assert_eq!(
             strip_position("duplicate key at line 4 column 5"),
             "duplicate key"
+        );
+    }
+
+    #[test]
+    fn ignored_fields_are_fields_of_the_spec() {
+        for (field, _) in IGNORED_ACTOR_FIELDS {
+            assert!(fields::of::<AsyncActorSpec>().contains(field), "{field}");
+        }
+        assert_eq!(
+            fields::of::<k8s_openapi::api::core::v1::EnvVar>(),
+            ["name", "value", "valueFrom"]
+        );
+        assert_eq!(
+            fields::of::<troupe_resource::AsyncActor>(),
+            ["metadata", "spec", "status"]
         );
     }
 

@@ -157,6 +157,10 @@ pub struct AsyncActorSpec {
     /// `TROUPE_PIPELINE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<u32>,
+    /// Troupe extension: a runtime file run instead of the built-in one (`troupe up`, path
+    /// relative to the mesh file). The renderer will ship it like the built-in file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 impl AsyncActorSpec {
