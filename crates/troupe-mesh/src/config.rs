@@ -1725,12 +1725,14 @@ impl Checker<'_> {
         }
 
         let mut actor_timeout = DEFAULT_ACTOR_TIMEOUT;
+        let mut explicit_timeout = false;
         let mut resiliency = None;
         let mut policies_json = None;
         let mut rules_json = None;
         if let Some(v) = f.get("resiliency") {
             let q = p.key("resiliency");
             if let Some(r) = self.resiliency(v, &q, refs) {
+                explicit_timeout = r.actor_timeout.is_some();
                 actor_timeout = r.actor_timeout.unwrap_or(DEFAULT_ACTOR_TIMEOUT);
                 policies_json = r.policies;
                 rules_json = r.rules;
@@ -1745,6 +1747,8 @@ impl Checker<'_> {
                 }
             }
         }
+
+        self.older_asya_env(&env, &p.key("env"), explicit_timeout, &mut actor_timeout);
 
         let mut concurrency = 1usize;
         if let Some(v) = f.get("concurrency") {
@@ -1944,6 +1948,52 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// Asya settings written into an actor's `env` (the runtime's environment): the sidecar
+    /// settings among them would never reach the sidecar, so each is honoured with a
+    /// warning naming the troupe.yaml field, or refused naming what to use.
+    fn older_asya_env(
+        &mut self,
+        env: &[(String, String)],
+        p: &FieldPath,
+        explicit_timeout: bool,
+        actor_timeout: &mut Duration,
+    ) {
+        for (name, value) in env {
+            match name.as_str() {
+                "ASYA_HANDLER_MODE" if value.trim().eq_ignore_ascii_case("payload") => self.warn(
+                    p,
+                    "ASYA_HANDLER_MODE=payload is deprecated: handlers always receive the payload; remove it",
+                ),
+                "ASYA_HANDLER_MODE" => self.error(
+                    p,
+                    format!("ASYA_HANDLER_MODE={value}: envelope mode is not supported (Asya's current runtime removed it too); handlers receive the payload and read or change the route, headers and status with the ABI (yield \"GET\", \"/route/next\" ...; protocol.md §6.3); remove it"),
+                ),
+                "ASYA_RUNTIME_TIMEOUT" | "ASYA_RESILIENCY_ACTOR_TIMEOUT" if !explicit_timeout => {
+                    match parse_go_duration(value) {
+                        Ok(d) if !d.is_zero() => {
+                            *actor_timeout = d;
+                            self.warn(p, format!("{name}={value} in env is honoured as the actor timeout; write resiliency: {{actorTimeout: {value}}} instead"));
+                        }
+                        _ => self.error(p, format!("{name}={value}: not a positive duration; write resiliency: {{actorTimeout: 5m}} instead")),
+                    }
+                }
+                "ASYA_RUNTIME_TIMEOUT" | "ASYA_RESILIENCY_ACTOR_TIMEOUT" => self.warn(
+                    p,
+                    format!("{name} in env is ignored: resiliency.actorTimeout is set; remove it"),
+                ),
+                n if n.starts_with("ASYA_RESILIENCY_") => self.error(
+                    p,
+                    format!("{n} in env has no effect under troupe up (the sidecar reads troupe.yaml): write resiliency: {{actorTimeout, policies, rules}} on the actor instead (protocol.md §9)"),
+                ),
+                "ASYA_ACTOR_HAPPY_END" | "ASYA_ACTOR_ERROR_END" => self.error(
+                    p,
+                    format!("{name} is an older Asya setting Troupe does not implement: both outcomes go to x-sink (status.phase tells them apart); remove it"),
+                ),
+                _ => {}
+            }
+        }
     }
 
     fn scaling(&mut self, v: &Value, p: &FieldPath, s: &mut Scaling) {

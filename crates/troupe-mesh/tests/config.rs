@@ -1243,3 +1243,34 @@ fn runtime_file_mesh_wide_and_per_actor() {
         e[0]
     );
 }
+
+/// Issue 9 item 16 under `troupe up`: Asya settings written into an actor's env (which
+/// only the runtime sees) are honoured with a warning or refused, never ignored.
+#[test]
+fn older_asya_settings_in_actor_env_are_honoured_or_refused() {
+    let (c, warnings) = ok("actors:\n  - actor: a\n    handler: m.f\n    env: [{name: ASYA_RUNTIME_TIMEOUT, value: 42s}]\n");
+    assert_eq!(c.actors[0].actor_timeout, Duration::from_secs(42));
+    assert!(
+        warnings.iter().any(|w| w.contains("actorTimeout: 42s")),
+        "{warnings:?}"
+    );
+    for (name, value, needle) in [
+        (
+            "ASYA_HANDLER_MODE",
+            "envelope",
+            "envelope mode is not supported",
+        ),
+        ("ASYA_RESILIENCY_RETRY_MAX_ATTEMPTS", "5", "resiliency"),
+        ("ASYA_ACTOR_HAPPY_END", "happy-end", "x-sink"),
+    ] {
+        let src = format!(
+            "actors:\n  - actor: a\n    handler: m.f\n    env: [{{name: {name}, value: {value}}}]\n"
+        );
+        let e = single(&src, 4, 5, "actors[0].env");
+        assert!(
+            e.message.contains(name) && e.message.contains(needle),
+            "{}",
+            e.message
+        );
+    }
+}
