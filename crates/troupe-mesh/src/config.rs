@@ -145,7 +145,16 @@ const IGNORED_ACTOR_FIELDS: &[(&str, &str)] = &[
         "troupe up picks its transport from the mesh file's `transport:`",
     ),
     ("sidecar", "troupe up runs the sidecar in-process"),
+    ("compositionRevisionRef", CROSSPLANE),
+    ("compositionSelector", CROSSPLANE),
+    ("compositionUpdatePolicy", CROSSPLANE),
+    ("compositeDeletePolicy", CROSSPLANE),
+    ("resourceRef", CROSSPLANE),
+    ("writeConnectionSecretToRef", CROSSPLANE),
 ];
+
+/// Advice for the Crossplane claim fields of Asya's AsyncActors.
+const CROSSPLANE: &str = "a Crossplane claim field of Asya's AsyncActors, kept for Kubernetes";
 
 const GATEWAY_FIELDS: &[&str] = &[
     "listen",

@@ -80,6 +80,10 @@ fn an_asya_object_with_every_field_is_accepted_with_notices() {
         "tracing",
         "stateProxy",
         "compositionRef",
+        "compositionRevisionRef",
+        "compositionUpdatePolicy",
+        "compositeDeletePolicy",
+        "resourceRef",
     ] {
         assert!(
             text.contains(&format!("spec.{field}: ignored by troupe up")),

@@ -161,6 +161,25 @@ pub struct AsyncActorSpec {
     /// relative to the mesh file). The renderer will ship it like the built-in file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// Crossplane claim field (Asya's objects, as `kubectl get -o yaml` shows them): the
+    /// composition revision in use. Kept so those objects apply unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition_revision_ref: Option<NameRef>,
+    /// Crossplane claim field: picks a composition by labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition_selector: Option<LabelSelector>,
+    /// Crossplane claim field: `Automatic` or `Manual` composition revision updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition_update_policy: Option<String>,
+    /// Crossplane claim field: `Background` or `Foreground` deletion of the composite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composite_delete_policy: Option<String>,
+    /// Crossplane claim field: the composite resource bound to the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_ref: Option<ObjectRef>,
+    /// Crossplane claim field: where connection details are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_connection_secret_to_ref: Option<NameRef>,
 }
 
 impl AsyncActorSpec {
@@ -537,6 +556,35 @@ impl CompositionRef {
     pub fn transport(&self) -> Option<&str> {
         self.name.strip_prefix("asyncactor-")
     }
+}
+
+/// A reference by name (Crossplane claim fields).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NameRef {
+    /// Object name.
+    pub name: String,
+}
+
+/// Labels to match (Crossplane `compositionSelector`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Labels the composition must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// A reference to another object (Crossplane `resourceRef`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectRef {
+    /// Its apiVersion.
+    pub api_version: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// `status` of an AsyncActor, patched from its children.

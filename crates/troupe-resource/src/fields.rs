@@ -81,7 +81,7 @@ mod tests {
             ]
         );
         assert_eq!(of::<Policy>()[0], "maxAttempts");
-        assert_eq!(of::<AsyncActorSpec>().len(), 25);
+        assert_eq!(of::<AsyncActorSpec>().len(), 31);
         assert!(of::<AsyncActor>().contains(&"spec"));
         assert!(of::<String>().is_empty());
     }

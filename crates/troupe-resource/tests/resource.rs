@@ -103,6 +103,9 @@ fn every_field_of_the_table_reads() {
     assert_eq!(s.state_proxy[0].write_mode, Some(WriteMode::Buffered));
     assert_eq!(s.composition_ref.as_ref().unwrap().transport(), Some("sqs"));
     assert_eq!((s.concurrency, s.pipeline), (Some(4), Some(2)));
+    // Crossplane's claim fields, as an exported Asya object carries them.
+    assert_eq!(s.resource_ref.as_ref().unwrap().kind, "XAsyncActor");
+    assert_eq!(s.composition_update_policy.as_deref(), Some("Automatic"));
     let st = a.status.as_ref().unwrap();
     assert_eq!(st.phase, Some(Phase::Napping));
     let w = st
