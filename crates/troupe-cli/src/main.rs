@@ -100,9 +100,21 @@ enum Command {
         #[command(flatten)]
         mesh: client::MeshArg,
     },
-    /// Print Kubernetes manifests: `--crd` prints the AsyncActor CustomResourceDefinition
-    /// (the mesh's own manifests are not rendered yet).
+    /// Print Kubernetes manifests for the mesh (Deployments, KEDA ScaledObjects, crew,
+    /// gateway), or with `--crd` the AsyncActor CustomResourceDefinition.
     Render {
+        /// Folder holding troupe.yaml, or the mesh file itself.
+        #[arg(default_value = ".")]
+        mesh: PathBuf,
+        /// Kubernetes namespace, also the queue namespace (default: the mesh file's `namespace`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Broker URL for the cluster (default: the mesh file's `transport`; `embedded` is refused).
+        #[arg(long)]
+        transport: Option<String>,
+        /// Write one YAML file per object and a kustomization.yaml into DIR (default: stdout).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        out: Option<PathBuf>,
         /// Print the AsyncActor CRD (apiextensions.k8s.io/v1), e.g. `troupe render --crd | kubectl apply -f -`.
         #[arg(long)]
         crd: bool,
@@ -165,7 +177,21 @@ async fn run(command: Command) -> u8 {
         Command::Gateway => return gateway::run().await,
         Command::Sidecar => return sidecar::run().await,
         Command::Runtime { python, dir } => return sidecar::exec_runtime(&python, dir),
-        Command::Render { crd } => return render::run(crd),
+        Command::Render {
+            mesh,
+            namespace,
+            transport,
+            out,
+            crd,
+        } => {
+            return render::run(render::Args {
+                mesh,
+                namespace,
+                transport,
+                out,
+                crd,
+            })
+        }
         Command::Send {
             actor,
             payload,

@@ -1,22 +1,233 @@
-//! `troupe render`: Kubernetes manifests from the actor model. Only `--crd` exists so far;
-//! rendering a mesh's Deployments, ScaledObjects and the rest is issue 10's renderer.
+//! `troupe render`: Kubernetes manifests from the mesh file (troupe-render does the work;
+//! this file reads the mesh, picks the transport and writes the files), or the AsyncActor
+//! CRD with `--crd`.
 
-/// Prints the AsyncActor CRD (`--crd`); without it, says what is missing and exits 2.
-pub fn run(crd: bool) -> u8 {
-    if !crd {
-        eprintln!(
-            "troupe render: not implemented yet: only --crd (prints the AsyncActor CustomResourceDefinition); rendering a mesh's Deployments and ScaledObjects comes later"
-        );
-        return 2;
+use std::path::{Path, PathBuf};
+
+use troupe_mesh::MeshConfig;
+use troupe_render::{ActorInput, CrewSettings, Mesh, Options, Transport};
+use troupe_transports::TransportSpec;
+
+/// Arguments of `troupe render`.
+pub struct Args {
+    /// Folder holding troupe.yaml, or the mesh file.
+    pub mesh: PathBuf,
+    /// Kubernetes (and queue) namespace; the mesh file's `namespace` when absent.
+    pub namespace: Option<String>,
+    /// Broker URL; the mesh file's `transport` when absent.
+    pub transport: Option<String>,
+    /// Folder to write one file per object into; stdout when absent.
+    pub out: Option<PathBuf>,
+    /// Print the CRD instead.
+    pub crd: bool,
+}
+
+/// Runs `troupe render`: 0 on success, 2 on input the user must fix, 1 on I/O failures.
+pub fn run(args: Args) -> u8 {
+    if args.crd {
+        return match troupe_resource::crd_yaml() {
+            Ok(yaml) => {
+                crate::stdout_line(yaml.trim_end());
+                0
+            }
+            Err(e) => {
+                eprintln!("troupe render: {e}");
+                1
+            }
+        };
     }
-    match troupe_resource::crd_yaml() {
-        Ok(yaml) => {
-            crate::stdout_line(yaml.trim_end());
-            0
-        }
+    let mesh = match read_mesh(&args) {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("troupe render: {e}");
-            1
+            return 2;
         }
+    };
+    let rendered = match troupe_render::render(&mesh) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("troupe render: {e}");
+            return 2;
+        }
+    };
+    match &args.out {
+        None => match rendered.stream() {
+            Ok(s) => {
+                crate::stdout_line(s.trim_end());
+                0
+            }
+            Err(e) => {
+                eprintln!("troupe render: {e}");
+                1
+            }
+        },
+        Some(dir) => match write_dir(dir, &rendered) {
+            Ok(n) => {
+                eprintln!("troupe render: wrote {n} files to {}", dir.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("troupe render: {e}");
+                1
+            }
+        },
+    }
+}
+
+fn write_dir(dir: &Path, rendered: &troupe_render::Rendered) -> Result<usize, String> {
+    let files = rendered.files().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, text) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(files.len())
+}
+
+fn read_mesh(args: &Args) -> Result<Mesh, String> {
+    let (config, _warnings) =
+        MeshConfig::load(&args.mesh).map_err(|e| format!("invalid mesh file:\n{e}"))?;
+    let url = args.transport.as_deref().unwrap_or(&config.transport);
+    let transport = cluster_transport(url)?;
+    let missing: Vec<String> = config
+        .actors
+        .iter()
+        .filter(|a| a.spec.image.as_deref().is_none_or(str::is_empty))
+        .map(|a| format!("'{}' ({}:{})", a.name, config.file.display(), a.line))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "actors without `image:` cannot run on Kubernetes: {}; add the image that holds Python and the handler code",
+            missing.join(", ")
+        ));
+    }
+    let runtime_py = match &config.runtime {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read the runtime file {}: {e}", p.display()))?,
+        None => troupe_runtime::RUNTIME_PY.to_owned(),
+    };
+    let crew = &config.crew;
+    Ok(Mesh {
+        namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.namespace.clone()),
+        transport,
+        actors: config
+            .actors
+            .iter()
+            .map(|a| ActorInput::from(a.spec.clone()))
+            .collect(),
+        options: Options {
+            runtime_py: Some(runtime_py),
+            crew_settings: CrewSettings {
+                sink_hooks: crew.sink_hooks.clone(),
+                sink_fanout_hooks: crew.sink_fanout_hooks,
+                pause_metadata: crew.pause_metadata.clone(),
+                resume_merge_mode: Some(
+                    match crew.resume_merge_mode {
+                        troupe_crew::MergeMode::Shallow => "shallow",
+                        troupe_crew::MergeMode::Deep => "deep",
+                    }
+                    .to_owned(),
+                ),
+            },
+            ..Options::default()
+        },
+    })
+}
+
+/// What the manifests need to know about the broker at `url`; secrets stay out.
+fn cluster_transport(url: &str) -> Result<Transport, String> {
+    if url.trim() == "embedded" {
+        return Err("the embedded transport runs inside `troupe up` only and has no meaning on a cluster: pass a broker with --transport (amqp://…, sqs://REGION, pubsub://PROJECT, nats://…, redis://…)".into());
+    }
+    let spec = TransportSpec::from_url(url).map_err(|e| e.to_string())?;
+    Ok(match spec {
+        TransportSpec::RabbitMq { exchange, .. } => Transport::RabbitMq { exchange },
+        TransportSpec::Sqs(c) => Transport::Sqs {
+            region: c.region,
+            endpoint: c.endpoint,
+        },
+        TransportSpec::PubSub(c) => Transport::PubSub {
+            project: c.project,
+            endpoint: c.endpoint,
+        },
+        TransportSpec::Nats { url } => Transport::Nats {
+            monitoring_endpoint: format!("{}:8222", host_port(&url).0),
+        },
+        TransportSpec::Redis { url } => {
+            let (host, port, password) = host_port(&url);
+            Transport::Redis {
+                address: format!("{host}:{}", port.unwrap_or("6379")),
+                password,
+            }
+        }
+    })
+}
+
+/// Host, port and whether a password is present, from `scheme://[user[:pass]@]host[:port][/…]`
+/// (the first server of a comma-separated list).
+fn host_port(url: &str) -> (&str, Option<&str>, bool) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', ',']).next().unwrap_or(rest);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let password = userinfo
+        .and_then(|u| u.split_once(':'))
+        .is_some_and(|(_, p)| !p.is_empty());
+    // `[::1]:6379`: the port follows the bracket; a bare IPv6 address has no port.
+    match hostport.rsplit_once(':') {
+        Some((h, p)) if !hostport.starts_with('[') || h.ends_with(']') => (h, Some(p), password),
+        _ => (hostport, None, password),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_map_to_what_manifests_need() {
+        assert_eq!(
+            cluster_transport("amqp://u:p@mq:5672/%2f?exchange=ex").unwrap(),
+            Transport::RabbitMq {
+                exchange: "ex".into()
+            }
+        );
+        assert_eq!(
+            cluster_transport("nats://user:pw@nats.messaging:4222").unwrap(),
+            Transport::Nats {
+                monitoring_endpoint: "nats.messaging:8222".into()
+            }
+        );
+        assert_eq!(
+            cluster_transport("redis://:secret@redis:6380/0").unwrap(),
+            Transport::Redis {
+                address: "redis:6380".into(),
+                password: true
+            }
+        );
+        assert_eq!(
+            cluster_transport("redis://redis").unwrap(),
+            Transport::Redis {
+                address: "redis:6379".into(),
+                password: false
+            }
+        );
+        assert_eq!(
+            host_port("redis://user@[::1]:7000/1"),
+            ("[::1]", Some("7000"), false)
+        );
+        assert!(
+            matches!(cluster_transport("sqs://eu-west-1").unwrap(), Transport::Sqs { region, endpoint: None } if region == "eu-west-1")
+        );
+        assert!(cluster_transport("embedded")
+            .unwrap_err()
+            .contains("no meaning on a cluster"));
+        assert!(cluster_transport("kafka://x").is_err());
     }
 }

@@ -1,9 +1,17 @@
-//! `troupe render`: `--crd` prints the golden AsyncActor CRD; anything else is refused
-//! with exit 2 until the renderer exists.
+//! `troupe render`: `--crd` prints the golden AsyncActor CRD; a mesh file renders to stdout
+//! or to a folder with a kustomization; the embedded transport is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+fn troupe(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn render_crd_prints_the_golden_crd() {
@@ -24,14 +32,115 @@ fn render_crd_prints_the_golden_crd() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), golden);
 }
 
+const MESH: &str = r#"
+namespace: shop
+transport: embedded
+actors:
+  - actor: summarize
+    image: ghcr.io/acme/summarize:1.4
+    handler: summarize.run
+    resources: {limits: {nvidia.com/gpu: 1}}
+    tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    scaling: {minReplicaCount: 0, maxReplicaCount: 3}
+"#;
+
 #[test]
-fn render_without_crd_exits_2_and_says_so() {
-    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .arg("render")
-        .output()
-        .unwrap();
+fn a_mesh_renders_to_a_folder_with_a_kustomization() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("troupe.yaml"), MESH).unwrap();
+    let out = troupe(
+        &[
+            "render",
+            "--transport",
+            "amqp://mq:5672",
+            "--namespace",
+            "prod",
+            "-o",
+            "k8s",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k8s = dir.path().join("k8s");
+    let k: serde_json::Value =
+        serde_yaml_from(&std::fs::read_to_string(k8s.join("kustomization.yaml")).unwrap());
+    let files = k["resources"].as_array().unwrap();
+    assert!(files.iter().any(|f| f == "deployment-summarize.yaml"));
+    for f in files {
+        assert!(
+            k8s.join(f.as_str().unwrap()).exists(),
+            "{f} listed but missing"
+        );
+    }
+    let d = std::fs::read_to_string(k8s.join("deployment-summarize.yaml")).unwrap();
+    assert!(
+        d.contains("namespace: prod") && d.contains("nvidia.com/gpu"),
+        "{d}"
+    );
+    let so = std::fs::read_to_string(k8s.join("scaledobject-summarize.yaml")).unwrap();
+    assert!(so.contains("queueName: asya-prod-summarize"), "{so}");
+    // The built-in runtime ships in the ConfigMap the runtime container mounts.
+    let cm = std::fs::read_to_string(k8s.join("configmap-asya-runtime.yaml")).unwrap();
+    assert!(cm.contains("asya_runtime.py"));
+
+    // Stdout: the same objects as one stream, in the kustomization's order.
+    let out = troupe(
+        &[
+            "render",
+            ".",
+            "--transport",
+            "amqp://mq:5672",
+            "--namespace",
+            "prod",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let stream = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stream.lines().filter(|l| *l == "---").count(), files.len());
+}
+
+fn serde_yaml_from(text: &str) -> serde_json::Value {
+    // The CLI crate has no YAML dependency of its own for tests: the kustomization is simple.
+    let resources: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("- "))
+        .map(|f| serde_json::Value::String(f.trim().to_owned()))
+        .collect();
+    serde_json::json!({ "resources": resources })
+}
+
+#[test]
+fn the_embedded_transport_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("troupe.yaml"), MESH).unwrap();
+    let out = troupe(&["render"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("not implemented yet: only --crd"), "{err}");
+    assert!(
+        err.contains("no meaning on a cluster") && err.contains("--transport"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_actor_without_an_image_is_refused_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("troupe.yaml"),
+        "actors:\n  - actor: local\n    handler: m.f\n",
+    )
+    .unwrap();
+    let out = troupe(&["render", "--transport", "nats://n:4222"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("'local'") && err.contains("troupe.yaml:2"),
+        "{err}"
+    );
 }

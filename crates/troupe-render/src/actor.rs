@@ -1,0 +1,914 @@
+//! Objects of one actor (platform.md §3 items 2–5) and the pieces crew actors share.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscalerBehavior,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, ExecAction, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, SecretEnvSource,
+    SecretKeySelector, ServiceAccount, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use troupe_protocol::sidecar_env as env;
+use troupe_resource::{AsyncActorSpec, AuthenticationRef, PullPolicy, ScaleTrigger, Scaling};
+
+use crate::keda::{self, metadata};
+use crate::labels::{child_labels, meta, selector, Component};
+use crate::model::{
+    ActorInput, Mesh, Transport, RUNTIME_CONFIG_MAP, TOKEN_SECRET, TRANSPORT_SECRET,
+};
+use crate::output::Object;
+use crate::RenderError;
+
+/// Socket folder shared by runtime and sidecar.
+pub(crate) const SOCKET_DIR: &str = "/var/run/asya";
+/// Where the runtime file is mounted.
+pub(crate) const RUNTIME_PATH: &str = "/opt/asya/asya_runtime.py";
+/// Key of the runtime file in [`RUNTIME_CONFIG_MAP`].
+pub(crate) const RUNTIME_KEY: &str = "asya_runtime.py";
+/// The sidecar's metrics and probe port (`ASYA_METRICS_ADDR` default `:8080`).
+pub(crate) const METRICS_PORT: i32 = 8080;
+/// Gateway internal listener, where sidecars report (security.md).
+pub(crate) const GATEWAY_INTERNAL_URL: &str = "http://troupe-gateway-internal:8081";
+/// What the startup, readiness and liveness probes of the runtime run (platform.md §3).
+const RUNTIME_READY: &str =
+    "test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready";
+
+/// The objects of a user actor.
+pub(crate) fn render_actor(mesh: &Mesh, a: &ActorInput) -> Result<Vec<Object>, RenderError> {
+    let spec = &a.spec;
+    let name = spec.actor.as_str();
+    let labels = child_labels(name, Component::Actor, &a.labels);
+    let owner = a.owner.as_ref();
+    let scaling = spec.scaling();
+    let mut out = vec![service_account(mesh, name, &labels, owner)?];
+    if scaling.enabled() {
+        if let Some(ta) = trigger_auth(mesh, name, &labels, owner)? {
+            out.push(ta);
+        }
+        out.push(scaled_object(mesh, name, &scaling, &labels, owner)?);
+    }
+    out.push(Object::new(
+        "Deployment",
+        name,
+        &actor_deployment(mesh, spec, &labels, owner),
+    )?);
+    Ok(out)
+}
+
+/// ServiceAccount `{name}`, with the IRSA role when one is configured.
+pub(crate) fn service_account(
+    mesh: &Mesh,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Result<Object, RenderError> {
+    let mut metadata = meta(name, &mesh.namespace, labels, owner);
+    if let Some(arn) = &mesh.options.aws_role_arn {
+        metadata.annotations = Some(BTreeMap::from([(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            arn.clone(),
+        )]));
+    }
+    let sa = ServiceAccount {
+        metadata,
+        ..ServiceAccount::default()
+    };
+    // k8s-openapi's Serialize writes apiVersion and kind itself.
+    Object::new("ServiceAccount", name, &sa)
+}
+
+/// Name of an actor's TriggerAuthentication.
+pub(crate) fn trigger_auth_name(actor: &str) -> String {
+    format!("{actor}-trigger-auth")
+}
+
+fn secret_ref(parameter: &str, key: &str) -> keda::SecretTargetRef {
+    keda::SecretTargetRef {
+        parameter: parameter.to_owned(),
+        name: TRANSPORT_SECRET.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+/// TriggerAuthentication `{name}-trigger-auth`, when the transport's scaler needs one.
+pub(crate) fn trigger_auth(
+    mesh: &Mesh,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Result<Option<Object>, RenderError> {
+    let spec = match &mesh.transport {
+        Transport::RabbitMq { .. } => keda::TriggerAuthenticationSpec {
+            secret_target_ref: vec![secret_ref("host", "ASYA_RABBITMQ_URL")],
+            ..Default::default()
+        },
+        Transport::Sqs { endpoint: None, .. } => keda::TriggerAuthenticationSpec {
+            pod_identity: Some(keda::PodIdentity {
+                provider: "aws".into(),
+            }),
+            ..Default::default()
+        },
+        Transport::Sqs {
+            endpoint: Some(_), ..
+        } => keda::TriggerAuthenticationSpec {
+            secret_target_ref: vec![
+                secret_ref("awsAccessKeyID", "AWS_ACCESS_KEY_ID"),
+                secret_ref("awsSecretAccessKey", "AWS_SECRET_ACCESS_KEY"),
+            ],
+            ..Default::default()
+        },
+        Transport::PubSub { .. } => keda::TriggerAuthenticationSpec {
+            secret_target_ref: vec![secret_ref(
+                "GoogleApplicationCredentials",
+                "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+            )],
+            ..Default::default()
+        },
+        Transport::Redis { password: true, .. } => keda::TriggerAuthenticationSpec {
+            secret_target_ref: vec![secret_ref("password", "REDIS_PASSWORD")],
+            ..Default::default()
+        },
+        Transport::Nats { .. }
+        | Transport::Redis {
+            password: false, ..
+        } => return Ok(None),
+    };
+    let ta_name = trigger_auth_name(name);
+    let ta = keda::TriggerAuthentication {
+        api_version: keda::API_VERSION.into(),
+        kind: "TriggerAuthentication".into(),
+        metadata: meta(&ta_name, &mesh.namespace, labels, owner),
+        spec,
+    };
+    Object::new("TriggerAuthentication", &ta_name, &ta).map(Some)
+}
+
+/// The primary trigger `queue` of `actor` (platform.md §1 "KEDA trigger").
+pub(crate) fn queue_trigger(mesh: &Mesh, actor: &str, queue_length: u32) -> ScaleTrigger {
+    let queue = mesh.queue(actor);
+    let ql = queue_length.to_string();
+    let auth = Some(AuthenticationRef {
+        name: trigger_auth_name(actor),
+        kind: None,
+    });
+    let (type_, metadata, authentication_ref) = match &mesh.transport {
+        Transport::RabbitMq { .. } => (
+            "rabbitmq",
+            metadata(&[
+                ("protocol", "amqp".into()),
+                ("queueName", queue),
+                ("mode", "QueueLength".into()),
+                ("value", ql),
+            ]),
+            auth,
+        ),
+        Transport::Sqs { region, endpoint } => {
+            let mut pairs = vec![
+                ("queueURL", queue),
+                ("queueLength", ql),
+                ("awsRegion", region.clone()),
+            ];
+            if let Some(e) = endpoint {
+                pairs.push(("awsEndpoint", e.clone()));
+            }
+            ("aws-sqs-queue", metadata(&pairs), auth)
+        }
+        Transport::PubSub { .. } => (
+            "gcp-pubsub",
+            metadata(&[
+                ("subscriptionName", queue),
+                ("mode", "SubscriptionSize".into()),
+                ("value", ql),
+            ]),
+            auth,
+        ),
+        Transport::Nats {
+            monitoring_endpoint,
+        } => (
+            "nats-jetstream",
+            metadata(&[
+                ("natsServerMonitoringEndpoint", monitoring_endpoint.clone()),
+                ("account", "$G".into()),
+                ("stream", queue.clone()),
+                ("consumer", queue),
+                ("lagThreshold", ql),
+            ]),
+            None,
+        ),
+        Transport::Redis { address, password } => (
+            "redis-streams",
+            metadata(&[
+                ("address", address.clone()),
+                ("stream", queue),
+                ("consumerGroup", "asya".into()),
+                ("pendingEntriesCount", ql),
+            ]),
+            password.then_some(AuthenticationRef {
+                name: trigger_auth_name(actor),
+                kind: None,
+            }),
+        ),
+    };
+    ScaleTrigger {
+        type_: type_.to_owned(),
+        name: Some("queue".to_owned()),
+        metadata,
+        authentication_ref,
+        ..ScaleTrigger::default()
+    }
+}
+
+/// HPA behaviour of platform.md §3 item 4: down 1 pod / 60 s after a 300 s window; up at
+/// once, max(10 pods, 100 %) / 60 s.
+pub(crate) fn hpa_behavior() -> HorizontalPodAutoscalerBehavior {
+    let policy = |type_: &str, value: i32| HPAScalingPolicy {
+        type_: type_.to_owned(),
+        value,
+        period_seconds: 60,
+    };
+    HorizontalPodAutoscalerBehavior {
+        scale_down: Some(HPAScalingRules {
+            stabilization_window_seconds: Some(300),
+            policies: Some(vec![policy("Pods", 1)]),
+            ..HPAScalingRules::default()
+        }),
+        scale_up: Some(HPAScalingRules {
+            stabilization_window_seconds: Some(0),
+            policies: Some(vec![policy("Pods", 10), policy("Percent", 100)]),
+            select_policy: Some("Max".to_owned()),
+            ..HPAScalingRules::default()
+        }),
+    }
+}
+
+fn int_or_string(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
+}
+
+/// ScaledObject `{name}` targeting Deployment `{name}`.
+pub(crate) fn scaled_object(
+    mesh: &Mesh,
+    name: &str,
+    scaling: &Scaling,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Result<Object, RenderError> {
+    let mut triggers = vec![queue_trigger(mesh, name, scaling.queue_length())];
+    triggers.extend(scaling.additional_triggers.iter().cloned());
+    let advanced = scaling.advanced.clone().unwrap_or_default();
+    let scaling_modifiers = match (&advanced.formula, &advanced.target) {
+        (Some(formula), Some(target)) => Some(keda::ScalingModifiers {
+            formula: formula.clone(),
+            target: int_or_string(target),
+            activation_target: advanced.activation_target.as_ref().map(int_or_string),
+            metric_type: advanced.metric_type,
+        }),
+        // The CRD refuses a formula without a target; troupe.yaml is checked by troupe-mesh.
+        _ => None,
+    };
+    let so = keda::ScaledObject {
+        api_version: keda::API_VERSION.into(),
+        kind: "ScaledObject".into(),
+        metadata: meta(name, &mesh.namespace, labels, owner),
+        spec: keda::ScaledObjectSpec {
+            scale_target_ref: keda::ScaleTargetRef {
+                name: name.to_owned(),
+            },
+            polling_interval: scaling.polling_interval(),
+            cooldown_period: scaling.cooldown_period(),
+            min_replica_count: scaling.min_replica_count(),
+            max_replica_count: scaling.max_replica_count(),
+            advanced: keda::Advanced {
+                restore_to_original_replica_count: advanced.restore_to_original_replica_count,
+                horizontal_pod_autoscaler_config: keda::HpaConfig {
+                    behavior: hpa_behavior(),
+                },
+                scaling_modifiers,
+            },
+            triggers,
+        },
+    };
+    Object::new("ScaledObject", name, &so)
+}
+
+pub(crate) fn var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+pub(crate) fn secret_var(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// `ASYA_TRANSPORT` and the broker's non-secret variables (`ASYA_AWS_REGION`, ...).
+pub(crate) fn transport_env(mesh: &Mesh, transport_var: &str) -> Vec<EnvVar> {
+    let mut v = vec![var(transport_var, mesh.transport.kind())];
+    match &mesh.transport {
+        Transport::RabbitMq { exchange } => v.push(var("ASYA_RABBITMQ_EXCHANGE", exchange)),
+        Transport::Sqs { region, endpoint } => {
+            v.push(var("ASYA_AWS_REGION", region));
+            if let Some(e) = endpoint {
+                v.push(var("ASYA_SQS_ENDPOINT", e));
+            }
+        }
+        Transport::PubSub { project, endpoint } => {
+            v.push(var("ASYA_PUBSUB_PROJECT_ID", project));
+            if let Some(e) = endpoint {
+                v.push(var("ASYA_PUBSUB_ENDPOINT", e));
+            }
+        }
+        Transport::Nats { .. } | Transport::Redis { .. } => {}
+    }
+    v
+}
+
+/// `envFrom` of the transport secret (broker URL, cloud keys).
+pub(crate) fn transport_env_from(mesh: &Mesh) -> Vec<EnvFromSource> {
+    vec![EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: TRANSPORT_SECRET.to_owned(),
+            optional: (!mesh.transport.secret_required()).then_some(true),
+        }),
+        ..EnvFromSource::default()
+    }]
+}
+
+/// Sidecar variables every sidecar gets (user actor or crew), from the one table.
+pub(crate) fn sidecar_base_env(mesh: &Mesh, actor: &str) -> Vec<EnvVar> {
+    let mut v = vec![
+        var(env::ACTOR_NAME, actor),
+        var(env::NAMESPACE, &mesh.namespace),
+        var(env::ACTOR_SINK, "x-sink"),
+        var(env::ACTOR_SUMP, "x-sump"),
+        var(env::SOCKET_DIR, SOCKET_DIR),
+    ];
+    v.extend(transport_env(mesh, env::TRANSPORT));
+    if mesh.options.gateway {
+        v.push(var(env::GATEWAY_URL, GATEWAY_INTERNAL_URL));
+        v.push(secret_var(env::GATEWAY_TOKEN, TOKEN_SECRET, "token"));
+    }
+    v
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The `asya-sidecar` container (`troupe sidecar`).
+pub(crate) fn sidecar_container(
+    mesh: &Mesh,
+    env: Vec<EnvVar>,
+    spec: Option<&AsyncActorSpec>,
+) -> Container {
+    let sc = spec.and_then(|s| s.sidecar.as_ref());
+    let image = sc.and_then(|s| s.image.as_ref());
+    let image_name = match image.and_then(|i| i.repository.as_deref()) {
+        Some(repo) => format!(
+            "{repo}:{}",
+            image.and_then(|i| i.tag.as_deref()).unwrap_or("latest")
+        ),
+        None => match image.and_then(|i| i.tag.as_deref()) {
+            Some(tag) => format!(
+                "{}:{tag}",
+                mesh.options
+                    .image
+                    .rsplit_once(':')
+                    .map_or(mesh.options.image.as_str(), |(r, _)| r)
+            ),
+            None => mesh.options.image.clone(),
+        },
+    };
+    let http_probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    Container {
+        name: "asya-sidecar".into(),
+        image: Some(image_name),
+        image_pull_policy: image.and_then(|i| i.pull_policy).map(pull_policy),
+        args: Some(vec!["sidecar".into()]),
+        env: Some(env),
+        env_from: Some(transport_env_from(mesh)),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: METRICS_PORT,
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(http_probe("/healthz")),
+        readiness_probe: Some(http_probe("/readyz")),
+        resources: sc.and_then(|s| s.resources.clone()),
+        volume_mounts: Some(vec![mount("socket-dir", SOCKET_DIR)]),
+        ..Container::default()
+    }
+}
+
+fn pull_policy(p: PullPolicy) -> String {
+    match p {
+        PullPolicy::Always => "Always",
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Never => "Never",
+    }
+    .to_owned()
+}
+
+pub(crate) fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..VolumeMount::default()
+    }
+}
+
+pub(crate) fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn exec_probe(period: i32, failures: Option<i32>) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["sh".into(), "-c".into(), RUNTIME_READY.into()]),
+        }),
+        period_seconds: Some(period),
+        failure_threshold: failures,
+        ..Probe::default()
+    }
+}
+
+/// The sidecar environment of a user actor: base, resiliency, Troupe extensions, tracing,
+/// then `spec.sidecar.env` (last, so the user's value wins).
+fn actor_sidecar_env(mesh: &Mesh, spec: &AsyncActorSpec) -> Vec<EnvVar> {
+    let mut v = sidecar_base_env(mesh, &spec.actor);
+    v.push(var(env::RESILIENCY_ACTOR_TIMEOUT, spec.actor_timeout()));
+    if let Some(r) = &spec.resiliency {
+        if !r.policies.is_empty() {
+            v.push(var(env::RESILIENCY_POLICIES, json(&r.policies)));
+        }
+        if !r.rules.is_empty() {
+            v.push(var(env::RESILIENCY_RULES, json(&r.rules)));
+        }
+    }
+    if let Some(c) = spec.concurrency {
+        v.push(var(env::CONCURRENCY, c.to_string()));
+    }
+    if let Some(p) = spec.pipeline {
+        v.push(var(env::PIPELINE, p.to_string()));
+    }
+    if let Some(t) = &spec.tracing {
+        if let Some(e) = &t.endpoint {
+            v.push(var(env::OTEL_ENDPOINT, e));
+        }
+        if let Some(p) = &t.protocol {
+            v.push(var(env::OTEL_PROTOCOL, p));
+        }
+    }
+    if let Some(s) = &spec.sidecar {
+        merge_env(&mut v, &s.env);
+    }
+    v
+}
+
+/// Adds `user` to `env`, replacing a variable of the same name in place: a list with a name
+/// twice is refused by server-side apply (`name` is the merge key).
+pub(crate) fn merge_env(env: &mut Vec<EnvVar>, user: &[EnvVar]) {
+    for u in user {
+        match env.iter_mut().find(|e| e.name == u.name) {
+            Some(e) => *e = u.clone(),
+            None => env.push(u.clone()),
+        }
+    }
+}
+
+/// The runtime container `asya-runtime`.
+fn runtime_container(spec: &AsyncActorSpec) -> Container {
+    let mut env = vec![
+        var(env::runtime::SOCKET_DIR, SOCKET_DIR),
+        var(env::runtime::HANDLER, &spec.handler),
+    ];
+    merge_env(&mut env, &spec.env);
+    let from_secrets: Vec<EnvVar> = spec
+        .secret_refs
+        .iter()
+        .flat_map(|r| {
+            r.keys
+                .iter()
+                .map(|k| secret_var(&k.env_var, &r.secret_name, &k.key))
+        })
+        .collect();
+    merge_env(&mut env, &from_secrets);
+    if !spec.state_proxy.is_empty() {
+        let mounts: Vec<_> = spec
+            .state_proxy
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "path": s.mount.path}))
+            .collect();
+        env.push(var(env::runtime::STATE_PROXY_MOUNTS, json(&mounts)));
+    }
+    let mut mounts = vec![
+        mount("socket-dir", SOCKET_DIR),
+        mount("tmp", "/tmp"),
+        mount("state-sockets", "/var/run/asya/state"),
+        VolumeMount {
+            name: "asya-runtime".into(),
+            mount_path: RUNTIME_PATH.into(),
+            sub_path: Some(RUNTIME_KEY.into()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    mounts.extend(spec.volume_mounts.iter().cloned());
+    Container {
+        name: "asya-runtime".into(),
+        image: spec.image.clone(),
+        image_pull_policy: Some(pull_policy(spec.image_pull_policy())),
+        command: Some(vec![
+            spec.python_executable().to_owned(),
+            RUNTIME_PATH.to_owned(),
+        ]),
+        env: Some(env),
+        resources: spec.resources.clone(),
+        startup_probe: Some(exec_probe(2, Some(150))),
+        readiness_probe: Some(exec_probe(10, None)),
+        liveness_probe: Some(exec_probe(10, None)),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+/// `asya-state-proxy-{name}` containers (platform.md §5).
+fn state_proxy_containers(spec: &AsyncActorSpec) -> Vec<Container> {
+    spec.state_proxy
+        .iter()
+        .map(|s| Container {
+            name: format!("asya-state-proxy-{}", s.name),
+            image: Some(s.connector.image.clone()),
+            image_pull_policy: s.connector.image_pull_policy.map(pull_policy),
+            env: Some(
+                [var("ASYA_STATE_PROXY_NAME", &s.name)]
+                    .into_iter()
+                    .chain(s.connector.env.iter().cloned())
+                    .collect(),
+            ),
+            resources: s.connector.resources.clone(),
+            volume_mounts: Some(vec![mount("state-sockets", "/var/run/asya/state")]),
+            ..Container::default()
+        })
+        .collect()
+}
+
+/// Deployment `{actor}`: runtime, sidecar, state proxies; the user's pod settings.
+fn actor_deployment(
+    mesh: &Mesh,
+    spec: &AsyncActorSpec,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Deployment {
+    let name = spec.actor.as_str();
+    let scaling = spec.scaling();
+    let mut containers = vec![
+        runtime_container(spec),
+        sidecar_container(mesh, actor_sidecar_env(mesh, spec), Some(spec)),
+    ];
+    containers.extend(state_proxy_containers(spec));
+    containers.extend(spec.sidecars.iter().cloned());
+    let mut volumes = vec![
+        empty_dir("socket-dir"),
+        empty_dir("tmp"),
+        empty_dir("state-sockets"),
+        Volume {
+            name: "asya-runtime".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: RUNTIME_CONFIG_MAP.into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    volumes.extend(spec.volumes.iter().cloned());
+    let pod = PodSpec {
+        service_account_name: Some(name.to_owned()),
+        termination_grace_period_seconds: Some(30),
+        init_containers: (!spec.init_containers.is_empty()).then(|| spec.init_containers.clone()),
+        containers,
+        volumes: Some(volumes),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        ..PodSpec::default()
+    };
+    deployment(
+        mesh,
+        name,
+        labels,
+        owner,
+        pod,
+        (!scaling.enabled()).then(|| spec.replicas()),
+    )
+}
+
+/// A Deployment around `pod`; `replicas` only when KEDA does not own the count.
+pub(crate) fn deployment(
+    mesh: &Mesh,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+    pod: PodSpec,
+    replicas: Option<u32>,
+) -> Deployment {
+    Deployment {
+        metadata: meta(name, &mesh.namespace, labels, owner),
+        spec: Some(DeploymentSpec {
+            replicas: replicas.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(selector(name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::model::Options;
+    use troupe_resource::{AdvancedScaling, SidecarSpec};
+
+    fn mesh(transport: Transport) -> Mesh {
+        Mesh {
+            namespace: "ns".into(),
+            transport,
+            actors: vec![],
+            options: Options::default(),
+        }
+    }
+
+    fn spec(yaml: &str) -> AsyncActorSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn each_transport_has_its_keda_trigger_named_queue() {
+        let cases = [
+            (
+                Transport::RabbitMq {
+                    exchange: "asya".into(),
+                },
+                "rabbitmq",
+                "queueName",
+                true,
+            ),
+            (
+                Transport::Sqs {
+                    region: "us-east-1".into(),
+                    endpoint: Some("http://moto:5000".into()),
+                },
+                "aws-sqs-queue",
+                "queueURL",
+                true,
+            ),
+            (
+                Transport::PubSub {
+                    project: "p".into(),
+                    endpoint: None,
+                },
+                "gcp-pubsub",
+                "subscriptionName",
+                true,
+            ),
+            (
+                Transport::Nats {
+                    monitoring_endpoint: "n:8222".into(),
+                },
+                "nats-jetstream",
+                "stream",
+                false,
+            ),
+            (
+                Transport::Redis {
+                    address: "r:6379".into(),
+                    password: false,
+                },
+                "redis-streams",
+                "stream",
+                false,
+            ),
+        ];
+        for (t, type_, key, auth) in cases {
+            let m = mesh(t);
+            let trig = queue_trigger(&m, "a", 7);
+            assert_eq!(trig.type_, type_);
+            assert_eq!(trig.name.as_deref(), Some("queue"));
+            assert_eq!(trig.metadata[key], "asya-ns-a", "{type_}");
+            assert!(
+                trig.metadata.values().any(|v| v == "7"),
+                "{type_}: queueLength"
+            );
+            assert_eq!(trig.authentication_ref.is_some(), auth, "{type_}");
+            let ta = trigger_auth(&m, "a", &BTreeMap::new(), None).unwrap();
+            assert_eq!(
+                ta.is_some(),
+                auth,
+                "{type_}: TriggerAuthentication iff referenced"
+            );
+        }
+    }
+
+    #[test]
+    fn sqs_uses_pod_identity_unless_an_endpoint_is_set() {
+        let aws = mesh(Transport::Sqs {
+            region: "eu-west-1".into(),
+            endpoint: None,
+        });
+        let ta = trigger_auth(&aws, "a", &BTreeMap::new(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ta.value["spec"]["podIdentity"]["provider"], "aws");
+        assert!(!queue_trigger(&aws, "a", 5)
+            .metadata
+            .contains_key("awsEndpoint"));
+        let moto = mesh(Transport::Sqs {
+            region: "eu-west-1".into(),
+            endpoint: Some("http://moto:5000".into()),
+        });
+        let ta = trigger_auth(&moto, "a", &BTreeMap::new(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ta.value["spec"]["secretTargetRef"][0]["parameter"],
+            "awsAccessKeyID"
+        );
+        assert_eq!(
+            queue_trigger(&moto, "a", 5).metadata["awsEndpoint"],
+            "http://moto:5000"
+        );
+    }
+
+    #[test]
+    fn additional_triggers_follow_queue_and_a_formula_becomes_scaling_modifiers() {
+        let s = spec("{actor: a, handler: m.f, scaling: {advanced: {formula: 'queue + x', target: 3}, additionalTriggers: [{type: cron, name: x}]}}");
+        let m = mesh(Transport::RabbitMq {
+            exchange: "asya".into(),
+        });
+        let so = scaled_object(&m, "a", &s.scaling(), &BTreeMap::new(), None).unwrap();
+        let t = &so.value["spec"]["triggers"];
+        assert_eq!(t[0]["name"], "queue");
+        assert_eq!(t[1]["name"], "x");
+        assert_eq!(
+            so.value["spec"]["advanced"]["scalingModifiers"]["target"],
+            "3"
+        );
+        // Defaults of platform.md §2 when the actor says nothing.
+        let plain = scaled_object(&m, "a", &Scaling::default(), &BTreeMap::new(), None).unwrap();
+        let p = &plain.value["spec"];
+        assert_eq!(
+            (p["minReplicaCount"].as_u64(), p["maxReplicaCount"].as_u64()),
+            (Some(0), Some(10))
+        );
+        assert_eq!(
+            (p["pollingInterval"].as_u64(), p["cooldownPeriod"].as_u64()),
+            (Some(30), Some(300))
+        );
+        assert!(p["advanced"].get("scalingModifiers").is_none());
+        let _ = AdvancedScaling::default();
+    }
+
+    #[test]
+    fn a_disabled_scaling_gives_fixed_replicas_and_no_scaled_object() {
+        let m = mesh(Transport::Nats {
+            monitoring_endpoint: "n:8222".into(),
+        });
+        let a = ActorInput::from(spec(
+            "{actor: a, image: i, handler: m.f, replicas: 3, scaling: {enabled: false}}",
+        ));
+        let objs = render_actor(&m, &a).unwrap();
+        assert!(objs.iter().all(|o| o.kind != "ScaledObject"));
+        let d = objs.iter().find(|o| o.kind == "Deployment").unwrap();
+        assert_eq!(d.value["spec"]["replicas"], 3);
+        let scaled = ActorInput::from(spec("{actor: a, image: i, handler: m.f}"));
+        let d = render_actor(&m, &scaled).unwrap().pop().unwrap();
+        assert!(
+            d.value["spec"].get("replicas").is_none(),
+            "KEDA owns the count"
+        );
+    }
+
+    #[test]
+    fn sidecar_env_comes_from_the_table_and_user_values_replace_in_place() {
+        let m = mesh(Transport::RabbitMq {
+            exchange: "asya".into(),
+        });
+        let mut s = spec("{actor: a, handler: m.f}");
+        s.sidecar = Some(SidecarSpec {
+            env: vec![var(env::ACTOR_SINK, "my-sink")],
+            ..SidecarSpec::default()
+        });
+        let e = actor_sidecar_env(&m, &s);
+        let names: Vec<&str> = e.iter().map(|v| v.name.as_str()).collect();
+        for n in &names {
+            assert!(
+                env::ALL.iter().any(|v| v.name == *n) || n.starts_with("ASYA_RABBITMQ_"),
+                "{n} is not in troupe_protocol::sidecar_env"
+            );
+        }
+        assert_eq!(names.iter().filter(|n| **n == env::ACTOR_SINK).count(), 1);
+        let sink = e.iter().find(|v| v.name == env::ACTOR_SINK).unwrap();
+        assert_eq!(sink.value.as_deref(), Some("my-sink"));
+        assert_eq!(
+            e.iter()
+                .find(|v| v.name == env::RESILIENCY_ACTOR_TIMEOUT)
+                .unwrap()
+                .value
+                .as_deref(),
+            Some("5m")
+        );
+    }
+
+    #[test]
+    fn sidecar_image_overrides_keep_the_default_repository_for_a_bare_tag() {
+        let m = mesh(Transport::RabbitMq {
+            exchange: "asya".into(),
+        });
+        let s = spec("{actor: a, handler: m.f, sidecar: {image: {tag: dev}}}");
+        let c = sidecar_container(&m, vec![], Some(&s));
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/troupe-mesh/troupe:dev"));
+        let s = spec("{actor: a, handler: m.f, sidecar: {image: {repository: ghcr.io/deliveryhero/asya-sidecar, tag: '1.0', pullPolicy: Always}}}");
+        let c = sidecar_container(&m, vec![], Some(&s));
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/deliveryhero/asya-sidecar:1.0")
+        );
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+    }
+
+    #[test]
+    fn state_proxies_add_containers_and_their_mounts_to_the_runtime() {
+        let s = spec("{actor: a, handler: m.f, stateProxy: [{name: kv, mount: {path: /state/kv}, connector: {image: c:1}}]}");
+        let cs = state_proxy_containers(&s);
+        assert_eq!(cs[0].name, "asya-state-proxy-kv");
+        let r = runtime_container(&s);
+        let mounts = r
+            .env
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == env::runtime::STATE_PROXY_MOUNTS)
+            .unwrap();
+        assert_eq!(
+            mounts.value.as_deref(),
+            Some(r#"[{"name":"kv","path":"/state/kv"}]"#)
+        );
+    }
+
+    #[test]
+    fn the_irsa_role_annotates_service_accounts() {
+        let mut m = mesh(Transport::Sqs {
+            region: "eu-west-1".into(),
+            endpoint: None,
+        });
+        m.options.aws_role_arn = Some("arn:aws:iam::1:role/r".into());
+        let sa = service_account(&m, "a", &BTreeMap::new(), None).unwrap();
+        assert_eq!(
+            sa.value["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+            "arn:aws:iam::1:role/r"
+        );
+        assert_eq!(sa.value["apiVersion"], "v1");
+    }
+}

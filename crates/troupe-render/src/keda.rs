@@ -1,0 +1,145 @@
+//! KEDA's kinds (`keda.sh/v1alpha1`) as typed structs: only the fields Troupe writes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use troupe_resource::ScaleTrigger;
+
+/// KEDA's API version.
+pub const API_VERSION: &str = "keda.sh/v1alpha1";
+
+/// A KEDA `ScaledObject`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaledObject {
+    /// `keda.sh/v1alpha1`.
+    pub api_version: String,
+    /// `ScaledObject`.
+    pub kind: String,
+    /// Name, namespace, labels.
+    pub metadata: ObjectMeta,
+    /// The spec.
+    pub spec: ScaledObjectSpec,
+}
+
+/// `ScaledObject.spec`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaledObjectSpec {
+    /// The Deployment scaled.
+    pub scale_target_ref: ScaleTargetRef,
+    /// Seconds between polls.
+    pub polling_interval: u32,
+    /// Seconds idle before scaling to `minReplicaCount`.
+    pub cooldown_period: u32,
+    /// Fewest replicas.
+    pub min_replica_count: u32,
+    /// Most replicas.
+    pub max_replica_count: u32,
+    /// HPA behaviour and scaling modifiers.
+    pub advanced: Advanced,
+    /// `queue` first, then the actor's `additionalTriggers`.
+    pub triggers: Vec<ScaleTrigger>,
+}
+
+/// `scaleTargetRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// Deployment name.
+    pub name: String,
+}
+
+/// `spec.advanced`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Advanced {
+    /// Restore the replica count when the ScaledObject goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to_original_replica_count: Option<bool>,
+    /// The HPA's behaviour.
+    pub horizontal_pod_autoscaler_config: HpaConfig,
+    /// Formula over the triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_modifiers: Option<ScalingModifiers>,
+}
+
+/// `advanced.horizontalPodAutoscalerConfig`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaConfig {
+    /// Scale-up and scale-down rules.
+    pub behavior: HorizontalPodAutoscalerBehavior,
+}
+
+/// `advanced.scalingModifiers` (KEDA writes its numbers as strings).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingModifiers {
+    /// Formula over trigger names.
+    pub formula: String,
+    /// Target of the formula.
+    pub target: String,
+    /// Activation target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_target: Option<String>,
+    /// `AverageValue`, `Value` or `Utilization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_type: Option<troupe_resource::MetricType>,
+}
+
+/// A KEDA `TriggerAuthentication`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerAuthentication {
+    /// `keda.sh/v1alpha1`.
+    pub api_version: String,
+    /// `TriggerAuthentication`.
+    pub kind: String,
+    /// Name, namespace, labels.
+    pub metadata: ObjectMeta,
+    /// The spec.
+    pub spec: TriggerAuthenticationSpec,
+}
+
+/// `TriggerAuthentication.spec`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerAuthenticationSpec {
+    /// Cloud identity of the pod (`aws`, `gcp`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity: Option<PodIdentity>,
+    /// Scaler parameters read from Secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_target_ref: Vec<SecretTargetRef>,
+}
+
+/// `podIdentity`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentity {
+    /// `aws`, `gcp`, `azure-workload`.
+    pub provider: String,
+}
+
+/// One `secretTargetRef` entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTargetRef {
+    /// Scaler parameter it fills.
+    pub parameter: String,
+    /// Secret name.
+    pub name: String,
+    /// Key in the Secret.
+    pub key: String,
+}
+
+/// Trigger metadata from pairs (sorted: KEDA ignores order, diffs do not).
+pub(crate) fn metadata(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}

@@ -1,0 +1,82 @@
+//! The renderer (platform.md §3): Kubernetes objects from AsyncActor specs, with no I/O.
+//!
+//! [`render`] takes a [`Mesh`] (actors, transport, namespace, options) and returns every
+//! object in a fixed order: per actor a ServiceAccount, a TriggerAuthentication (when the
+//! transport's KEDA scaler needs credentials), a ScaledObject and a Deployment; the crew
+//! actors (`x-sink`, `x-sump`, `x-pause`, `x-resume`); the gateway; the runtime ConfigMap
+//! and the queues the operator provisions. `troupe render` writes them for GitOps and the
+//! operator applies the same objects, so both read one function.
+//!
+//! Core kinds are k8s-openapi types; KEDA's kinds are the typed structs of [`keda`].
+
+mod actor;
+pub mod keda;
+mod labels;
+mod model;
+mod output;
+mod platform;
+
+pub use labels::{child_labels, Component, MANAGED_BY};
+pub use model::*;
+pub use output::{Object, Rendered};
+pub use platform::queues;
+
+/// Why a mesh could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// An object did not turn into JSON (a bug in the types, not in user input).
+    #[error("cannot serialize {kind} '{name}': {source}")]
+    Serialize {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An object did not turn into YAML (a bug in the types, not in user input).
+    #[error("cannot write {file} as YAML: {source}")]
+    Yaml {
+        /// File being written.
+        file: String,
+        /// The cause.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// An actor's name collides with a crew actor or the gateway.
+    #[error("actor '{0}' uses a reserved name (x-sink, x-sump, x-pause, x-resume, troupe-gateway): rename it")]
+    ReservedName(String),
+    /// Two actors share a name.
+    #[error("actor '{0}' is defined twice: actor names must be unique in a namespace")]
+    Duplicate(String),
+}
+
+/// Renders every object of the mesh, in the order [`Rendered`] documents.
+pub fn render(mesh: &Mesh) -> Result<Rendered, RenderError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut objects = Vec::new();
+    for a in &mesh.actors {
+        let name = a.spec.actor.as_str();
+        if model::CREW.contains(&name) || name == platform::GATEWAY {
+            return Err(RenderError::ReservedName(name.to_owned()));
+        }
+        if !seen.insert(name) {
+            return Err(RenderError::Duplicate(name.to_owned()));
+        }
+        objects.extend(actor::render_actor(mesh, a)?);
+    }
+    if mesh.options.crew {
+        for crew in model::CREW {
+            objects.extend(platform::render_crew(mesh, crew)?);
+        }
+    }
+    if mesh.options.gateway {
+        objects.extend(platform::render_gateway(mesh)?);
+    }
+    if let Some(py) = &mesh.options.runtime_py {
+        objects.push(platform::runtime_config_map(mesh, py)?);
+    }
+    objects.push(platform::queue_config_map(mesh)?);
+    Ok(Rendered::new(objects))
+}
