@@ -47,6 +47,16 @@ pub enum RenderError {
     /// An actor's name collides with a crew actor or the gateway.
     #[error("actor '{0}' uses a reserved name (x-sink, x-sump, x-pause, x-resume, troupe-gateway): rename it")]
     ReservedName(String),
+    /// An actor's `compositionRef` names another transport than the cluster's.
+    #[error("actor '{actor}' asks for transport '{wanted}' (compositionRef asyncactor-{wanted}) but the mesh renders for '{cluster}': remove compositionRef or render with --transport for {wanted}")]
+    TransportMismatch {
+        /// The actor.
+        actor: String,
+        /// Transport its `compositionRef` names.
+        wanted: String,
+        /// The cluster transport.
+        cluster: &'static str,
+    },
     /// Two actors share a name.
     #[error("actor '{0}' is defined twice: actor names must be unique in a namespace")]
     Duplicate(String),
@@ -60,6 +70,14 @@ pub fn render(mesh: &Mesh) -> Result<Rendered, RenderError> {
         let name = a.spec.actor.as_str();
         if model::CREW.contains(&name) || name == platform::GATEWAY {
             return Err(RenderError::ReservedName(name.to_owned()));
+        }
+        let wanted = a.spec.composition_ref.as_ref().and_then(|c| c.transport());
+        if let Some(wanted) = wanted.filter(|w| *w != mesh.transport.kind()) {
+            return Err(RenderError::TransportMismatch {
+                actor: name.to_owned(),
+                wanted: wanted.to_owned(),
+                cluster: mesh.transport.kind(),
+            });
         }
         if !seen.insert(name) {
             return Err(RenderError::Duplicate(name.to_owned()));

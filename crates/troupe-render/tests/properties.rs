@@ -304,4 +304,17 @@ fn reserved_and_duplicate_names_are_refused() {
     });
     m.actors = vec![a.clone(), a];
     assert!(matches!(render(&m), Err(RenderError::Duplicate(n)) if n == "a"));
+    // compositionRef picks the transport per actor: only the cluster's one can be rendered.
+    let mut m = base();
+    let spec: AsyncActorSpec =
+        serde_yaml::from_str("{actor: a, handler: m.f, compositionRef: {name: asyncactor-sqs}}")
+            .unwrap();
+    m.actors = vec![ActorInput::from(spec.clone())];
+    let err = render(&m).unwrap_err().to_string();
+    assert!(err.contains("'sqs'") && err.contains("'rabbitmq'"), "{err}");
+    m.transport = Transport::Sqs {
+        region: "eu-west-1".into(),
+        endpoint: None,
+    };
+    assert!(render(&m).is_ok());
 }
