@@ -94,6 +94,13 @@ pub(crate) fn render_gateway(mesh: &Mesh) -> Result<Vec<Object>, RenderError> {
         var("ASYA_INTERNAL_URL", actor::GATEWAY_INTERNAL_URL),
     ];
     env.extend(actor::transport_env(mesh, "ASYA_QUEUE_TRANSPORT"));
+    // The actors that exist, so creating a task for another answers 404 as under `troupe up`.
+    let mut actors: Vec<&str> = mesh.actors.iter().map(|a| a.spec.actor.as_str()).collect();
+    if mesh.options.crew {
+        actors.extend(CREW);
+    }
+    actors.sort_unstable();
+    env.push(var("TROUPE_GATEWAY_ACTORS", actors.join(",")));
     env.push(secret_var("TROUPE_GATEWAY_STORE", STORE_SECRET, "url"));
     env.push(secret_var(env::GATEWAY_TOKEN, TOKEN_SECRET, "token"));
     let port = |name: &str, p: i32| ContainerPort {

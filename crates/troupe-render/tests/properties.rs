@@ -209,6 +209,10 @@ fn the_gateway_takes_its_store_and_token_from_secrets_and_splits_its_listeners()
     );
     assert_eq!(env["ASYA_QUEUE_TRANSPORT"], "rabbitmq");
     assert_eq!(
+        env["TROUPE_GATEWAY_ACTORS"],
+        "x-pause,x-resume,x-sink,x-sump"
+    );
+    assert_eq!(
         env["ASYA_INTERNAL_URL"],
         "http://troupe-gateway-internal:8081"
     );
