@@ -261,8 +261,18 @@ pub(crate) fn scaled_object(
     labels: &BTreeMap<String, String>,
     owner: Option<&OwnerReference>,
 ) -> Result<Object, RenderError> {
-    let mut triggers = vec![queue_trigger(mesh, name, scaling.queue_length())];
-    triggers.extend(scaling.additional_triggers.iter().cloned());
+    let mut triggers = vec![keda::Trigger::from(queue_trigger(
+        mesh,
+        name,
+        scaling.queue_length(),
+    ))];
+    triggers.extend(
+        scaling
+            .additional_triggers
+            .iter()
+            .cloned()
+            .map(keda::Trigger::from),
+    );
     let advanced = scaling.advanced.clone().unwrap_or_default();
     let scaling_modifiers = match (&advanced.formula, &advanced.target) {
         (Some(formula), Some(target)) => Some(keda::ScalingModifiers {

@@ -41,7 +41,44 @@ pub struct ScaledObjectSpec {
     /// HPA behaviour and scaling modifiers.
     pub advanced: Advanced,
     /// `queue` first, then the actor's `additionalTriggers`.
-    pub triggers: Vec<ScaleTrigger>,
+    pub triggers: Vec<Trigger>,
+}
+
+/// One trigger. Unlike [`ScaleTrigger`] (which omits an empty `metadata` so an AsyncActor
+/// round-trips unchanged), `metadata` is always written: KEDA's CRD requires it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// Scaler type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Name, usable in `scalingModifiers.formula`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Scaler settings (required by KEDA, possibly empty).
+    pub metadata: BTreeMap<String, String>,
+    /// TriggerAuthentication reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_ref: Option<troupe_resource::AuthenticationRef>,
+    /// Metric type of this trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_type: Option<troupe_resource::MetricType>,
+    /// Serve this trigger's metric from KEDA's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_cached_metrics: Option<bool>,
+}
+
+impl From<ScaleTrigger> for Trigger {
+    fn from(t: ScaleTrigger) -> Self {
+        Trigger {
+            type_: t.type_,
+            name: t.name,
+            metadata: t.metadata,
+            authentication_ref: t.authentication_ref,
+            metric_type: t.metric_type,
+            use_cached_metrics: t.use_cached_metrics,
+        }
+    }
 }
 
 /// `scaleTargetRef`.
@@ -142,4 +179,22 @@ pub(crate) fn metadata(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_always_writes_metadata_as_keda_requires() {
+        let t = Trigger::from(ScaleTrigger {
+            type_: "cpu".into(),
+            ..ScaleTrigger::default()
+        });
+        assert_eq!(
+            serde_json::to_value(t).unwrap(),
+            serde_json::json!({"type": "cpu", "metadata": {}})
+        );
+    }
 }
