@@ -257,6 +257,12 @@ fn sse_nested(args: &GatewayArgs) -> Result<SseRuns> {
         .args(["--workers", &args.workers.to_string()])
         .args(["--python", &args.python])
         .env(PURGE_ENV, purge_delay())
+        // The event posts of part 3 use sidecar-only routes: the nested mesh and its
+        // clients share one token instead of the one `troupe up` would generate.
+        .env(
+            troupe_protocol::sidecar_env::GATEWAY_TOKEN,
+            uuid::Uuid::new_v4().to_string(),
+        )
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(dir) = &args.dir {

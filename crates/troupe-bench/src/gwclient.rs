@@ -184,6 +184,15 @@ async fn run(args: &ClientArgs) -> Result<()> {
         // ("Gateway") for why that changes the create-to-SSE latency.
         builder = builder.pool_max_idle_per_host(0);
     }
+    // Part 3 posts events as a sidecar would; the mesh process it talks to was started
+    // with this token (see `sse_nested`), which both inherit from the benchmark.
+    if let Ok(token) = std::env::var(troupe_protocol::sidecar_env::GATEWAY_TOKEN) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the gateway token is not a valid header value")?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
     let client = builder.build().context("building the HTTP client")?;
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let url = args.url.trim_end_matches('/').to_owned();

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use troupe_engine::handler::{HandlerFailure, NativeHandler, Requeue};
 use troupe_protocol::clock::format_ts;
 use troupe_protocol::envelope::to_raw;
+use troupe_protocol::resume_input::declared_fields;
 use troupe_protocol::{Clock, Envelope, Frame, Route, SystemClock};
 
 use crate::config::{CrewConfig, MergeMode};
@@ -169,22 +170,6 @@ fn merge_root(base: &mut Value, input: Map<String, Value>, mode: MergeMode) {
     }
 }
 
-/// The metadata's `fields` list (the metadata may be stored as a JSON string).
-fn fields(metadata: &Value) -> Vec<Value> {
-    let parsed;
-    let meta = match metadata {
-        Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-            &parsed
-        }
-        other => other,
-    };
-    meta.get("fields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[async_trait]
 impl NativeHandler for Resume {
     async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure> {
@@ -235,7 +220,7 @@ impl NativeHandler for Resume {
             .pause_metadata
             .as_ref()
             .unwrap_or(&self.config.pause_metadata);
-        let fields = fields(metadata);
+        let fields = declared_fields(metadata);
         if fields.is_empty() {
             merge_root(&mut payload, user_input, self.config.resume_merge_mode);
         } else {
@@ -752,8 +737,8 @@ mod tests {
 
     #[test]
     fn fields_from_string_metadata() {
-        let f = fields(&json!(r#"{"fields": [{"name": "x"}]}"#));
+        let f = declared_fields(&json!(r#"{"fields": [{"name": "x"}]}"#));
         assert_eq!(f, vec![json!({"name": "x"})]);
-        assert!(fields(&json!({"prompt": "p"})).is_empty());
+        assert!(declared_fields(&json!({"prompt": "p"})).is_empty());
     }
 }
