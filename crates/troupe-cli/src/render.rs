@@ -230,4 +230,103 @@ mod tests {
             .contains("no meaning on a cluster"));
         assert!(cluster_transport("kafka://x").is_err());
     }
+
+    /// The Secret `troupe-transport` a user would create, per transport.
+    fn secret(kind: &str) -> Vec<(&'static str, &'static str)> {
+        match kind {
+            "rabbitmq" => vec![("ASYA_RABBITMQ_URL", "amqp://u:p@mq:5672/%2f")],
+            "nats" => vec![("TROUPE_NATS_URL", "nats://nats:4222")],
+            "redis" => vec![("TROUPE_REDIS_URL", "redis://:pw@redis:6379/0")],
+            "sqs" => vec![("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")],
+            _ => vec![("GOOGLE_OAUTH_ACCESS_TOKEN", "t")],
+        }
+    }
+
+    /// A container's environment as the kubelet would build it: `envFrom` first, then
+    /// `env` (later wins), `secretKeyRef` resolved to a placeholder.
+    fn container_env(
+        c: &serde_json::Value,
+        kind: &str,
+    ) -> std::collections::HashMap<String, String> {
+        let mut env: std::collections::HashMap<String, String> = secret(kind)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for e in c["env"].as_array().unwrap() {
+            let name = e["name"].as_str().unwrap().to_owned();
+            let value = match e.get("value") {
+                Some(v) => v.as_str().unwrap().to_owned(),
+                None if name == "TROUPE_GATEWAY_STORE" => "postgres://u@db:5432/troupe".into(),
+                None => "from-a-secret".into(),
+            };
+            env.insert(name, value);
+        }
+        env
+    }
+
+    /// Every rendered sidecar (actors and crew) and the gateway start with their rendered
+    /// environment: the real parsers of `troupe sidecar` and `troupe gateway` accept it
+    /// with no warning, for every transport.
+    #[test]
+    fn rendered_environments_are_accepted_by_troupe_sidecar_and_troupe_gateway() {
+        let spec: troupe_resource::AsyncActorSpec = serde_json::from_value(serde_json::json!({
+            "actor": "a", "image": "i", "handler": "m.f", "concurrency": 2,
+            "resiliency": {"actorTimeout": "10m",
+                "policies": {"default": {"maxAttempts": 3, "backoff": "exponential", "initialDelay": "2s"}},
+                "rules": [{"errors": ["TimeoutError"], "policy": "default"}]},
+            "tracing": {"endpoint": "http://otel:4317", "protocol": "grpc"}
+        }))
+        .unwrap();
+        for url in [
+            "amqp://mq:5672",
+            "sqs://eu-west-1?endpoint=http://moto:5000",
+            "pubsub://proj?endpoint=pubsub:8085",
+            "nats://nats:4222",
+            "redis://redis:6379",
+        ] {
+            let transport = cluster_transport(url).unwrap();
+            let kind = transport.kind();
+            let mesh = Mesh {
+                namespace: "prod".into(),
+                transport,
+                actors: vec![ActorInput::from(spec.clone())],
+                options: Options::default(),
+            };
+            let rendered = troupe_render::render(&mesh).unwrap();
+            let mut sidecars = 0;
+            for d in rendered.objects.iter().filter(|o| o.kind == "Deployment") {
+                for c in d.value["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .unwrap()
+                {
+                    let env = container_env(c, kind);
+                    let get = |k: &str| env.get(k).cloned();
+                    match c["name"].as_str().unwrap() {
+                        "asya-sidecar" => {
+                            sidecars += 1;
+                            let config = troupe_sidecar::SidecarConfig::from_lookup(&get)
+                                .unwrap_or_else(|e| panic!("{url} {}: {e}", d.name));
+                            // Tracing is rendered per spec; this build only warns that it
+                            // does not export yet. Anything else would be a wrong variable.
+                            let other: Vec<_> = config
+                                .warnings
+                                .iter()
+                                .filter(|w| !w.starts_with("OTEL_"))
+                                .collect();
+                            assert!(other.is_empty(), "{url} {}: {other:?}", d.name);
+                            assert_eq!(config.transport, kind);
+                            TransportSpec::from_env(kind, &get)
+                                .unwrap_or_else(|e| panic!("{url} {}: {e}", d.name));
+                        }
+                        "gateway" => {
+                            crate::gateway::parse_env(&get)
+                                .unwrap_or_else(|e| panic!("{url} gateway: {e}"));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            assert_eq!(sidecars, 5, "{url}: the actor and four crew");
+        }
+    }
 }
