@@ -106,6 +106,26 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
             .map_err(|e| format!("cannot read the runtime file {}: {e}", p.display()))?,
         None => troupe_runtime::RUNTIME_PY.to_owned(),
     };
+    let mut actors = Vec::with_capacity(config.actors.len());
+    for a in &config.actors {
+        let mut input = ActorInput::from(a.spec.clone());
+        // ActorConfig::runtime is the actor's file, else the mesh's: only a file of its
+        // own needs its own ConfigMap.
+        if let Some(p) = a
+            .runtime
+            .as_ref()
+            .filter(|p| Some(*p) != config.runtime.as_ref())
+        {
+            input.runtime_py = Some(std::fs::read_to_string(p).map_err(|e| {
+                format!(
+                    "cannot read actor '{}''s runtime file {}: {e}",
+                    a.name,
+                    p.display()
+                )
+            })?);
+        }
+        actors.push(input);
+    }
     let crew = &config.crew;
     Ok(Mesh {
         namespace: args
@@ -113,11 +133,7 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
             .clone()
             .unwrap_or_else(|| config.namespace.clone()),
         transport,
-        actors: config
-            .actors
-            .iter()
-            .map(|a| ActorInput::from(a.spec.clone()))
-            .collect(),
+        actors,
         options: Options {
             runtime_py: Some(runtime_py),
             crew_settings: CrewSettings {

@@ -144,3 +144,28 @@ fn an_actor_without_an_image_is_refused_with_its_position() {
         "{err}"
     );
 }
+
+#[test]
+fn an_actors_own_runtime_file_ships_in_its_own_config_map() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mine.py"), "# my runtime\n").unwrap();
+    std::fs::write(
+        dir.path().join("troupe.yaml"),
+        "actors:\n  - actor: custom\n    image: i:1\n    handler: m.f\n    runtime: mine.py\n  - actor: plain\n    image: i:1\n    handler: m.f\n",
+    )
+    .unwrap();
+    let out = troupe(
+        &["render", "--transport", "redis://r:6379", "-o", "out"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = std::fs::read_to_string(dir.path().join("out/configmap-custom-runtime.yaml")).unwrap();
+    assert!(cm.contains("# my runtime"), "{cm}");
+    let d = std::fs::read_to_string(dir.path().join("out/deployment-custom.yaml")).unwrap();
+    assert!(d.contains("name: custom-runtime"), "{d}");
+    assert!(!dir.path().join("out/configmap-plain-runtime.yaml").exists());
+}

@@ -52,12 +52,36 @@ pub(crate) fn render_actor(mesh: &Mesh, a: &ActorInput) -> Result<Vec<Object>, R
         }
         out.push(scaled_object(mesh, name, &scaling, &labels, owner)?);
     }
+    let runtime_map = match &a.runtime_py {
+        Some(py) => {
+            let cm_name = format!("{name}-runtime");
+            out.push(runtime_config_map(mesh, &cm_name, py, &labels, owner)?);
+            cm_name
+        }
+        None => RUNTIME_CONFIG_MAP.to_owned(),
+    };
     out.push(Object::new(
         "Deployment",
         name,
-        &actor_deployment(mesh, spec, &labels, owner),
+        &actor_deployment(mesh, spec, &labels, owner, &runtime_map),
     )?);
     Ok(out)
+}
+
+/// A ConfigMap holding a runtime file under [`RUNTIME_KEY`].
+pub(crate) fn runtime_config_map(
+    mesh: &Mesh,
+    name: &str,
+    py: &str,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Result<Object, RenderError> {
+    let cm = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: meta(name, &mesh.namespace, labels, owner),
+        data: Some(BTreeMap::from([(RUNTIME_KEY.to_owned(), py.to_owned())])),
+        ..Default::default()
+    };
+    Object::new("ConfigMap", name, &cm)
 }
 
 /// ServiceAccount `{name}`, with the IRSA role when one is configured.
@@ -602,6 +626,7 @@ fn actor_deployment(
     spec: &AsyncActorSpec,
     labels: &BTreeMap<String, String>,
     owner: Option<&OwnerReference>,
+    runtime_map: &str,
 ) -> Deployment {
     let name = spec.actor.as_str();
     let scaling = spec.scaling();
@@ -618,7 +643,7 @@ fn actor_deployment(
         Volume {
             name: "asya-runtime".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: RUNTIME_CONFIG_MAP.into(),
+                name: runtime_map.into(),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -905,6 +930,34 @@ mod tests {
             mounts.value.as_deref(),
             Some(r#"[{"name":"kv","path":"/state/kv"}]"#)
         );
+    }
+
+    #[test]
+    fn an_actor_with_its_own_runtime_file_mounts_its_own_config_map() {
+        let m = mesh(Transport::Nats {
+            monitoring_endpoint: "n:8222".into(),
+        });
+        let mut a = ActorInput::from(spec("{actor: a, image: i, handler: m.f}"));
+        a.runtime_py = Some("# mine".into());
+        let objs = render_actor(&m, &a).unwrap();
+        let cm = objs.iter().find(|o| o.kind == "ConfigMap").unwrap();
+        assert_eq!(cm.name, "a-runtime");
+        assert_eq!(cm.value["data"][RUNTIME_KEY], "# mine");
+        let d = objs.iter().find(|o| o.kind == "Deployment").unwrap();
+        let vols = d.value["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap();
+        let rt = vols.iter().find(|v| v["name"] == "asya-runtime").unwrap();
+        assert_eq!(rt["configMap"]["name"], "a-runtime");
+        // Without one, the mesh's ConfigMap.
+        let plain = ActorInput::from(spec("{actor: a, image: i, handler: m.f}"));
+        let d = render_actor(&m, &plain).unwrap().pop().unwrap();
+        let vols = d.value["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap();
+        assert!(vols
+            .iter()
+            .any(|v| v["configMap"]["name"] == RUNTIME_CONFIG_MAP));
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct ActorInput {
     pub labels: BTreeMap<String, String>,
     /// Owner of every child (the operator passes the AsyncActor; `troupe render` none).
     pub owner: Option<OwnerReference>,
+    /// This actor's own runtime file (troupe.yaml's per-actor `runtime:`), shipped in
+    /// ConfigMap `{actor}-runtime` instead of the mesh's [`RUNTIME_CONFIG_MAP`].
+    pub runtime_py: Option<String>,
 }
 
 impl From<AsyncActorSpec> for ActorInput {

@@ -44,29 +44,33 @@ fn actor() -> impl Strategy<Value = ActorInput> {
             0..3,
         ),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(name, min, enabled, labels, owned)| ActorInput {
-            spec: AsyncActorSpec {
-                actor: name.clone(),
-                image: Some("img:1".into()),
-                handler: "m.f".into(),
-                scaling: Some(Scaling {
-                    enabled: Some(enabled),
-                    min_replica_count: min,
-                    ..Scaling::default()
+        .prop_map(
+            |(name, min, enabled, labels, owned, own_runtime)| ActorInput {
+                runtime_py: own_runtime.then(|| format!("# runtime of {name}")),
+                spec: AsyncActorSpec {
+                    actor: name.clone(),
+                    image: Some("img:1".into()),
+                    handler: "m.f".into(),
+                    scaling: Some(Scaling {
+                        enabled: Some(enabled),
+                        min_replica_count: min,
+                        ..Scaling::default()
+                    }),
+                    ..AsyncActorSpec::default()
+                },
+                labels,
+                owner: owned.then(|| OwnerReference {
+                    api_version: "asya.sh/v1alpha1".into(),
+                    kind: "AsyncActor".into(),
+                    name: name.clone(),
+                    uid: format!("uid-{name}"),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
                 }),
-                ..AsyncActorSpec::default()
             },
-            labels,
-            owner: owned.then(|| OwnerReference {
-                api_version: "asya.sh/v1alpha1".into(),
-                kind: "AsyncActor".into(),
-                name: name.clone(),
-                uid: format!("uid-{name}"),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }),
-        })
+        )
 }
 
 fn mesh() -> impl Strategy<Value = Mesh> {
@@ -133,6 +137,8 @@ proptest! {
         for x in &m.actors {
             let has = |kind: &str| a.objects.iter().any(|o| o.kind == kind && o.name == x.spec.actor);
             prop_assert!(has("Deployment") && has("ServiceAccount"));
+            let own_cm = a.objects.iter().any(|o| o.kind == "ConfigMap" && o.name == format!("{}-runtime", x.spec.actor));
+            prop_assert_eq!(own_cm, x.runtime_py.is_some());
             prop_assert_eq!(has("ScaledObject"), x.spec.scaling().enabled());
         }
     }
