@@ -148,6 +148,7 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
                     .to_owned(),
                 ),
             },
+            cors_origins: config.gateway.cors_origins.clone(),
             ..Options::default()
         },
     })

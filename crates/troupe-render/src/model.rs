@@ -14,6 +14,9 @@ pub const TRANSPORT_SECRET: &str = "troupe-transport";
 pub const TOKEN_SECRET: &str = "troupe-gateway-token";
 /// Secret holding the gateway's PostgreSQL URL (key `url`).
 pub const STORE_SECRET: &str = "troupe-gateway-store";
+/// Secret holding the client API key of the mesh API (key `key`; optional: without it the
+/// public listener has no client auth, and the gateway WARNs).
+pub const API_KEY_SECRET: &str = "troupe-gateway-api-key";
 /// ConfigMap holding the Python runtime file (as Asya ships it).
 pub const RUNTIME_CONFIG_MAP: &str = "asya-runtime";
 /// ConfigMap listing the queues the operator provisions.
@@ -97,6 +100,8 @@ pub struct Options {
     pub aws_role_arn: Option<String>,
     /// Crew settings (mesh file `crew:`).
     pub crew_settings: CrewSettings,
+    /// Browser origins the gateway allows (mesh file `gateway.cors_origins`).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -108,6 +113,7 @@ impl Default for Options {
             runtime_py: None,
             aws_role_arn: None,
             crew_settings: CrewSettings::default(),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -14,7 +14,8 @@ use troupe_resource::Scaling;
 use crate::actor::{self, empty_dir, mount, secret_var, sidecar_base_env, sidecar_container, var};
 use crate::labels::{child_labels, meta, selector, Component};
 use crate::model::{
-    Mesh, Transport, CREW, QUEUES_CONFIG_MAP, RUNTIME_CONFIG_MAP, STORE_SECRET, TOKEN_SECRET,
+    Mesh, Transport, API_KEY_SECRET, CREW, QUEUES_CONFIG_MAP, RUNTIME_CONFIG_MAP, STORE_SECRET,
+    TOKEN_SECRET,
 };
 use crate::output::Object;
 use crate::RenderError;
@@ -103,6 +104,22 @@ pub(crate) fn render_gateway(mesh: &Mesh) -> Result<Vec<Object>, RenderError> {
     env.push(var("TROUPE_GATEWAY_ACTORS", actors.join(",")));
     env.push(secret_var("TROUPE_GATEWAY_STORE", STORE_SECRET, "url"));
     env.push(secret_var(env::GATEWAY_TOKEN, TOKEN_SECRET, "token"));
+    // Optional: client auth is on once the user creates the Secret (security.md).
+    let mut api_key = secret_var("TROUPE_GATEWAY_API_KEY", API_KEY_SECRET, "key");
+    if let Some(r) = api_key
+        .value_from
+        .as_mut()
+        .and_then(|v| v.secret_key_ref.as_mut())
+    {
+        r.optional = Some(true);
+    }
+    env.push(api_key);
+    if !mesh.options.cors_origins.is_empty() {
+        env.push(var(
+            "TROUPE_GATEWAY_CORS_ORIGINS",
+            mesh.options.cors_origins.join(","),
+        ));
+    }
     let port = |name: &str, p: i32| ContainerPort {
         name: Some(name.to_owned()),
         container_port: p,
