@@ -108,6 +108,17 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
     };
     let mut actors = Vec::with_capacity(config.actors.len());
     for a in &config.actors {
+        if !a.spec.flavors.is_empty() {
+            // Flavors are Crossplane EnvironmentConfigs in the cluster: nothing here can
+            // read them, so the rendered actor is the inline spec alone.
+            eprintln!(
+                "troupe render: warning: actor '{}' ({}:{}) lists flavors [{}]; they are cluster objects troupe render cannot read, so only the inline spec is rendered: copy their fields into the actor",
+                a.name,
+                config.file.display(),
+                a.line,
+                a.spec.flavors.join(", ")
+            );
+        }
         let mut input = ActorInput::from(a.spec.clone());
         // ActorConfig::runtime is the actor's file, else the mesh's: only a file of its
         // own needs its own ConfigMap.

@@ -169,3 +169,25 @@ fn an_actors_own_runtime_file_ships_in_its_own_config_map() {
     assert!(d.contains("name: custom-runtime"), "{d}");
     assert!(!dir.path().join("out/configmap-plain-runtime.yaml").exists());
 }
+
+#[test]
+fn flavors_are_named_in_a_warning_and_the_inline_spec_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("troupe.yaml"),
+        "actors:\n  - actor: f\n    image: i:1\n    handler: m.f\n    flavors: [gpu-l4]\n",
+    )
+    .unwrap();
+    let out = troupe(&["render", "--transport", "nats://n:4222"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("'f'") && err.contains("gpu-l4") && err.contains("troupe.yaml:2"),
+        "{err}"
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().contains("name: f\n"));
+}
