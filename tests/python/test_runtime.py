@@ -865,16 +865,47 @@ def test_sigint_cleanup_with_open_connection(spawn):
     assert not proc.ready.exists() and not os.path.exists(proc.socket)
 
 
-def test_sigterm_during_a_call(spawn):
-    proc = spawn("rt_handlers.slow").wait_ready()
+def _start_slow_call(spawn, seconds, env=None):
+    proc = spawn("rt_handlers.slow", env).wait_ready()
     client = UdsClient(proc.socket)
-    body = json.dumps(envelope(payload={"seconds": 0.5})).encode()
+    body = json.dumps(envelope(payload={"seconds": seconds})).encode()
     client.send_raw(b"POST /invoke HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-    time.sleep(0.1)
+    time.sleep(0.2)
+    return proc, client
+
+
+def test_sigterm_during_a_call_lets_it_finish(spawn):
+    """A pod's stop signal: the call in progress is answered, then the runtime exits 0."""
+    proc, client = _start_slow_call(spawn, 1.0)
+    proc.proc.send_signal(signal.SIGTERM)
+    resp = client.read_response()
+    client.close()
+    assert resp.status == 200
+    assert resp.frames[0]["payload"] == {"slept": True}
+    assert proc.proc.wait(10) == 0
+    assert not proc.ready.exists() and not os.path.exists(proc.socket)
+
+
+def test_a_call_past_the_shutdown_grace_is_ended(spawn):
+    proc, client = _start_slow_call(spawn, 30, {"TROUPE_SHUTDOWN_GRACE": "500ms"})
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.wait(10)
+    client.close()
+    assert proc.proc.returncode == -signal.SIGALRM
+    assert time.monotonic() - started < 5
+    assert not proc.ready.exists() and not os.path.exists(proc.socket)
+
+
+def test_a_second_sigterm_stops_at_once(spawn):
+    proc, client = _start_slow_call(spawn, 30)
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    started = time.monotonic()
     rc, _out, _err = proc.stop(signal.SIGTERM)
     client.close()
     assert rc == 0
-    assert not proc.ready.exists() and not os.path.exists(proc.socket)
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("mode", ["0o600", "640", "0o660"])

@@ -79,6 +79,10 @@ pub async fn run() -> u8 {
 
 /// Replaces this process with `python runtime.py` (the embedded runtime, written under
 /// `dir`); `ASYA_HANDLER`, `ASYA_SOCKET_DIR` etc. pass through. Returns only on failure.
+///
+/// exec, not spawn: the container's stop signal then reaches the runtime itself (which
+/// finishes the call in progress within `TROUPE_SHUTDOWN_GRACE`), and there is no
+/// second process that a SIGKILL of the launcher could orphan.
 pub fn exec_runtime(python: &str, dir: Option<PathBuf>) -> u8 {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("troupe-runtime-{}", std::process::id()))

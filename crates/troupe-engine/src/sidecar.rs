@@ -138,6 +138,8 @@ pub struct Engine {
     tuner: Tuner,
     local_sink: Option<LocalEnd>,
     outage: SendOutage,
+    /// Set by [`Engine::begin_stop`]: the pod is shutting down.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// An end actor hosted in the same process, fed directly instead of through its queue.
@@ -163,6 +165,18 @@ struct FramesBody {
 }
 
 impl Engine {
+    /// Marks the pod as shutting down: a runtime lost mid-call from now on requeues the
+    /// message instead of sending it to x-sump.
+    pub fn begin_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True after [`Engine::begin_stop`].
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// An engine for `settings.actor` over `transport`.
     pub fn new(
         settings: ActorSettings,
@@ -195,6 +209,7 @@ impl Engine {
             tuner,
             local_sink: None,
             outage,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -693,6 +708,14 @@ impl Engine {
                 self.to_sump(&err, m::failed::SLA_TIMEOUT, format!("{}: {text}", env.id))
                     .await?;
                 Ok(Disposition::RuntimeTimedOut)
+            }
+            Err(DispatchAbort::Call(e @ RuntimeCallError::Unreachable { .. }))
+                if self.stopping() =>
+            {
+                // The runtime was stopped with the pod (its grace ran out before the
+                // handler returned): not the message's fault, so the next consumer gets it.
+                warn!(actor = %self.settings.actor, id = %env.id, error = %e, "runtime stopped mid-call during shutdown; the message is requeued for the next consumer");
+                Ok(Disposition::RuntimeNotReached)
             }
             Err(DispatchAbort::Call(
                 e @ (RuntimeCallError::Unreachable { .. } | RuntimeCallError::NotHttp { .. }),

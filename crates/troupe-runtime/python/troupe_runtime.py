@@ -1350,7 +1350,10 @@ class Runtime:
         conns = {}
         poll = poller.poll
         serve = self.serve_conn
+        state = _SHUTDOWN
         while True:
+            if state["stopping"]:
+                raise SystemExit(0)
             for fd, _ in poll():
                 if fd == lfd:
                     try:
@@ -1365,7 +1368,15 @@ class Runtime:
                 conn = conns.get(fd)
                 if conn is None:
                     continue
-                if not serve(conn):
+                # A SIGTERM while this is set lets the call finish (see _stop_gracefully).
+                state["busy"] = True
+                try:
+                    keep = serve(conn)
+                finally:
+                    state["busy"] = False
+                if state["stopping"]:
+                    raise SystemExit(0)
+                if not keep:
                     poller.unregister(fd)
                     del conns[fd]
                     try:
@@ -1422,6 +1433,59 @@ def _fatal(message, cause=None):
     return 1
 
 
+# Shared between the request loop and the SIGTERM handler: whether a request is being
+# served, and whether a stop was asked for while it was.
+_SHUTDOWN = {"busy": False, "stopping": False}
+# A pod's terminationGracePeriodSeconds defaults to 30 s; stopping 5 s earlier leaves the
+# sidecar time to route the result before the kubelet's SIGKILL.
+DEFAULT_SHUTDOWN_GRACE = 25.0
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _shutdown_grace():
+    """TROUPE_SHUTDOWN_GRACE (`25s`, `1m30s`, `500ms` or plain seconds), default 25 s."""
+    text = (os.environ.get("TROUPE_SHUTDOWN_GRACE") or "").strip()
+    if not text:
+        return DEFAULT_SHUTDOWN_GRACE
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        logger.warning("TROUPE_SHUTDOWN_GRACE=%r is not a duration such as 25s; using %gs", text, DEFAULT_SHUTDOWN_GRACE)
+        return DEFAULT_SHUTDOWN_GRACE
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def _exit_past_grace(_signum, _frame):
+    logger.warning("the call in progress did not finish within TROUPE_SHUTDOWN_GRACE; exiting")
+    os._exit(1)
+
+
+def _stop_gracefully(signum, cleanup):
+    """SIGTERM/SIGINT: exit now when idle; else let the running call finish, at most the grace.
+
+    The hard stop is an interval timer whose SIGALRM keeps its default action, so the
+    kernel ends the process even when the handler never returns to the interpreter
+    (a C extension holding the GIL) - a watchdog thread could not. As PID 1 of a
+    container the kernel drops default-action signals, so there a Python handler exits
+    instead (and the kubelet's SIGKILL covers a handler stuck in C code). A second
+    signal stops at once.
+    """
+    state = _SHUTDOWN
+    if not state["busy"] or state["stopping"]:
+        logger.info("received signal %d, shutting down", signum)
+        cleanup()
+        raise SystemExit(0)
+    state["stopping"] = True
+    grace = _shutdown_grace()
+    logger.info("received signal %d: finishing the call in progress (at most %gs), then exiting", signum, grace)
+    cleanup()
+    signal.signal(signal.SIGALRM, _exit_past_grace if os.getpid() == 1 else signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
+
+
 def _watch_parent(cleanup):
     """Exit when the launching process dies (Troupe extension, TROUPE_PARENT_PID).
 
@@ -1466,9 +1530,7 @@ def main():
                 pass
 
     def on_signal(signum, _frame):
-        logger.info("received signal %d, shutting down", signum)
-        cleanup()
-        raise SystemExit(0)
+        _stop_gracefully(signum, cleanup)
 
     # Installed first so a stop request during a slow handler import still exits 0.
     signal.signal(signal.SIGTERM, on_signal)

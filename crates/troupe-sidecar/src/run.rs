@@ -124,6 +124,7 @@ where
             exit = &mut replica => exit.unwrap_or(ReplicaExit::Stopped),
             _ = shutdown.as_mut() => {
                 info!(actor = %actor, "stopping: finishing in-flight messages");
+                engine.begin_stop();
                 stop_tx.send_replace(true);
                 if tokio::time::timeout(config.settings.shutdown_grace, &mut replica).await.is_err() {
                     warn!(actor = %actor, "in-flight messages did not finish within the grace period; they will be redelivered");
