@@ -191,3 +191,25 @@ fn flavors_are_named_in_a_warning_and_the_inline_spec_renders() {
     );
     assert!(String::from_utf8(out.stdout).unwrap().contains("name: f\n"));
 }
+
+#[test]
+fn a_namespace_kubernetes_would_refuse_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("troupe.yaml"), MESH).unwrap();
+    let out = troupe(
+        &[
+            "render",
+            "--transport",
+            "nats://n:4222",
+            "--namespace",
+            "Prod_1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("'Prod_1'") && err.contains("lower-case"),
+        "{err}"
+    );
+}

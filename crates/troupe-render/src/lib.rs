@@ -57,6 +57,9 @@ pub enum RenderError {
         /// The cluster transport.
         cluster: &'static str,
     },
+    /// The namespace is not a DNS label.
+    #[error("namespace '{0}' is not a Kubernetes namespace name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit")]
+    Namespace(String),
     /// Two actors share a name.
     #[error("actor '{0}' is defined twice: actor names must be unique in a namespace")]
     Duplicate(String),
@@ -64,6 +67,9 @@ pub enum RenderError {
 
 /// Renders every object of the mesh, in the order [`Rendered`] documents.
 pub fn render(mesh: &Mesh) -> Result<Rendered, RenderError> {
+    if !is_dns_label(&mesh.namespace) {
+        return Err(RenderError::Namespace(mesh.namespace.clone()));
+    }
     let mut seen = std::collections::BTreeSet::new();
     let mut objects = Vec::new();
     for a in &mesh.actors {
@@ -82,7 +88,7 @@ pub fn render(mesh: &Mesh) -> Result<Rendered, RenderError> {
         if !seen.insert(name) {
             return Err(RenderError::Duplicate(name.to_owned()));
         }
-        objects.extend(actor::render_actor(mesh, a)?);
+        objects.extend(render_actor(mesh, a)?);
     }
     if mesh.options.crew {
         for crew in model::CREW {
@@ -97,4 +103,37 @@ pub fn render(mesh: &Mesh) -> Result<Rendered, RenderError> {
     }
     objects.push(platform::queue_config_map(mesh)?);
     Ok(Rendered::new(objects))
+}
+
+/// The objects of one user actor (ServiceAccount, TriggerAuthentication, ScaledObject,
+/// Deployment, its own runtime ConfigMap): what the operator applies per AsyncActor.
+pub fn render_actor(mesh: &Mesh, actor: &ActorInput) -> Result<Vec<Object>, RenderError> {
+    actor::render_actor(mesh, actor)
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_must_be_dns_labels() {
+        for ok in ["default", "prod-1", "a"] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "Prod", "a_b", "-a", "a-", "a.b", long.as_str()] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
 }
