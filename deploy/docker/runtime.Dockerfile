@@ -7,7 +7,9 @@
 # Users' own images need not use it: the renderer also ships the same file in the
 # `asya-runtime` ConfigMap, mounted at /opt/asya/asya_runtime.py (platform.md §3).
 
-FROM python:3.13-slim
+# Any Debian-based image with python3 >= 3.8 and useradd works as the base.
+ARG PYTHON_IMAGE=python:3.13-slim
+FROM ${PYTHON_IMAGE}
 COPY crates/troupe-runtime/python/troupe_runtime.py /opt/asya/asya_runtime.py
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin troupe \
  && mkdir -p /var/run/asya \

@@ -6,7 +6,11 @@
 #
 # Build context: the repository root (see .dockerignore).
 
-FROM rust:1-slim-bookworm AS build
+ARG BUILD_IMAGE=rust:1-slim-bookworm
+# Any glibc-based image works here (a shell is not needed).
+ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY . .
 # debug=1 of the workspace's release profile is for local profiling; the image ships
@@ -18,7 +22,7 @@ RUN cargo build --release --locked -p troupe-cli \
 
 # glibc, libgcc and CA certificates (TLS is rustls, so no OpenSSL), no shell, and the
 # `nonroot` user (65532).
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${BASE_IMAGE}
 COPY --from=build /troupe /usr/local/bin/troupe
 USER 65532:65532
 # The sidecar installs its own SIGTERM handler, so running as PID 1 still gets the
