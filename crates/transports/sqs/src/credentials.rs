@@ -1,5 +1,6 @@
-//! Where SQS credentials come from: fixed keys, or temporary ones from IRSA (web
-//! identity through STS) or the container credentials endpoint (EKS Pod Identity, ECS),
+//! Where SQS credentials come from: fixed keys (environment or a shared profile), or
+//! temporary ones from IRSA (web identity through STS), the container credentials
+//! endpoint (EKS Pod Identity, ECS) or the EC2 instance metadata service (IMDSv2),
 //! refreshed before they expire.
 
 use std::path::PathBuf;
@@ -20,11 +21,16 @@ use troupe_transport::retry::error_chain;
 /// Where the transport gets its AWS credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AwsCredentialSource {
-    /// The usual AWS chain over the process environment, at connect: `AWS_ACCESS_KEY_ID`
-    /// / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`; else IRSA
-    /// (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`); else the container endpoint
+    /// The usual AWS chain over the process environment, at connect, in the order AWS
+    /// documents: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
+    /// else the shared profile `AWS_PROFILE` (default `default`) in `~/.aws/credentials`
+    /// and `~/.aws/config` (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`): keys or
+    /// `role_arn` + `web_identity_token_file`; else IRSA (`AWS_ROLE_ARN` +
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`); else the container endpoint
     /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI` / `_RELATIVE_URI`); else, with an endpoint
-    /// override, a dummy key (emulators accept any). Instance profiles are not read.
+    /// override, a dummy key (emulators accept any); else the EC2 instance metadata
+    /// service (IMDSv2; `AWS_EC2_METADATA_SERVICE_ENDPOINT`, off with
+    /// `AWS_EC2_METADATA_DISABLED=true`).
     #[default]
     Environment,
     /// These keys.
@@ -47,6 +53,11 @@ pub enum AwsCredentialSource {
         /// File holding the `Authorization` header value (re-read on every refresh).
         authorization_file: Option<PathBuf>,
     },
+    /// The EC2 instance metadata service, IMDSv2 (session token, then role credentials).
+    Imds {
+        /// Base URL, e.g. `http://169.254.169.254`.
+        endpoint: String,
+    },
 }
 
 impl AwsCredentialSource {
@@ -63,6 +74,9 @@ impl AwsCredentialSource {
         let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(c) = AwsCredentials::from_lookup(&get) {
             return Ok(AwsCredentialSource::Static(c));
+        }
+        if let Some(source) = from_profile(&var)? {
+            return Ok(source);
         }
         if let (Some(role_arn), Some(file)) =
             (var("AWS_ROLE_ARN"), var("AWS_WEB_IDENTITY_TOKEN_FILE"))
@@ -93,10 +107,134 @@ impl AwsCredentialSource {
                 session_token: None,
             }));
         }
-        Err(config(
-            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE) or EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI); instance profiles are not supported".to_owned(),
-        ))
+        if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Err(config(format!("no AWS credentials: {NO_CREDENTIALS_HINT}")));
+        }
+        let endpoint = var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .unwrap_or_else(|| "http://169.254.169.254".to_owned());
+        Ok(AwsCredentialSource::Imds {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+        })
     }
+}
+
+const NO_CREDENTIALS_HINT: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials or ~/.aws/config, or use IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) or an EC2 instance profile";
+
+/// The profile `AWS_PROFILE` (else `AWS_DEFAULT_PROFILE`, else `default`) from the
+/// shared files, when it gives credentials; `None` falls through to the next link.
+fn from_profile(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AwsCredentialSource>, TransportError> {
+    let explicit = var("AWS_PROFILE").or_else(|| var("AWS_DEFAULT_PROFILE"));
+    let name = explicit.clone().unwrap_or_else(|| "default".to_owned());
+    let home = var("HOME").map(PathBuf::from);
+    let file = |env: &str, rel: &str| {
+        var(env)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(rel)))
+    };
+    let read = |path: Option<PathBuf>| -> Result<Option<String>, TransportError> {
+        let Some(path) = path else { return Ok(None) };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(config(format!(
+                "cannot read the AWS shared file {}: {e}",
+                path.display()
+            ))),
+        }
+    };
+    let credentials = read(file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"))?;
+    let config_text = read(file("AWS_CONFIG_FILE", ".aws/config"))?;
+    // In the config file every profile but `default` is `[profile NAME]`.
+    let config_section = if name == "default" {
+        "default".to_owned()
+    } else {
+        format!("profile {name}")
+    };
+    let from_credentials = credentials.as_deref().and_then(|t| ini_section(t, &name));
+    let from_config = config_text
+        .as_deref()
+        .and_then(|t| ini_section(t, &config_section));
+    if from_credentials.is_none() && from_config.is_none() {
+        return match explicit {
+            Some(p) => Err(config(format!(
+                "AWS_PROFILE '{p}' is in neither ~/.aws/credentials nor ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE)"
+            ))),
+            None => Ok(None),
+        };
+    }
+    // The credentials file wins over the config file, key by key, as in the AWS CLI.
+    let get = |key: &str| {
+        from_credentials
+            .as_ref()
+            .and_then(|s| s.iter().find(|(k, _)| k == key))
+            .or_else(|| {
+                from_config
+                    .as_ref()
+                    .and_then(|s| s.iter().find(|(k, _)| k == key))
+            })
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    if let (Some(access_key_id), Some(secret_access_key)) =
+        (get("aws_access_key_id"), get("aws_secret_access_key"))
+    {
+        return Ok(Some(AwsCredentialSource::Static(AwsCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token: get("aws_session_token"),
+        })));
+    }
+    if let (Some(role_arn), Some(token_file)) = (get("role_arn"), get("web_identity_token_file")) {
+        return Ok(Some(AwsCredentialSource::WebIdentity {
+            role_arn,
+            token_file: PathBuf::from(token_file),
+            session_name: get("role_session_name"),
+        }));
+    }
+    let unsupported = [
+        "sso_start_url",
+        "sso_session",
+        "source_profile",
+        "credential_process",
+    ]
+    .into_iter()
+    .find(|k| get(k).is_some());
+    if let Some(key) = unsupported {
+        return Err(config(format!(
+            "AWS profile '{name}' uses {key}, which troupe does not read: export the session's keys (`aws configure export-credentials --profile {name} --format env`) or use IRSA / Pod Identity"
+        )));
+    }
+    Ok(None)
+}
+
+/// The `key = value` pairs of `[section]` in an AWS shared file (INI; keys lower-cased,
+/// indented sub-settings skipped).
+fn ini_section(text: &str, section: &str) -> Option<Vec<(String, String)>> {
+    let mut found: Option<Vec<(String, String)>> = None;
+    let mut inside = false;
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+            inside = name == section;
+            if inside && found.is_none() {
+                found = Some(Vec::new());
+            }
+            continue;
+        }
+        if !inside || raw.starts_with([' ', '\t']) {
+            continue;
+        }
+        if let (Some(pairs), Some((k, v))) = (found.as_mut(), line.split_once('=')) {
+            pairs.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    found
 }
 
 /// Temporary credentials are refreshed this long before they expire.
@@ -126,6 +264,7 @@ impl Provider {
             AwsCredentialSource::Environment | AwsCredentialSource::Static(_) => "static keys",
             AwsCredentialSource::WebIdentity { .. } => "web identity (IRSA)",
             AwsCredentialSource::Container { .. } => "container credentials endpoint",
+            AwsCredentialSource::Imds { .. } => "EC2 instance metadata (IMDSv2)",
         }
     }
 
@@ -268,38 +407,137 @@ impl Provider {
                         format!("container credentials endpoint answered HTTP {status}"),
                     ));
                 }
-                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let field = |name: &str| {
-                    v.get(name)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            auth(
-                                uri,
-                                format!(
-                                "container credentials endpoint gave no {name} (HTTP {status}): {}",
-                                text.chars().take(200).collect::<String>()
-                            ),
-                            )
-                        })
-                };
-                let creds = AwsCredentials {
-                    access_key_id: field("AccessKeyId")?,
-                    secret_access_key: field("SecretAccessKey")?,
-                    session_token: v.get("Token").and_then(Value::as_str).map(str::to_owned),
-                };
-                let expires = v
-                    .get("Expiration")
-                    .and_then(Value::as_str)
-                    .and_then(parse_time);
-                Ok((creds, expires))
+                json_credentials(uri, "container credentials endpoint", status, &text)
             }
+            AwsCredentialSource::Imds { endpoint } => imds(http, endpoint).await,
             AwsCredentialSource::Static(c) => Ok((c.clone(), None)),
             AwsCredentialSource::Environment => Err(config(
                 "credentials were not resolved before connecting".to_owned(),
             )),
         }
     }
+}
+
+/// Credentials in the JSON the container endpoint and IMDS answer with.
+fn json_credentials(
+    url: &str,
+    what: &str,
+    status: reqwest::StatusCode,
+    text: &str,
+) -> Result<(AwsCredentials, Option<SystemTime>), TransportError> {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                auth(
+                    url,
+                    format!(
+                        "{what} gave no {name} (HTTP {status}): {}",
+                        text.chars().take(200).collect::<String>()
+                    ),
+                )
+            })
+    };
+    let creds = AwsCredentials {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: field("SecretAccessKey")?,
+        session_token: v.get("Token").and_then(Value::as_str).map(str::to_owned),
+    };
+    let expires = v
+        .get("Expiration")
+        .and_then(Value::as_str)
+        .and_then(parse_time);
+    Ok((creds, expires))
+}
+
+/// IMDSv2: a session token (PUT), the instance profile's role name, its credentials.
+async fn imds(
+    http: &reqwest::Client,
+    endpoint: &str,
+) -> Result<(AwsCredentials, Option<SystemTime>), TransportError> {
+    let token_url = format!("{endpoint}/latest/api/token");
+    // Off EC2 nothing answers: say what to set instead of retrying for minutes.
+    let response = http
+        .put(&token_url)
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| {
+            config(format!(
+                "no AWS credentials: the EC2 instance metadata service at {endpoint} did not answer ({}); {NO_CREDENTIALS_HINT}",
+                error_chain(&e)
+            ))
+        })?;
+    let status = response.status();
+    if !status.is_success() && !status.is_server_error() {
+        // Not IMDS (a proxy refusing the link-local address) or IMDSv2 refused: no
+        // instance profile to be had here.
+        return Err(config(format!(
+            "no AWS credentials: the EC2 instance metadata service at {endpoint} gave no session token (HTTP {status}); {NO_CREDENTIALS_HINT}"
+        )));
+    }
+    let token = imds_text(response, &token_url, "session token").await?;
+    let get = |url: String| {
+        http.get(url)
+            .header("x-aws-ec2-metadata-token", token.as_str())
+            .timeout(Duration::from_secs(5))
+            .send()
+    };
+    let list_url = format!("{endpoint}/latest/meta-data/iam/security-credentials/");
+    let response = get(list_url.clone())
+        .await
+        .map_err(|e| unavailable(&list_url, format!("IMDS: {}", error_chain(&e))))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(config(format!(
+            "no AWS credentials: this EC2 instance has no IAM role (instance profile); {NO_CREDENTIALS_HINT}"
+        )));
+    }
+    let roles = imds_text(response, &list_url, "role name").await?;
+    let role = roles.lines().next().unwrap_or_default().trim().to_owned();
+    if role.is_empty() {
+        return Err(auth(&list_url, "IMDS listed no role".to_owned()));
+    }
+    let url = format!("{list_url}{role}");
+    let response = get(url.clone())
+        .await
+        .map_err(|e| unavailable(&url, format!("IMDS: {}", error_chain(&e))))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unavailable(&url, format!("IMDS: {}", error_chain(&e))))?;
+    if status.is_server_error() {
+        return Err(unavailable(&url, format!("IMDS answered HTTP {status}")));
+    }
+    json_credentials(&url, "the EC2 instance metadata service", status, &text)
+}
+
+async fn imds_text(
+    response: reqwest::Response,
+    url: &str,
+    what: &str,
+) -> Result<String, TransportError> {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unavailable(url, format!("IMDS: {}", error_chain(&e))))?;
+    if status.is_server_error() {
+        return Err(unavailable(url, format!("IMDS answered HTTP {status}")));
+    }
+    if !status.is_success() {
+        return Err(auth(
+            url,
+            format!(
+                "IMDS gave no {what} (HTTP {status}): {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        ));
+    }
+    Ok(text.trim().to_owned())
 }
 
 fn read_trimmed(path: &PathBuf, what: &str) -> Result<String, TransportError> {
@@ -442,10 +680,175 @@ mod tests {
             src.resolve(env(&[]), true).unwrap(),
             AwsCredentialSource::Static(_)
         ));
+        assert_eq!(
+            src.resolve(env(&[]), false).unwrap(),
+            AwsCredentialSource::Imds {
+                endpoint: "http://169.254.169.254".into()
+            },
+            "with nothing else set, the instance profile is last"
+        );
         assert!(matches!(
-            src.resolve(env(&[]), false),
+            src.resolve(env(&[("AWS_EC2_METADATA_DISABLED", "true")]), false),
             Err(TransportError::Config { kind: "sqs", .. })
         ));
+    }
+
+    #[test]
+    fn shared_profile_credentials_are_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let aws = dir.path().join(".aws");
+        std::fs::create_dir(&aws).unwrap();
+        std::fs::write(
+            aws.join("credentials"),
+            "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = d\n\n[work]\naws_access_key_id=AKIDWORK\naws_secret_access_key = w\naws_session_token = tok\n",
+        )
+        .unwrap();
+        std::fs::write(
+            aws.join("config"),
+            "[default]\nregion = eu-west-1\n[profile irsa]\nrole_arn = arn:aws:iam::1:role/r\nweb_identity_token_file = /t\ns3 =\n  max_concurrent_requests = 2\n[profile sso]\nsso_session = corp\nsso_account_id = 1\n",
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let src = AwsCredentialSource::Environment;
+        let default = src.resolve(env(&[("HOME", home)]), false).unwrap();
+        assert!(
+            matches!(&default, AwsCredentialSource::Static(c) if c.access_key_id == "AKIDDEFAULT"),
+            "{default:?}"
+        );
+        let work = src
+            .resolve(env(&[("HOME", home), ("AWS_PROFILE", "work")]), false)
+            .unwrap();
+        assert!(
+            matches!(&work, AwsCredentialSource::Static(c) if c.access_key_id == "AKIDWORK" && c.session_token.as_deref() == Some("tok")),
+            "{work:?}"
+        );
+        let irsa = src
+            .resolve(env(&[("HOME", home), ("AWS_PROFILE", "irsa")]), false)
+            .unwrap();
+        assert_eq!(
+            irsa,
+            AwsCredentialSource::WebIdentity {
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                token_file: "/t".into(),
+                session_name: None
+            }
+        );
+        // Environment keys still come first.
+        let keys = src
+            .resolve(
+                env(&[
+                    ("HOME", home),
+                    ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+                    ("AWS_SECRET_ACCESS_KEY", "e"),
+                ]),
+                false,
+            )
+            .unwrap();
+        assert!(matches!(&keys, AwsCredentialSource::Static(c) if c.access_key_id == "AKIDENV"));
+        for missing in ["nope", "sso"] {
+            let err = src
+                .resolve(env(&[("HOME", home), ("AWS_PROFILE", missing)]), false)
+                .unwrap_err();
+            assert!(matches!(err, TransportError::Config { .. }), "{err}");
+        }
+    }
+
+    /// A one-port HTTP stub: answers each request with `answer(method, path, headers)`
+    /// and records the requests it saw.
+    async fn stub(
+        answer: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let answer = std::sync::Arc::new(answer);
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let answer = answer.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let mut first = head.lines().next().unwrap().split(' ');
+                    let (method, path) = (first.next().unwrap(), first.next().unwrap());
+                    log.lock().unwrap().push(format!("{method} {path}"));
+                    let (code, body) = answer(method, path, &head.to_ascii_lowercase());
+                    let reply = format!(
+                        "HTTP/1.1 {code} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    sock.write_all(reply.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn imdsv2_is_used_when_nothing_else_is_set() {
+        let (url, seen) = stub(|method, path, headers| match (method, path) {
+            ("PUT", "/latest/api/token")
+                if headers.contains("x-aws-ec2-metadata-token-ttl-seconds: 21600") =>
+            {
+                (200, "SESSIONTOKEN".into())
+            }
+            // IMDSv2 only: a call without the session token is refused.
+            ("GET", _) if !headers.contains("x-aws-ec2-metadata-token: sessiontoken") => {
+                (401, String::new())
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/") => (200, "node-role\n".into()),
+            ("GET", "/latest/meta-data/iam/security-credentials/node-role") => (
+                200,
+                r#"{"Code":"Success","AccessKeyId":"ASIAIMDS","SecretAccessKey":"sk","Token":"st","Expiration":"2099-01-01T00:00:00Z"}"#.into(),
+            ),
+            _ => (404, String::new()),
+        })
+        .await;
+        let source = AwsCredentialSource::Environment
+            .resolve(env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)]), false)
+            .unwrap();
+        let provider = Provider::new(source, Url::parse("http://127.0.0.1:1").unwrap());
+        assert_eq!(provider.describe(), "EC2 instance metadata (IMDSv2)");
+        let http = reqwest::Client::new();
+        let creds = provider.get(&http).await.unwrap();
+        assert_eq!(creds.access_key_id, "ASIAIMDS");
+        assert_eq!(creds.secret_access_key, "sk");
+        assert_eq!(creds.session_token.as_deref(), Some("st"));
+        assert_eq!(
+            seen.lock().unwrap().clone(),
+            [
+                "PUT /latest/api/token",
+                "GET /latest/meta-data/iam/security-credentials/",
+                "GET /latest/meta-data/iam/security-credentials/node-role"
+            ]
+        );
+        // Cached until near expiry: no second round trip.
+        provider.get(&http).await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn no_metadata_service_says_what_to_set() {
+        let source = AwsCredentialSource::Imds {
+            endpoint: "http://127.0.0.1:1".into(),
+        };
+        let provider = Provider::new(source, Url::parse("http://127.0.0.1:1").unwrap());
+        let err = provider.get(&reqwest::Client::new()).await.unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Config { message, .. } if message.contains("AWS_PROFILE")),
+            "{err}"
+        );
     }
 
     #[test]

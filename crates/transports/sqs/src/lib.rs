@@ -46,12 +46,14 @@
 //! WARN marks the start of an outage and one INFO its end. A queue that vanished (an
 //! emulator restart, a deleted queue) is looked up and created again.
 //!
-//! **Credentials** ([`AwsCredentialSource`]): fixed keys (`AWS_ACCESS_KEY_ID` /
-//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`), IRSA (`AWS_ROLE_ARN` +
-//! `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS `AssumeRoleWithWebIdentity`) or the
-//! container credentials endpoint (EKS Pod Identity, ECS), temporary ones refreshed 5 min
-//! before they expire and once more when SQS says they expired; with an endpoint set and
-//! none of these, a dummy key (emulators accept any). Instance profiles are not read.
+//! **Credentials** ([`AwsCredentialSource`]), in the AWS chain's order: fixed keys
+//! (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`), the shared
+//! profile (`AWS_PROFILE` in `~/.aws/credentials` / `~/.aws/config`), IRSA
+//! (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS
+//! `AssumeRoleWithWebIdentity`), the container credentials endpoint (EKS Pod Identity,
+//! ECS), then the EC2 instance profile (IMDSv2); temporary ones refreshed 5 min before
+//! they expire and once more when SQS says they expired. With an endpoint set and none
+//! of the first four, a dummy key (emulators accept any).
 
 mod config;
 mod credentials;
