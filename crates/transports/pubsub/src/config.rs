@@ -35,6 +35,13 @@ pub enum Credentials {
     None,
     /// A fixed OAuth access token (`GOOGLE_OAUTH_ACCESS_TOKEN`).
     Token(String),
+    /// An Application Default Credentials file: a service-account key (signed JWT
+    /// exchanged for tokens) or gcloud's `authorized_user` (refresh token), read at
+    /// connect.
+    File {
+        /// The JSON file (`GOOGLE_APPLICATION_CREDENTIALS`, or gcloud's ADC file).
+        path: std::path::PathBuf,
+    },
     /// Tokens of the workload's service account from the GCE/GKE metadata server at
     /// `host` (`GCE_METADATA_HOST`; `None`: `metadata.google.internal`).
     Metadata {
@@ -49,6 +56,7 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::None => f.write_str("None"),
             Credentials::Token(_) => f.write_str("Token(***)"),
+            Credentials::File { path } => f.debug_struct("File").field("path", path).finish(),
             Credentials::Metadata { host } => {
                 f.debug_struct("Metadata").field("host", host).finish()
             }
@@ -58,18 +66,30 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// The usual choice for `endpoint`: none for a plain-HTTP endpoint (the emulator,
-    /// protocol.md §15), else `GOOGLE_OAUTH_ACCESS_TOKEN` if set, else the metadata
-    /// server (`GCE_METADATA_HOST`).
+    /// protocol.md §15), else `GOOGLE_OAUTH_ACCESS_TOKEN` if set, else Application
+    /// Default Credentials in Google's order: the file `GOOGLE_APPLICATION_CREDENTIALS`
+    /// names, gcloud's `application_default_credentials.json` (in `CLOUDSDK_CONFIG`,
+    /// else `~/.config/gcloud`) when it exists, the metadata server (`GCE_METADATA_HOST`).
     pub fn for_endpoint(endpoint: Option<&str>, get: impl Fn(&str) -> Option<String>) -> Self {
         let var = |k: &str| get(k).and_then(|v| non_empty(&v));
         if endpoint.is_some_and(|e| !e.starts_with("https://")) {
             return Credentials::None;
         }
-        match var("GOOGLE_OAUTH_ACCESS_TOKEN") {
-            Some(t) => Credentials::Token(t),
-            None => Credentials::Metadata {
-                host: var("GCE_METADATA_HOST"),
-            },
+        if let Some(t) = var("GOOGLE_OAUTH_ACCESS_TOKEN") {
+            return Credentials::Token(t);
+        }
+        if let Some(path) = var("GOOGLE_APPLICATION_CREDENTIALS") {
+            return Credentials::File { path: path.into() };
+        }
+        let gcloud = var("CLOUDSDK_CONFIG")
+            .map(std::path::PathBuf::from)
+            .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".config/gcloud")))
+            .map(|dir| dir.join("application_default_credentials.json"));
+        if let Some(path) = gcloud.filter(|p| p.is_file()) {
+            return Credentials::File { path };
+        }
+        Credentials::Metadata {
+            host: var("GCE_METADATA_HOST"),
         }
     }
 }
@@ -215,6 +235,53 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn application_default_credentials_follow_googles_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap().to_owned();
+        let lookup = |pairs: Vec<(&'static str, String)>| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        // No file anywhere: the metadata server.
+        assert_eq!(
+            Credentials::for_endpoint(None, lookup(vec![("HOME", home.clone())])),
+            Credentials::Metadata { host: None }
+        );
+        let gcloud = dir.path().join(".config/gcloud");
+        std::fs::create_dir_all(&gcloud).unwrap();
+        let adc = gcloud.join("application_default_credentials.json");
+        std::fs::write(&adc, "{}").unwrap();
+        assert_eq!(
+            Credentials::for_endpoint(None, lookup(vec![("HOME", home.clone())])),
+            Credentials::File { path: adc.clone() },
+            "gcloud's ADC file before the metadata server"
+        );
+        assert_eq!(
+            Credentials::for_endpoint(
+                None,
+                lookup(vec![
+                    ("HOME", home.clone()),
+                    ("GOOGLE_APPLICATION_CREDENTIALS", "/keys/sa.json".into())
+                ])
+            ),
+            Credentials::File {
+                path: "/keys/sa.json".into()
+            },
+            "the variable before gcloud's file"
+        );
+        assert_eq!(
+            Credentials::for_endpoint(
+                Some("localhost:8085"),
+                lookup(vec![(
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    "/keys/sa.json".into()
+                )])
+            ),
+            Credentials::None,
+            "the emulator still takes none"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! A small client of Pub/Sub's REST/JSON API v1 over `reqwest` (tonic + prost + the
 //! Google API protos would add minutes to every cold build for the seven calls used
-//! here). It works against Google Cloud (bearer tokens from `GOOGLE_OAUTH_ACCESS_TOKEN`
-//! or the GCE/GKE metadata server, see [`Credentials`]) and against the Pub/Sub emulator
+//! here). It works against Google Cloud (bearer tokens from `GOOGLE_OAUTH_ACCESS_TOKEN`,
+//! Application Default Credentials or the GCE/GKE metadata server, see [`Credentials`])
+//! and against the Pub/Sub emulator
 //! (a plain-HTTP endpoint: no credentials).
 //!
 //! # Mapping (platform.md §1.2)
@@ -329,6 +330,7 @@ impl PubSubTransport {
         let tokens = match &config.credentials {
             Credentials::None => TokenSource::None,
             Credentials::Token(t) => TokenSource::Fixed(t.clone()),
+            Credentials::File { path } => TokenSource::from_file(path)?,
             Credentials::Metadata { host } => TokenSource::metadata(host.as_deref()),
         };
         let http = reqwest::Client::builder()
