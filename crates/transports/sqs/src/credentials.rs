@@ -25,7 +25,8 @@ pub enum AwsCredentialSource {
     /// documents: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
     /// else the shared profile `AWS_PROFILE` (default `default`) in `~/.aws/credentials`
     /// and `~/.aws/config` (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`): keys or
-    /// `role_arn` + `web_identity_token_file`; else IRSA (`AWS_ROLE_ARN` +
+    /// `role_arn` + `web_identity_token_file`, or SSO (`sso_account_id` +
+    /// `sso_role_name`, the token `aws sso login` cached); else IRSA (`AWS_ROLE_ARN` +
     /// `AWS_WEB_IDENTITY_TOKEN_FILE`); else the container endpoint
     /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI` / `_RELATIVE_URI`); else, with an endpoint
     /// override, a dummy key (emulators accept any); else the EC2 instance metadata
@@ -52,6 +53,21 @@ pub enum AwsCredentialSource {
         authorization: Option<String>,
         /// File holding the `Authorization` header value (re-read on every refresh).
         authorization_file: Option<PathBuf>,
+    },
+    /// An IAM Identity Center (SSO) profile: role credentials for the token
+    /// `aws sso login` cached.
+    Sso {
+        /// Portal base URL (`https://portal.sso.{region}.amazonaws.com`, or
+        /// `AWS_ENDPOINT_URL_SSO`).
+        portal: String,
+        /// Account the role is in.
+        account_id: String,
+        /// Role to get credentials for.
+        role_name: String,
+        /// The CLI's cached token (`~/.aws/sso/cache/<sha1>.json`, re-read each refresh).
+        token_file: PathBuf,
+        /// Profile name, for the `aws sso login` hint.
+        profile: String,
     },
     /// The EC2 instance metadata service, IMDSv2 (session token, then role credentials).
     Imds {
@@ -193,6 +209,63 @@ fn from_profile(
             session_name: get("role_session_name"),
         }));
     }
+    if let (Some(account_id), Some(role_name)) = (get("sso_account_id"), get("sso_role_name")) {
+        // New style: `sso_session = S` and an `[sso-session S]` section; legacy: the
+        // start URL and region in the profile. The CLI's token cache is keyed by
+        // SHA-1 of the session name, or of the start URL for legacy profiles.
+        let (region, cache_key) = match get("sso_session") {
+            Some(session) => {
+                let section = config_text
+                    .as_deref()
+                    .and_then(|t| ini_section(t, &format!("sso-session {session}")))
+                    .ok_or_else(|| {
+                        config(format!(
+                            "AWS profile '{name}' names sso_session '{session}', but ~/.aws/config has no [sso-session {session}]"
+                        ))
+                    })?;
+                let region = section
+                    .iter()
+                    .find(|(k, _)| k == "sso_region")
+                    .map(|(_, v)| v.clone());
+                (region, session)
+            }
+            None => (
+                get("sso_region"),
+                get("sso_start_url").ok_or_else(|| {
+                    config(format!(
+                        "AWS profile '{name}' has sso_account_id but neither sso_session nor sso_start_url"
+                    ))
+                })?,
+            ),
+        };
+        let region = region.ok_or_else(|| {
+            config(format!(
+                "AWS profile '{name}': its SSO settings have no sso_region"
+            ))
+        })?;
+        let digest = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            cache_key.as_bytes(),
+        );
+        let home = home.clone().ok_or_else(|| {
+            config(
+                "HOME is not set: the AWS SSO token cache (~/.aws/sso/cache) cannot be found"
+                    .to_owned(),
+            )
+        })?;
+        return Ok(Some(AwsCredentialSource::Sso {
+            portal: var("AWS_ENDPOINT_URL_SSO")
+                .unwrap_or_else(|| format!("https://portal.sso.{region}.amazonaws.com"))
+                .trim_end_matches('/')
+                .to_owned(),
+            account_id,
+            role_name,
+            token_file: home
+                .join(".aws/sso/cache")
+                .join(format!("{}.json", crate::sigv4::hex(digest.as_ref()))),
+            profile: name,
+        }));
+    }
     let unsupported = [
         "sso_start_url",
         "sso_session",
@@ -265,6 +338,7 @@ impl Provider {
             AwsCredentialSource::WebIdentity { .. } => "web identity (IRSA)",
             AwsCredentialSource::Container { .. } => "container credentials endpoint",
             AwsCredentialSource::Imds { .. } => "EC2 instance metadata (IMDSv2)",
+            AwsCredentialSource::Sso { .. } => "SSO profile (IAM Identity Center)",
         }
     }
 
@@ -410,6 +484,13 @@ impl Provider {
                 json_credentials(uri, "container credentials endpoint", status, &text)
             }
             AwsCredentialSource::Imds { endpoint } => imds(http, endpoint).await,
+            AwsCredentialSource::Sso {
+                portal,
+                account_id,
+                role_name,
+                token_file,
+                profile,
+            } => sso(http, portal, account_id, role_name, token_file, profile).await,
             AwsCredentialSource::Static(c) => Ok((c.clone(), None)),
             AwsCredentialSource::Environment => Err(config(
                 "credentials were not resolved before connecting".to_owned(),
@@ -449,6 +530,92 @@ fn json_credentials(
         .get("Expiration")
         .and_then(Value::as_str)
         .and_then(parse_time);
+    Ok((creds, expires))
+}
+
+/// `GetRoleCredentials` with the token `aws sso login` cached.
+async fn sso(
+    http: &reqwest::Client,
+    portal: &str,
+    account_id: &str,
+    role_name: &str,
+    token_file: &PathBuf,
+    profile: &str,
+) -> Result<(AwsCredentials, Option<SystemTime>), TransportError> {
+    let login = format!("run `aws sso login --profile {profile}`");
+    let text = std::fs::read_to_string(token_file).map_err(|e| {
+        config(format!(
+            "no cached SSO token for AWS profile '{profile}' ({}: {e}): {login}",
+            token_file.display()
+        ))
+    })?;
+    let cached: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let token = cached
+        .get("accessToken")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            config(format!(
+                "the SSO token cache {} has no accessToken: {login}",
+                token_file.display()
+            ))
+        })?;
+    let expired = cached
+        .get("expiresAt")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .is_some_and(|e| e <= SystemTime::now());
+    if expired {
+        return Err(config(format!(
+            "the SSO session of AWS profile '{profile}' has expired: {login}"
+        )));
+    }
+    let url = format!("{portal}/federation/credentials");
+    let response = http
+        .get(&url)
+        .query(&[("account_id", account_id), ("role_name", role_name)])
+        .header("x-amz-sso_bearer_token", token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| unavailable(&url, format!("SSO portal: {}", error_chain(&e))))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| unavailable(&url, format!("SSO portal: {}", error_chain(&e))))?;
+    if status.is_server_error() {
+        return Err(unavailable(
+            &url,
+            format!("SSO portal answered HTTP {status}"),
+        ));
+    }
+    if !status.is_success() {
+        return Err(auth(
+            &url,
+            format!(
+                "SSO GetRoleCredentials for {role_name} in {account_id} refused (HTTP {status}: {}); {login}",
+                body.chars().take(200).collect::<String>()
+            ),
+        ));
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let role = &v["roleCredentials"];
+    let field = |name: &str| {
+        role.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| auth(&url, format!("SSO portal answered without {name}")))
+    };
+    let creds = AwsCredentials {
+        access_key_id: field("accessKeyId")?,
+        secret_access_key: field("secretAccessKey")?,
+        session_token: Some(field("sessionToken")?),
+    };
+    // Milliseconds since the epoch.
+    let expires = role
+        .get("expiration")
+        .and_then(Value::as_u64)
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
     Ok((creds, expires))
 }
 
@@ -836,6 +1003,55 @@ mod tests {
         // Cached until near expiry: no second round trip.
         provider.get(&http).await.unwrap();
         assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn sso_profiles_use_the_cached_login_token() {
+        let (portal, seen) = stub(|method, path, headers| {
+            if method == "GET"
+                && path == "/federation/credentials?account_id=123456789012&role_name=Dev"
+                && headers.contains("x-amz-sso_bearer_token: cachedtoken")
+            {
+                (
+                    200,
+                    r#"{"roleCredentials":{"accessKeyId":"ASIASSO","secretAccessKey":"ssk","sessionToken":"sst","expiration":4070908800000}}"#.into(),
+                )
+            } else {
+                (401, r#"{"message":"Session token not found or invalid"}"#.into())
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let aws = dir.path().join(".aws");
+        std::fs::create_dir_all(aws.join("sso/cache")).unwrap();
+        std::fs::write(
+            aws.join("config"),
+            "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Dev\nregion = eu-west-1\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\n",
+        )
+        .unwrap();
+        // The AWS CLI names the cache file by SHA-1 of the session name.
+        std::fs::write(
+            aws.join("sso/cache/ee0bfd2552fbd840c02cc48b6e823320543c450f.json"),
+            r#"{"startUrl":"https://corp.awsapps.com/start","region":"eu-west-1","accessToken":"CACHEDTOKEN","expiresAt":"2099-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let source = AwsCredentialSource::Environment
+            .resolve(
+                env(&[
+                    ("HOME", home),
+                    ("AWS_PROFILE", "dev"),
+                    ("AWS_ENDPOINT_URL_SSO", &portal),
+                ]),
+                false,
+            )
+            .unwrap();
+        let provider = Provider::new(source, Url::parse("http://127.0.0.1:1").unwrap());
+        assert_eq!(provider.describe(), "SSO profile (IAM Identity Center)");
+        let creds = provider.get(&reqwest::Client::new()).await.unwrap();
+        assert_eq!(creds.access_key_id, "ASIASSO");
+        assert_eq!(creds.session_token.as_deref(), Some("sst"));
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -48,7 +48,8 @@
 //!
 //! **Credentials** ([`AwsCredentialSource`]), in the AWS chain's order: fixed keys
 //! (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`), the shared
-//! profile (`AWS_PROFILE` in `~/.aws/credentials` / `~/.aws/config`), IRSA
+//! profile (`AWS_PROFILE` in `~/.aws/credentials` / `~/.aws/config`: keys, web
+//! identity or SSO after `aws sso login`), IRSA
 //! (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS
 //! `AssumeRoleWithWebIdentity`), the container credentials endpoint (EKS Pod Identity,
 //! ECS), then the EC2 instance profile (IMDSv2); temporary ones refreshed 5 min before
