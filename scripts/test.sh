@@ -54,7 +54,7 @@ export TROUPE_REQUIRE_REDIS=1 TROUPE_REQUIRE_NATS=1 TROUPE_REQUIRE_SQS=1 TROUPE_
 echo "postgres at $TROUPE_TEST_POSTGRES_URL"
 
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # Each fuzz target for 20 s from its seed corpus (the instrumented build is cached in
 # "$CARGO_TARGET_DIR-fuzz"); a crash fails the run.

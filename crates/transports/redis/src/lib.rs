@@ -904,6 +904,13 @@ impl Inner {
             .arg(">")
             .query_async(conn)
             .await;
+        if reply.as_ref().is_err_and(|e| !is_nogroup(e)) {
+            // The read's own connection broke (a broker restart): the server may have
+            // applied this read and lost its reply. No read of this queue is under way
+            // now, so the next round takes back every own entry at once rather than
+            // after [`ORPHAN_IDLE`] and a whole blocking read.
+            rx.rescanned.store(u64::MAX, Ordering::SeqCst);
+        }
         let Some(reply) = self.unless_nogroup(queue, reply)? else {
             return Ok(None);
         };
