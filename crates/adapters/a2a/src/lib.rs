@@ -39,7 +39,7 @@ const KEEPALIVE_MS: u64 = 15_000;
 pub const PROTOCOL_VERSION: &str = "0.3.0";
 
 /// A2A adapter settings (`ASYA_A2A_*`, or the mesh file's `gateway.a2a`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct A2aConfig {
     /// Registry folder (`ASYA_A2A_CONFIG_DIR`): every `*.yaml`/`*.yml` with top-level `agents:`.
     pub config_dir: Option<PathBuf>,
@@ -67,6 +67,27 @@ pub struct A2aConfig {
     pub jwt_issuer: Option<String>,
     /// Required audience (`ASYA_A2A_JWT_AUDIENCE`).
     pub jwt_audience: Option<String>,
+}
+
+// Written by hand so that the API key never reaches a log line through `{:?}`.
+impl std::fmt::Debug for A2aConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("A2aConfig")
+            .field("config_dir", &self.config_dir)
+            .field("inline_agents", &self.inline_agents)
+            .field("poll_interval", &self.poll_interval)
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("version", &self.version)
+            .field("public_url", &self.public_url)
+            .field("provider_org", &self.provider_org)
+            .field("provider_url", &self.provider_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("jwt_jwks_url", &self.jwt_jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .finish()
+    }
 }
 
 /// Adapter errors.

@@ -1396,3 +1396,14 @@ async fn cross_site_requests_are_refused_without_a_key() {
         "no task was created"
     );
 }
+
+#[test]
+fn debug_output_never_shows_the_api_key() {
+    let config = A2aConfig {
+        api_key: Some("sekret-a2a-key".into()),
+        ..Default::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("sekret-a2a-key"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}

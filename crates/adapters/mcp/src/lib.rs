@@ -35,7 +35,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 
 /// MCP adapter settings (`ASYA_MCP_*`, or the mesh file's `gateway.mcp`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct McpConfig {
     /// Registry folder (`ASYA_MCP_CONFIG_DIR`): every `*.yaml`/`*.yml` with top-level `tools:`.
     pub config_dir: Option<PathBuf>,
@@ -45,6 +45,18 @@ pub struct McpConfig {
     pub poll_interval: Duration,
     /// Bearer key (`ASYA_MCP_API_KEY`); `None` = no auth.
     pub api_key: Option<String>,
+}
+
+// Written by hand so that the API key never reaches a log line through `{:?}`.
+impl std::fmt::Debug for McpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpConfig")
+            .field("config_dir", &self.config_dir)
+            .field("inline_tools", &self.inline_tools)
+            .field("poll_interval", &self.poll_interval)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl McpConfig {

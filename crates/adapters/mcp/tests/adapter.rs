@@ -1032,3 +1032,14 @@ async fn non_json_bodies_and_foreign_origins_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn debug_output_never_shows_the_api_key() {
+    let config = McpConfig {
+        api_key: Some("sekret-mcp-key".into()),
+        ..Default::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("sekret-mcp-key"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
