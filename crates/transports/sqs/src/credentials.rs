@@ -414,22 +414,12 @@ impl Provider {
                     .collect::<Vec<_>>()
                     .join("&");
                 let shown = self.sts.to_string();
-                let response = http
+                let request = http
                     .post(self.sts.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .timeout(Duration::from_secs(10))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(&shown, format!("STS: {}", error_chain(&e))))?;
-                let status = response.status();
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| unavailable(&shown, format!("STS: {}", error_chain(&e))))?;
-                if status.is_server_error() {
-                    return Err(unavailable(&shown, format!("STS answered HTTP {status}")));
-                }
+                    .body(body);
+                let (status, text) = send_read(request, &shown, "STS").await?;
                 if !status.is_success() {
                     let code = xml_field(&text, "Code").unwrap_or_default();
                     let message = xml_field(&text, "Message").unwrap_or_default();
@@ -468,19 +458,8 @@ impl Provider {
                 if let Some(h) = header {
                     request = request.header("authorization", h);
                 }
-                let response = request.send().await.map_err(|e| {
-                    unavailable(uri, format!("container credentials: {}", error_chain(&e)))
-                })?;
-                let status = response.status();
-                let text = response.text().await.map_err(|e| {
-                    unavailable(uri, format!("container credentials: {}", error_chain(&e)))
-                })?;
-                if status.is_server_error() {
-                    return Err(unavailable(
-                        uri,
-                        format!("container credentials endpoint answered HTTP {status}"),
-                    ));
-                }
+                let (status, text) =
+                    send_read(request, uri, "container credentials endpoint").await?;
                 json_credentials(uri, "container credentials endpoint", status, &text)
             }
             AwsCredentialSource::Imds { endpoint } => imds(http, endpoint).await,
@@ -570,25 +549,12 @@ async fn sso(
         )));
     }
     let url = format!("{portal}/federation/credentials");
-    let response = http
+    let request = http
         .get(&url)
         .query(&[("account_id", account_id), ("role_name", role_name)])
         .header("x-amz-sso_bearer_token", token)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| unavailable(&url, format!("SSO portal: {}", error_chain(&e))))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| unavailable(&url, format!("SSO portal: {}", error_chain(&e))))?;
-    if status.is_server_error() {
-        return Err(unavailable(
-            &url,
-            format!("SSO portal answered HTTP {status}"),
-        ));
-    }
+        .timeout(Duration::from_secs(10));
+    let (status, body) = send_read(request, &url, "SSO portal").await?;
     if !status.is_success() {
         return Err(auth(
             &url,
@@ -651,10 +617,10 @@ async fn imds(
         http.get(url)
             .header("x-aws-ec2-metadata-token", token.as_str())
             .timeout(Duration::from_secs(5))
-            .send()
     };
     let list_url = format!("{endpoint}/latest/meta-data/iam/security-credentials/");
     let response = get(list_url.clone())
+        .send()
         .await
         .map_err(|e| unavailable(&list_url, format!("IMDS: {}", error_chain(&e))))?;
     if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -668,17 +634,7 @@ async fn imds(
         return Err(auth(&list_url, "IMDS listed no role".to_owned()));
     }
     let url = format!("{list_url}{role}");
-    let response = get(url.clone())
-        .await
-        .map_err(|e| unavailable(&url, format!("IMDS: {}", error_chain(&e))))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unavailable(&url, format!("IMDS: {}", error_chain(&e))))?;
-    if status.is_server_error() {
-        return Err(unavailable(&url, format!("IMDS answered HTTP {status}")));
-    }
+    let (status, text) = send_read(get(url.clone()), &url, "IMDS").await?;
     json_credentials(&url, "the EC2 instance metadata service", status, &text)
 }
 
@@ -687,14 +643,7 @@ async fn imds_text(
     url: &str,
     what: &str,
 ) -> Result<String, TransportError> {
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unavailable(url, format!("IMDS: {}", error_chain(&e))))?;
-    if status.is_server_error() {
-        return Err(unavailable(url, format!("IMDS answered HTTP {status}")));
-    }
+    let (status, text) = read_answer(response, url, "IMDS").await?;
     if !status.is_success() {
         return Err(auth(
             url,
@@ -705,6 +654,40 @@ async fn imds_text(
         ));
     }
     Ok(text.trim().to_owned())
+}
+
+/// Sends `request` to `url` and reads the answer (see [`read_answer`]).
+async fn send_read(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    service: &str,
+) -> Result<(reqwest::StatusCode, String), TransportError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unavailable(url, format!("{service}: {}", error_chain(&e))))?;
+    read_answer(response, url, service).await
+}
+
+/// Reads an answer's body. A broken read or a 5xx is `Unavailable` (the caller retries
+/// later); any other status is the caller's to judge.
+async fn read_answer(
+    response: reqwest::Response,
+    url: &str,
+    service: &str,
+) -> Result<(reqwest::StatusCode, String), TransportError> {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unavailable(url, format!("{service}: {}", error_chain(&e))))?;
+    if status.is_server_error() {
+        return Err(unavailable(
+            url,
+            format!("{service} answered HTTP {status}"),
+        ));
+    }
+    Ok((status, text))
 }
 
 fn read_trimmed(path: &PathBuf, what: &str) -> Result<String, TransportError> {
