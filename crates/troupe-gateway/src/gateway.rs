@@ -289,16 +289,7 @@ impl Gateway {
         next: &[String],
     ) -> Result<String, GatewayError> {
         let req = parse_body(body, next.is_empty(), &self.inner.config)?;
-        self.create_task(NewTask {
-            actor: actor.to_owned(),
-            namespace: namespace.map(str::to_owned),
-            payload: req.payload,
-            headers: req.headers,
-            timeout: req.timeout,
-            next: next.to_vec(),
-            id: None,
-        })
-        .await
+        self.create_parsed(actor, namespace, req, next).await
     }
 
     /// Troupe's create (`POST /troupe/v1/tasks`): `body` may also carry the members the
@@ -312,9 +303,19 @@ impl Gateway {
     ) -> Result<String, GatewayError> {
         let req = parse_body(&body, false, &self.inner.config)?;
         drop(body);
+        self.create_parsed(actor, None, req, next).await
+    }
+
+    async fn create_parsed(
+        &self,
+        actor: &str,
+        namespace: Option<&str>,
+        req: RequestBody,
+        next: &[String],
+    ) -> Result<String, GatewayError> {
         self.create_task(NewTask {
             actor: actor.to_owned(),
-            namespace: None,
+            namespace: namespace.map(str::to_owned),
             payload: req.payload,
             headers: req.headers,
             timeout: req.timeout,
