@@ -6,6 +6,7 @@
 #
 #   scripts/images.sh [TROUPE_BINARY]   # default: target/release/troupe
 #
+# The binary is stripped on the way in (a copy), so CI can pass its debug build.
 # Needs root and the Debian packages buildah and debootstrap. runtime.Dockerfile is built
 # as written, on the debootstrap base; troupe.Dockerfile's builder stage needs a Rust
 # image that cannot be pulled here, so the troupe image is assembled from a built binary
@@ -51,14 +52,20 @@ grep -q "runtime ready" <<<"$out" || { echo "the runtime did not start in its im
 buildah rm "$c" >/dev/null
 echo "runtime image: ok (runtime ready as $(buildah inspect --format '{{.OCIv1.Config.User}}' localhost/troupe-runtime:dev))"
 
-# The troupe image, assembled as troupe.Dockerfile's last stage would be.
+# The troupe image, assembled as troupe.Dockerfile's last stage would be, from a stripped
+# copy of the binary (the Dockerfile strips through the release profile).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+strip --strip-all -o "$work/troupe" "$BIN"
 c=$(buildah from localhost/troupe-base:bookworm)
-buildah copy --chmod 0755 "$c" "$BIN" /usr/local/bin/troupe >/dev/null
+buildah copy --chmod 0755 "$c" "$work/troupe" /usr/local/bin/troupe >/dev/null
 buildah config --user 65532:65532 --entrypoint '["troupe"]' --cmd '["--help"]' "$c"
 version=$(buildah run "${ISO[@]}" "$c" -- troupe --version)
 buildah commit -q "$c" localhost/troupe:dev >/dev/null
 buildah rm "$c" >/dev/null
 echo "troupe image: ok ($version)"
 
-echo "binary: $(stat -c %s "$BIN") bytes"
+echo "binary: $(stat -c %s "$work/troupe") bytes stripped"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'troupe(-runtime|-base)?:'
+# Rebuilds replace the tags; drop the images they left untagged.
+buildah rmi --prune >/dev/null 2>&1 || true

@@ -70,3 +70,13 @@ python3 -m pytest tests/python -q -p no:cacheprovider
 
 echo "== end-to-end tests (real binary, real Python)"
 python3 -m pytest tests/e2e -q -p no:cacheprovider
+
+# Both images, built daemonless (buildah over a debootstrap root filesystem cached in
+# /var/cache/troupe/images), each started once: the runtime reports ready, the troupe
+# image runs `troupe --version` (docs/decisions.md "Kubernetes: images and shutdown").
+echo "== container images"
+if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
+    [ "$(id -u)" = 0 ] || { echo "building the images needs root to install buildah and debootstrap" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null
+fi
+scripts/images.sh "$TROUPE_BIN"
