@@ -42,16 +42,27 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # makes them fail rather than skip if it is missing.
 echo "== postgres (for the gateway store and replica tests)"
 pg_dir="$(mktemp -d)"
-stop_postgres() {
+kube_dir="$(mktemp -d)"
+stop_services() {
+    scripts/services/kube.sh stop "$kube_dir" >/dev/null 2>&1 || true
+    rm -rf "$kube_dir"
     scripts/services/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true
     rm -rf "$pg_dir"
 }
-trap stop_postgres EXIT
+trap stop_services EXIT
 TROUPE_TEST_POSTGRES_URL="$(scripts/services/postgres.sh start "$pg_dir")"
 export TROUPE_TEST_POSTGRES_URL TROUPE_REQUIRE_POSTGRES=1
 # Broker tests start their own servers; in CI a missing server is a failure, not a skip.
 export TROUPE_REQUIRE_REDIS=1 TROUPE_REQUIRE_NATS=1 TROUPE_REQUIRE_SQS=1 TROUPE_REQUIRE_PUBSUB=1
 echo "postgres at $TROUPE_TEST_POSTGRES_URL"
+
+# One real API server (kube-apiserver + etcd, built once from their Go modules and cached
+# under /var/cache/troupe/go) for every Kubernetes test of the run; TROUPE_REQUIRE_KUBE
+# makes those tests fail rather than skip without it.
+echo "== kube-apiserver (for the Kubernetes tests)"
+TROUPE_TEST_KUBECONFIG="$(scripts/services/kube.sh start "$kube_dir")"
+export TROUPE_TEST_KUBECONFIG TROUPE_REQUIRE_KUBE=1
+echo "kubeconfig at $TROUPE_TEST_KUBECONFIG"
 
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -28,6 +28,7 @@ use tokio::time::{sleep, timeout, Instant};
 use troupe_transport::lease::Lease;
 use troupe_transport::{ConnectOptions, Delivery, Transport, TransportError};
 
+pub mod kube;
 pub mod logs;
 pub mod server;
 pub mod stub;
