@@ -38,6 +38,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== helm chart and rendered manifests"
+scripts/helm-check.sh
+
 # The PostgreSQL task store and replica tests need a real server; TROUPE_REQUIRE_POSTGRES
 # makes them fail rather than skip if it is missing.
 echo "== postgres (for the gateway store and replica tests)"

@@ -1,0 +1,156 @@
+"""The chart's gateway and crew against `troupe render`'s, and the chart's pod security.
+
+    python3 tests/helm/compare.py HELM_OUTPUT.yaml RENDER_DIR
+    python3 tests/helm/compare.py --security HELM_OUTPUT.yaml...
+
+First form: every object `troupe render` emits for the crew actors, the gateway and the
+runtime ConfigMap must be in the chart's output and equal to it, except for what Helm adds:
+the release labels (helm.sh/chart, app.kubernetes.io/instance, app.kubernetes.io/version),
+app.kubernetes.io/managed-by (Helm rather than troupe) and the securityContexts (checked by
+the second form). Second form: every pod the chart ships runs non-root with the
+RuntimeDefault seccomp profile, and every container has a read-only root filesystem, no
+privilege escalation and drops ALL capabilities. Exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import sys
+
+import yaml
+
+HELM_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+}
+MESH_NAMES = {"x-sink", "x-sump", "x-pause", "x-resume", "troupe-gateway", "troupe-gateway-internal"}
+
+
+def load(paths: list[pathlib.Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        files = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+        for f in files:
+            out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    return out
+
+
+def pods(doc: dict):
+    """The pod spec of a workload, if it has one."""
+    if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        yield doc["spec"]["template"]["spec"]
+
+
+def normalize(doc: dict) -> dict:
+    d = copy.deepcopy(doc)
+    metas = [d.get("metadata", {})]
+    if d.get("kind") == "Deployment":
+        metas.append(d["spec"]["template"].get("metadata", {}))
+    for m in metas:
+        labels = {k: v for k, v in (m.get("labels") or {}).items() if k not in HELM_LABELS}
+        m["labels"] = labels
+    for pod in pods(d):
+        pod.pop("securityContext", None)
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            c.pop("securityContext", None)
+    return d
+
+
+def diff(a, b, path="") -> list[str]:
+    """Paths where a (the chart) and b (the renderer) differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            p = f"{path}.{k}" if path else k
+            if k not in a:
+                out.append(f"{p}: missing in the chart (renderer: {b[k]!r:.120})")
+            elif k not in b:
+                out.append(f"{p}: only in the chart ({a[k]!r:.120})")
+            else:
+                out.extend(diff(a[k], b[k], p))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [e for i, (x, y) in enumerate(zip(a, b)) for e in diff(x, y, f"{path}[{i}]")]
+    if a != b:
+        return [f"{path}: chart {a!r:.200} != renderer {b!r:.200}"]
+    return []
+
+
+def key(doc: dict) -> tuple[str, str]:
+    return doc["kind"], doc["metadata"]["name"]
+
+
+def is_mesh_object(doc: dict) -> bool:
+    name = doc["metadata"]["name"]
+    return (
+        name in MESH_NAMES
+        or name.removesuffix("-trigger-auth") in MESH_NAMES
+        or (doc["kind"] == "ConfigMap" and name == "asya-runtime")
+    )
+
+
+def compare(helm_file: pathlib.Path, render_dir: pathlib.Path) -> list[str]:
+    chart = {key(d): d for d in load([helm_file]) if d["kind"] != "Secret"}
+    rendered = [d for d in load([render_dir]) if is_mesh_object(d)]
+    errors = []
+    if not rendered:
+        errors.append(f"{render_dir}: troupe render emitted no crew or gateway objects")
+    for r in rendered:
+        k = key(r)
+        if k not in chart:
+            errors.append(f"{k[0]}/{k[1]}: rendered by troupe render, missing from the chart")
+            continue
+        errors.extend(f"{k[0]}/{k[1]}: {e}" for e in diff(normalize(chart[k]), normalize(r)))
+    wanted = {key(r) for r in rendered}
+    for k, d in chart.items():
+        if is_mesh_object(d) and k not in wanted:
+            errors.append(f"{k[0]}/{k[1]}: in the chart, not rendered by troupe render")
+    return errors
+
+
+def security(docs: list[dict]) -> list[str]:
+    errors = []
+    for d in docs:
+        for pod in pods(d):
+            where = f"{d['kind']}/{d['metadata']['name']}"
+            psc = pod.get("securityContext") or {}
+            if psc.get("runAsNonRoot") is not True:
+                errors.append(f"{where}: pod securityContext.runAsNonRoot is not true")
+            if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+                errors.append(f"{where}: pod seccompProfile is not RuntimeDefault")
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                sc = c.get("securityContext") or {}
+                cw = f"{where} container {c['name']}"
+                if sc.get("readOnlyRootFilesystem") is not True:
+                    errors.append(f"{cw}: readOnlyRootFilesystem is not true")
+                if sc.get("allowPrivilegeEscalation") is not False:
+                    errors.append(f"{cw}: allowPrivilegeEscalation is not false")
+                if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                    errors.append(f"{cw}: capabilities.drop lacks ALL")
+    return errors
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--security"]:
+        files = [pathlib.Path(p) for p in argv[1:]]
+        errors = security(load(files))
+        n = sum(1 for d in load(files) for _ in pods(d))
+        for e in errors:
+            print(f"INSECURE {e}")
+        print(f"security: {n} pod specs checked, {len(errors)} errors")
+        return 1 if errors or n == 0 else 0
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    errors = compare(pathlib.Path(argv[0]), pathlib.Path(argv[1]))
+    for e in errors:
+        print(f"DIFFERS {e}")
+    print(f"compare {argv[0]} with {argv[1]}: {len(errors)} differences")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
