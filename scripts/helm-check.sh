@@ -7,8 +7,9 @@
 #   3. every object rendered by Helm and by `troupe render` (each transport) validated
 #      strictly: core kinds by kubernetes-validate --strict, KEDA's kinds by KEDA's own CRD
 #      schemas (from its Go module), AsyncActors by our CRD;
-#   4. the chart's gateway and crew equal `troupe render`'s for the same transport, and every
-#      pod the chart ships is locked down (non-root, read-only root, no capabilities).
+#   4. the chart's gateway and crew equal `troupe render`'s for the same transport, every
+#      pod the chart ships is locked down (non-root, read-only root, no capabilities) and
+#      the operator's RBAC grants exactly what it needs.
 #
 # Builds go to /var/cache/troupe/go (TROUPE_GO_CACHE) once; later runs reuse them. The
 # troupe binary is built with cargo into $CARGO_TARGET_DIR.
@@ -154,4 +155,5 @@ for t in rabbitmq sqs pubsub nats redis; do
     python3 tests/helm/compare.py "$work/helm/$t-values.yaml" "$work/render/$t"
 done
 python3 tests/helm/compare.py --security "$work/helm"/*.yaml
+python3 tests/helm/compare.py --rbac "$work/helm"/*.yaml
 echo "helm-check: ok"

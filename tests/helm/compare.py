@@ -2,6 +2,7 @@
 
     python3 tests/helm/compare.py HELM_OUTPUT.yaml RENDER_DIR
     python3 tests/helm/compare.py --security HELM_OUTPUT.yaml...
+    python3 tests/helm/compare.py --rbac HELM_OUTPUT.yaml...
 
 First form: every object `troupe render` emits for the crew actors, the gateway and the
 runtime ConfigMap must be in the chart's output and equal to it, except for what Helm adds:
@@ -9,7 +10,9 @@ the release labels (helm.sh/chart, app.kubernetes.io/instance, app.kubernetes.io
 app.kubernetes.io/managed-by (Helm rather than troupe) and the securityContexts (checked by
 the second form). Second form: every pod the chart ships runs non-root with the
 RuntimeDefault seccomp profile, and every container has a read-only root filesystem, no
-privilege escalation and drops ALL capabilities. Exits 1 on any difference.
+privilege escalation and drops ALL capabilities. Third form: the operator's RBAC grants
+exactly the permissions below, nothing more or less, in a Role or ClusterRole as
+operator.watchNamespace says. Exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -133,7 +136,77 @@ def security(docs: list[dict]) -> list[str]:
     return errors
 
 
+_CHILD = ("get", "list", "watch", "create", "patch", "delete")
+# (apiGroup, resource) -> verbs: what reconciling an AsyncActor needs, and no more.
+OPERATOR_RULES = {
+    ("asya.sh", "asyncactors"): {"get", "list", "watch", "patch", "update"},
+    ("asya.sh", "asyncactors/status"): {"patch", "update"},
+    ("asya.sh", "asyncactors/finalizers"): {"update"},
+    ("apps", "deployments"): set(_CHILD),
+    ("", "serviceaccounts"): set(_CHILD),
+    ("", "configmaps"): set(_CHILD),
+    ("", "services"): set(_CHILD),
+    ("keda.sh", "scaledobjects"): set(_CHILD),
+    ("keda.sh", "triggerauthentications"): set(_CHILD),
+    ("", "secrets"): {"get"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+
+
+def grants(role: dict) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role.get("rules") or []:
+        if rule.get("resourceNames") or rule.get("nonResourceURLs"):
+            out[("?", "resourceNames/nonResourceURLs")] = {"unexpected"}
+        for g in rule.get("apiGroups") or []:
+            for r in rule.get("resources") or []:
+                out.setdefault((g, r), set()).update(rule.get("verbs") or [])
+    return out
+
+
+def rbac(doc_sets: dict[str, list[dict]]) -> list[str]:
+    """Per helm output file: the operator's roles grant exactly OPERATOR_RULES (ClusterRole,
+    or Role in the watched namespace) and LEASE_RULES (Role in the release namespace)."""
+    errors = []
+    for name, docs in doc_sets.items():
+        roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole")]
+        binds = {
+            (d["kind"], d["metadata"].get("namespace"), d["roleRef"]["name"])
+            for d in docs
+            if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+            and any(s.get("name") == "troupe-operator" for s in d.get("subjects", []))
+        }
+        if not roles:
+            continue
+        found = {"operator": 0, "lease": 0}
+        for r in roles:
+            g = grants(r)
+            which = "lease" if set(g) == set(LEASE_RULES) else "operator"
+            want = LEASE_RULES if which == "lease" else OPERATOR_RULES
+            found[which] += 1
+            where = f"{name}: {r['kind']}/{r['metadata']['name']}"
+            if g != want:
+                for k in sorted(set(g) | set(want)):
+                    if g.get(k) != want.get(k):
+                        errors.append(f"{where}: {k[0] or 'core'}/{k[1]} grants {sorted(g.get(k, []))}, want {sorted(want.get(k, []))}")
+            bind_kind = "ClusterRoleBinding" if r["kind"] == "ClusterRole" else "RoleBinding"
+            if (bind_kind, r["metadata"].get("namespace"), r["metadata"]["name"]) not in binds:
+                errors.append(f"{where}: no {bind_kind} gives it to ServiceAccount troupe-operator")
+        if found != {"operator": 1, "lease": 1}:
+            errors.append(f"{name}: want one operator role and one lease Role, found {found}")
+    return errors
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--rbac"]:
+        sets = {p: load([pathlib.Path(p)]) for p in argv[1:]}
+        errors = rbac(sets)
+        for e in errors:
+            print(f"RBAC {e}")
+        print(f"rbac: {len(sets)} renderings checked, {len(errors)} errors")
+        return 1 if errors else 0
     if argv[:1] == ["--security"]:
         files = [pathlib.Path(p) for p in argv[1:]]
         errors = security(load(files))
