@@ -6,7 +6,8 @@
 #      deploy/helm/troupe/ci/*.yaml (a real Helm, built once from its Go module);
 #   3. every object rendered by Helm and by `troupe render` (each transport) validated
 #      strictly: core kinds by kubernetes-validate --strict, KEDA's kinds by KEDA's own CRD
-#      schemas (from its Go module), AsyncActors by our CRD;
+#      schemas (from its Go module), the ServiceMonitor by the CRD controller-gen makes from
+#      prometheus-operator's Go types, AsyncActors by our CRD;
 #   4. the chart's gateway and crew equal `troupe render`'s for the same transport, every
 #      pod the chart ships is locked down (non-root, read-only root, no capabilities) and
 #      the operator's RBAC grants exactly what it needs.
@@ -59,6 +60,29 @@ if [ ! -f "$KEDA_CRDS/keda.sh_scaledobjects.yaml" ]; then
     chmod u+w "$KEDA_CRDS.tmp"/*
     rm -rf "$KEDA_CRDS"
     mv "$KEDA_CRDS.tmp" "$KEDA_CRDS"
+fi
+
+# The ServiceMonitor CRD, generated once by controller-gen from prometheus-operator's Go
+# types (its CRD YAMLs are in its root module, which the Go proxy does not serve).
+PROM_OPERATOR_VERSION=v0.95.2
+CONTROLLER_GEN_VERSION=v0.23.0
+PROM_CRDS="$cache/prometheus-operator-crds-$PROM_OPERATOR_VERSION"
+if [ ! -f "$PROM_CRDS/monitoring.coreos.com_servicemonitors.yaml" ]; then
+    command -v go >/dev/null || die "go is needed once to generate the ServiceMonitor CRD"
+    gen="$cache/controller-gen-$CONTROLLER_GEN_VERSION/controller-gen"
+    if [ ! -x "$gen" ]; then
+        echo "helm-check: building controller-gen $CONTROLLER_GEN_VERSION (once, into $gen)"
+        mkdir -p "$(dirname "$gen")"
+        (cd scripts/services/go/helm/crdgen && nice -n 10 go build -trimpath -ldflags "-s -w" \
+            -o "$gen.tmp" sigs.k8s.io/controller-tools/cmd/controller-gen) || die "building controller-gen failed"
+        mv "$gen.tmp" "$gen"
+    fi
+    rm -rf "$PROM_CRDS.tmp"
+    (cd scripts/services/go/helm/crdgen && "$gen" crd:crdVersions=v1 \
+        paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+        output:crd:dir="$PROM_CRDS.tmp") || die "controller-gen could not generate the ServiceMonitor CRD"
+    rm -rf "$PROM_CRDS"
+    mv "$PROM_CRDS.tmp" "$PROM_CRDS"
 fi
 
 # Always through cargo (a no-op when fresh): a stale binary would compare an old renderer.
@@ -136,11 +160,12 @@ spec:
     metadata: {labels: {a: b}}
     spec: {containers: [{name: c, image: i, imagePullPolice: Always}]}
 EOF
-# KEDA's CRDs and ours, so AsyncActors are checked too. ServiceMonitor has no CRD here
-# (prometheus-operator's CRDs are in no Go module the proxy serves), so it is skipped.
-mkdir -p "$work/crds" && cp "$KEDA_CRDS"/*.yaml "$work/crd.yaml" "$work/crds/"
+# KEDA's CRDs, the ServiceMonitor's and ours (so AsyncActors are checked too).
+mkdir -p "$work/crds"
+cp "$KEDA_CRDS"/*.yaml "$PROM_CRDS/monitoring.coreos.com_servicemonitors.yaml" "$work/crd.yaml" "$work/crds/"
 validate=(python3 tests/helm/validate.py --k8s "$K8S_VERSION" --crd-dir "$work/crds"
-    --require-crd keda.sh/ScaledObject --require-crd keda.sh/TriggerAuthentication)
+    --require-crd keda.sh/ScaledObject --require-crd keda.sh/TriggerAuthentication
+    --require-crd monitoring.coreos.com/ServiceMonitor)
 if "${validate[@]}" "$work/bad" >"$work/bad.log"; then
     cat "$work/bad.log" >&2
     die "the validator accepted objects with unknown fields"
