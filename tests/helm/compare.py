@@ -37,7 +37,8 @@ def load(paths: list[pathlib.Path]) -> list[dict]:
     for p in paths:
         files = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
         for f in files:
-            out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+            # kustomization.yaml is kustomize's config, not an object.
+            out.extend(d for d in yaml.safe_load_all(f.read_text()) if d and "metadata" in d)
     return out
 
 
@@ -95,7 +96,7 @@ def is_mesh_object(doc: dict) -> bool:
     )
 
 
-def compare(helm_file: pathlib.Path, render_dir: pathlib.Path) -> list[str]:
+def compare(helm_file: pathlib.Path, render_dir: pathlib.Path) -> tuple[int, list[str]]:
     chart = {key(d): d for d in load([helm_file]) if d["kind"] != "Secret"}
     rendered = [d for d in load([render_dir]) if is_mesh_object(d)]
     errors = []
@@ -111,7 +112,7 @@ def compare(helm_file: pathlib.Path, render_dir: pathlib.Path) -> list[str]:
     for k, d in chart.items():
         if is_mesh_object(d) and k not in wanted:
             errors.append(f"{k[0]}/{k[1]}: in the chart, not rendered by troupe render")
-    return errors
+    return len(rendered), errors
 
 
 def security(docs: list[dict]) -> list[str]:
@@ -218,10 +219,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    errors = compare(pathlib.Path(argv[0]), pathlib.Path(argv[1]))
+    n, errors = compare(pathlib.Path(argv[0]), pathlib.Path(argv[1]))
     for e in errors:
         print(f"DIFFERS {e}")
-    print(f"compare {argv[0]} with {argv[1]}: {len(errors)} differences")
+    print(f"compare {argv[0]} with {argv[1]}: {n} objects, {len(errors)} differences")
     return 1 if errors else 0
 
 

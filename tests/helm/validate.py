@@ -13,6 +13,7 @@ Every document of every YAML file given (folders: their *.yaml, recursively) is 
 - on every object: the name (RFC 1123), the namespace (RFC 1123 label) and label keys and
   values as the API server checks them.
 
+A kustomization.yaml must list exactly the other files of its folder.
 A custom kind whose CRD is not in --crd-dir is reported as skipped, or an error when named by
 --require-crd. Exits 1 when any object fails; prints one line per failure and a summary.
 """
@@ -157,6 +158,15 @@ def check_names(doc: dict) -> list[str]:
     return errors
 
 
+def check_kustomization(f: pathlib.Path, doc: dict) -> list[str]:
+    """A kustomization.yaml (not an API object): it lists exactly the other files."""
+    listed = set(doc.get("resources") or [])
+    present = {p.name for p in f.parent.glob("*.yaml") if p.name != f.name}
+    errors = [f"resources lists {r}, which is not in {f.parent}" for r in sorted(listed - present)]
+    errors += [f"resources leaves out {r}" for r in sorted(present - listed)]
+    return errors
+
+
 def validate(doc: dict, version: str, crds: dict, required: set[str]) -> tuple[str, list[str]]:
     """('core'|'custom'|'skipped', errors) for one object."""
     api_version = doc.get("apiVersion", "")
@@ -211,7 +221,10 @@ def main() -> int:
     failures = 0
     for f, i, doc in documents(args.paths):
         where = f"{f}#{i} {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
-        outcome, errors = validate(doc, args.k8s, crds, set(args.require_crd))
+        if doc.get("apiVersion", "").startswith("kustomize.config.k8s.io/"):
+            outcome, errors = "kustomization", check_kustomization(f, doc)
+        else:
+            outcome, errors = validate(doc, args.k8s, crds, set(args.require_crd))
         if outcome == "skipped":
             skipped[f"{doc.get('apiVersion')} {doc.get('kind')}"] += 1
         counts[outcome] += 1
@@ -221,9 +234,10 @@ def main() -> int:
     for what, n in sorted(skipped.items()):
         print(f"skipped {n} x {what}: no CRD schema given")
     total = counts["core"] + counts["custom"]
+    kustomizations = f", {counts['kustomization']} kustomization.yaml" if counts["kustomization"] else ""
     print(
-        f"{args.label}validated {total} objects ({counts['core']} core, {counts['custom']} custom), "
-        f"{failures} errors"
+        f"{args.label}validated {total} objects ({counts['core']} core, {counts['custom']} custom"
+        f"{kustomizations}), {failures} errors"
     )
     return 1 if failures or total == 0 else 0
 
