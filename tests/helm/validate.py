@@ -27,9 +27,18 @@ import re
 import sys
 from collections import Counter
 
+import functools
+
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
+
+# kubernetes-validate reads and parses its schema files (the definitions file is megabytes)
+# for every object; parse each once. It never mutates what it reads.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents
+)
 
 # The API groups whose kinds kubernetes-validate's schemas cover.
 CORE_GROUPS = {
