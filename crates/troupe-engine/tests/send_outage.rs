@@ -78,6 +78,12 @@ impl Transport for FullDisk {
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
         self.inner.depth(queue).await
     }
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.create_queue(queue).await
+    }
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.delete_queue(queue).await
+    }
     async fn close(&self) {
         self.inner.close().await;
     }

@@ -69,6 +69,18 @@ pub enum TransportError {
         /// What the broker said.
         message: String,
     },
+    /// The broker refused to create or delete a queue: arguments that conflict with the
+    /// existing queue's, an invalid name, a missing permission. `reason` is the broker's
+    /// own words, for an operator's status condition.
+    #[error("the {kind} broker refused queue '{queue}': {reason}")]
+    QueueRefused {
+        /// Transport kind.
+        kind: &'static str,
+        /// Queue involved.
+        queue: String,
+        /// What the broker said, and what to do when known.
+        reason: String,
+    },
     /// The transport settings (URL, environment) are invalid.
     #[error("invalid {kind} transport settings: {message}")]
     Config {
@@ -292,6 +304,14 @@ pub trait Transport: Send + Sync + 'static {
         let _ = delivery;
         Ok(())
     }
+
+    /// Creates `queue` and whatever the broker needs to route messages to it (bindings,
+    /// stream subjects, subscriptions). Idempotent: an existing queue is left as it is.
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError>;
+
+    /// Deletes `queue` and the messages in it (and its bindings / subscription). A queue
+    /// that does not exist is not an error.
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError>;
 
     /// Current depth of `queue`.
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError>;

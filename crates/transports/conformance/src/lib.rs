@@ -30,8 +30,11 @@ use troupe_transport::{ConnectOptions, Delivery, Transport, TransportError};
 
 pub mod kube;
 pub mod logs;
+mod provision;
 pub mod server;
 pub mod stub;
+
+pub use provision::queue_provisioning;
 
 /// What a transport can do or tell, so the suite checks exactly what it promises.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,7 @@ macro_rules! conformance_tests {
             delayed_delivery,
             dead_letter_after_max_deliveries,
             depth_counts,
+            queue_provisioning,
             broker_restart
         );
     };

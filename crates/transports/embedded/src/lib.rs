@@ -762,6 +762,31 @@ impl Inner {
         Ok(())
     }
 
+    /// Drops every message of `queue` and writes their ack records durably (the log is
+    /// flushed and synced), so a restart does not bring them back.
+    async fn purge(self: &Arc<Self>, queue: &str) -> Result<(), TransportError> {
+        let mut fx = Effects::default();
+        let acks = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return Err(TransportError::Closed);
+            }
+            st.purge(queue, &mut fx)
+        };
+        self.apply(fx);
+        if acks.is_empty() {
+            return Ok(());
+        }
+        lock(&self.pending).acks.extend(acks);
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || inner.flush_blocking())
+            .await
+            .map_err(|e| TransportError::Io {
+                queue: queue.to_owned(),
+                message: format!("flush task failed: {e}"),
+            })?
+    }
+
     fn nack(&self, d: &Delivery, delay: Duration) -> Result<(), TransportError> {
         let now = Instant::now();
         let mut fx = Effects::default();
@@ -1011,6 +1036,15 @@ impl Transport for EmbeddedTransport {
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
         self.inner.depth(queue)
+    }
+
+    /// Queues exist from their first send; nothing to create.
+    async fn create_queue(&self, _queue: &str) -> Result<(), TransportError> {
+        self.inner.check_open()
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.purge(queue).await
     }
 
     fn arrivals(&self) -> Option<broadcast::Receiver<Arc<str>>> {

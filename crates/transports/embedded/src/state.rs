@@ -329,6 +329,34 @@ impl State {
         Ok((msg.seq, msg.segment))
     }
 
+    /// Drops every message of `queue` (ready, delayed and in flight; a later ack of one
+    /// in flight is an unknown delivery) and returns (seq, segment) of each for the ack
+    /// records that make the removal survive a restart.
+    pub(crate) fn purge(&mut self, queue: &str, fx: &mut Effects) -> Vec<(u64, u64)> {
+        let Some(q) = self.queue_get(queue) else {
+            return Vec::new();
+        };
+        let msgs: Vec<Msg> = q
+            .ready
+            .drain(..)
+            .chain(q.delayed.drain().map(|Reverse(d)| d.msg))
+            .chain(
+                std::mem::take(&mut q.in_flight)
+                    .into_values()
+                    .map(|f| f.msg),
+            )
+            .collect();
+        for m in &msgs {
+            if let Some(seg) = self.segments.get_mut(&m.segment) {
+                seg.live = seg.live.saturating_sub(1);
+            }
+        }
+        if !msgs.is_empty() {
+            self.gc(fx);
+        }
+        msgs.into_iter().map(|m| (m.seq, m.segment)).collect()
+    }
+
     /// Gives a delivery back, at once (front of the queue) or after `delay`.
     pub(crate) fn nack(
         &mut self,

@@ -120,6 +120,16 @@ impl Transport for StoreHandle {
         r.map_err(|e| self.outage(e))
     }
 
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        let r = self.store()?.create_queue(queue).await;
+        r.map_err(|e| self.outage(e))
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        let r = self.store()?.delete_queue(queue).await;
+        r.map_err(|e| self.outage(e))
+    }
+
     async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError> {
         let r = self.store()?.ack(delivery).await;
         r.map_err(|e| self.outage(e))

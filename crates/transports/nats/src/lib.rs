@@ -31,6 +31,8 @@
 //! - **outages**: the client reconnects by itself (backoff up to 4 s); requests retry for
 //!   up to 10 s; receive retries until the server is back. One WARN per outage.
 
+mod provision;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -570,9 +572,10 @@ impl Inner {
             use async_nats::jetstream::context::CreateStreamErrorKind as K;
             match e.kind() {
                 K::JetStream(je) if !is_missing_code(js_code(&je)) => {
-                    Failure::Fatal(TransportError::Io {
+                    Failure::Fatal(TransportError::QueueRefused {
+                        kind: KIND,
                         queue: queue.to_owned(),
-                        message: format!("cannot create JetStream stream '{queue}': {je}"),
+                        reason: format!("cannot create the JetStream stream: {je}"),
                     })
                 }
                 K::EmptyStreamName | K::InvalidStreamName | K::DomainAndExternalSet => {
@@ -623,9 +626,10 @@ impl Inner {
                     K::JetStream(je) if is_missing_code(js_code(&je)) => {
                         Failure::Missing(format!("stream '{queue}' is gone: {je}"))
                     }
-                    K::JetStream(je) => Failure::Fatal(TransportError::Io {
+                    K::JetStream(je) => Failure::Fatal(TransportError::QueueRefused {
+                        kind: KIND,
                         queue: queue.to_owned(),
-                        message: format!("cannot create JetStream consumer '{queue}': {je}"),
+                        reason: format!("cannot create the JetStream consumer: {je}"),
                     }),
                     K::InvalidName | K::InvalidConsumerType => {
                         Failure::Fatal(TransportError::Config {
@@ -1081,6 +1085,14 @@ impl Transport for NatsTransport {
 
     async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
         self.inner.extend(delivery).await
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.create_queue(queue).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.delete_queue(queue).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

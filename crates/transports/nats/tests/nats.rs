@@ -345,3 +345,45 @@ async fn a_consumer_left_with_a_long_ack_wait_is_brought_to_the_window() {
     survivor.ack(&again).await.unwrap();
     survivor.close().await;
 }
+
+/// `create_queue` of a queue whose subject another stream already claims is refused
+/// with the queue's name and JetStream's reason; a name no stream can have is refused
+/// before asking the server.
+#[tokio::test]
+async fn create_queue_refusals_are_readable() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let ns = namespace("prov");
+    let t = connect(&server, &ns).await;
+    let queue = t.queue_name("clash");
+    let raw = async_nats::connect(&server.url).await.unwrap();
+    let js = async_nats::jetstream::new(raw);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "squatter".to_owned(),
+        subjects: vec![queue.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let err = t.create_queue(&queue).await.unwrap_err();
+    let text = err.to_string();
+    let TransportError::QueueRefused { kind, reason, .. } = &err else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    assert_eq!(*kind, "nats");
+    assert!(reason.contains("overlap"), "{reason}");
+    assert!(text.contains(&queue), "{text}");
+    println!("refused: {text}");
+
+    let err = t.create_queue("has.dot").await.unwrap_err();
+    assert!(
+        matches!(&err, TransportError::QueueRefused { queue, .. } if queue == "has.dot"),
+        "{err:?}"
+    );
+    println!("refused: {err}");
+    // Nothing of that name can exist, so there is nothing to delete.
+    t.delete_queue("has.dot").await.unwrap();
+    t.close().await;
+}

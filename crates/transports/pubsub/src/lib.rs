@@ -81,6 +81,7 @@
 
 mod auth;
 mod config;
+mod provision;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -1062,6 +1063,14 @@ impl Transport for PubSubTransport {
     fn counts_backlog(&self) -> bool {
         // Pub/Sub reports no backlog without Cloud Monitoring (see `depth`).
         false
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.open()?.provision(queue).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.open()?.delete_queue(queue).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

@@ -78,7 +78,8 @@ troupe_transport_conformance::conformance_tests!(@cases
     dead_consumer_redelivers,
     lease_keeps_delivery,
     delayed_delivery,
-    dead_letter_after_max_deliveries
+    dead_letter_after_max_deliveries,
+    queue_provisioning
 );
 
 /// In place of the suite's `broker_restart` (see the module docs): an outage is

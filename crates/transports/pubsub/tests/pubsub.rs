@@ -451,3 +451,33 @@ async fn without_permission_to_create_the_dlq_nothing_is_dead_lettered() {
         .starts_with("POST /v1/projects/troupe-test/topics/asya-ns-a:publish"));
     t.close().await;
 }
+
+/// `create_queue` makes the topic and subscription as a first send would, `delete_queue`
+/// removes both, and a name Pub/Sub cannot take is refused with the queue's name.
+#[tokio::test]
+async fn create_and_delete_queue_manage_topic_and_subscription() {
+    let Some(emu) = shared() else { return };
+    let ns = namespace();
+    let t = connect(&emu.url, &ns, Duration::from_secs(45)).await;
+    let q = t.queue_name("managed");
+    t.create_queue(&q).await.unwrap();
+    let sub = emu
+        .raw(Method::GET, &format!("subscriptions/{q}"), None)
+        .await;
+    assert_eq!(sub["topic"], format!("projects/{PROJECT}/topics/{q}"));
+    assert_eq!(sub["ackDeadlineSeconds"], 45);
+    t.delete_queue(&q).await.unwrap();
+    for path in [format!("subscriptions/{q}"), format!("topics/{q}")] {
+        let gone = emu.raw(Method::GET, &path, None).await;
+        assert!(gone.get("name").is_none(), "{path} still there: {gone}");
+    }
+
+    let err = t.create_queue("goog-reserved").await.unwrap_err();
+    let text = err.to_string();
+    let TransportError::QueueRefused { kind, queue, .. } = &err else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    assert_eq!((*kind, queue.as_str()), ("pubsub", "goog-reserved"));
+    println!("refused: {text}");
+    t.close().await;
+}

@@ -33,6 +33,7 @@
 //!   instance used for the queue.
 
 mod naming;
+mod provision;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -58,9 +59,9 @@ use troupe_transport::{
 };
 
 pub use naming::{
-    backoff, dead_letter_queue_name, delay_queue_args, delay_queue_name, delay_seconds,
-    delivery_count, normalize_url, parse_duration, queue_name, routing_key, url_from_env,
-    validate_url, DEAD_LETTER_EXCHANGE, DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_SIZE,
+    actor_queue_args, backoff, dead_letter_queue_name, delay_queue_args, delay_queue_name,
+    delay_seconds, delivery_count, normalize_url, parse_duration, queue_name, routing_key,
+    url_from_env, validate_url, DEAD_LETTER_EXCHANGE, DEFAULT_EXCHANGE, DEFAULT_MAX_MESSAGE_SIZE,
     DELIVERY_COUNT_HEADER,
 };
 
@@ -475,6 +476,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Declares a durable queue with exactly `args`. The outer error: no channel; the
+    /// inner one: the broker's answer to the declare.
+    async fn declare_queue_exact(
+        &self,
+        st: &mut ConnState,
+        queue: &str,
+        args: FieldTable,
+    ) -> Result<Result<(), lapin::Error>, TransportError> {
+        let ch = self.admin(st).await?;
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        Ok(ch.queue_declare(queue.into(), opts, args).await.map(|_| ()))
+    }
+
     /// Declares a durable queue with `args`; if it exists with other arguments (the
     /// platform made it), a passive declare confirms it exists instead.
     async fn declare_queue(
@@ -483,13 +500,8 @@ impl Inner {
         queue: &str,
         args: FieldTable,
     ) -> Result<(), TransportError> {
-        let ch = self.admin(st).await?;
-        let opts = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        match ch.queue_declare(queue.into(), opts, args).await {
-            Ok(_) => Ok(()),
+        match self.declare_queue_exact(st, queue, args).await? {
+            Ok(()) => Ok(()),
             Err(e) if amqp_code(&e) == Some(406) => {
                 tracing::debug!(queue, error = %e, "queue exists with other arguments; using it as is");
                 let ch = self.admin(st).await?;
@@ -513,7 +525,12 @@ impl Inner {
         if st.queues.contains(queue) {
             return Ok(());
         }
-        self.declare_queue(st, queue, FieldTable::default()).await?;
+        self.declare_queue(st, queue, actor_queue_args()).await?;
+        self.bind_queue(st, queue).await
+    }
+
+    /// Binds `queue` to the exchange with its actor key and notes it as declared.
+    async fn bind_queue(&self, st: &mut ConnState, queue: &str) -> Result<(), TransportError> {
         let ch = self.admin(st).await?;
         let key = routing_key(&self.options.namespace, queue);
         ch.queue_bind(
@@ -1203,6 +1220,14 @@ impl Transport for RabbitMqTransport {
 
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), TransportError> {
         self.inner.nack(delivery, delay).await
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.create_queue(queue).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.delete_queue(queue).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

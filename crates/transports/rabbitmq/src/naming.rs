@@ -54,6 +54,12 @@ pub fn delay_seconds(delay: Duration) -> Option<u64> {
     }
 }
 
+/// Arguments of an actor queue: none, as Asya's sidecar declares them (a queue the
+/// platform made with others is still used, see `declare_queue`).
+pub fn actor_queue_args() -> FieldTable {
+    FieldTable::default()
+}
+
 /// Wait queue for delays of `seconds` on `queue`: `{queue}.delay.{seconds}`.
 pub fn delay_queue_name(queue: &str, seconds: u64) -> String {
     format!("{queue}.delay.{seconds}")

@@ -476,3 +476,54 @@ async fn asya_peer_interop() {
         Err(TransportError::Closed)
     ));
 }
+
+/// The operator's `create_queue` reports a queue that exists with other arguments (made
+/// by hand or another tool) as a refusal naming the queue and the broker's reason,
+/// instead of using it as the consumer does; the existing queue is left as it was.
+#[tokio::test]
+async fn create_queue_with_conflicting_arguments_is_refused() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let broker = shared_broker().await;
+    let t = RabbitMqTransport::connect_with(&broker.url, "asya", options("prov"), settings())
+        .await
+        .unwrap();
+    let queue = t.queue_name(&troupe_transport_conformance::unique_actor("clash"));
+    let (_conn, raw) = raw_channel(&broker.url).await;
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(10));
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    raw.queue_declare(queue.as_str().into(), durable, args.clone())
+        .await
+        .unwrap();
+
+    let err = t.create_queue(&queue).await.unwrap_err();
+    let text = err.to_string();
+    let TransportError::QueueRefused {
+        kind,
+        queue: named,
+        reason,
+    } = &err
+    else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    assert_eq!((*kind, named.as_str()), ("rabbitmq", queue.as_str()));
+    assert!(reason.starts_with("PRECONDITION_FAILED"), "{reason}");
+    assert!(reason.contains("x-max-length"), "{reason}");
+    assert!(text.contains(&queue), "{text}");
+    println!("refused: {text}");
+    // Untouched: declaring it again with its own arguments still succeeds.
+    raw.queue_declare(queue.as_str().into(), durable, args)
+        .await
+        .unwrap();
+    // The transport's channel survived the refusal: a fitting queue still works.
+    let other = t.queue_name(&troupe_transport_conformance::unique_actor("fits"));
+    t.create_queue(&other).await.unwrap();
+    t.delete_queue(&other).await.unwrap();
+    t.delete_queue(&queue).await.unwrap();
+    t.close().await;
+}

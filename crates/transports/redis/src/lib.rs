@@ -37,6 +37,7 @@
 //! - **outages**: commands retry with backoff (100 ms doubling to 2 s) for up to 10 s,
 //!   receive retries until the broker is back; one WARN per outage, one INFO on recovery.
 
+mod provision;
 mod scripts;
 
 use std::collections::{HashMap, HashSet};
@@ -1300,6 +1301,14 @@ impl Transport for RedisTransport {
 
     async fn extend(&self, delivery: &Delivery) -> Result<(), TransportError> {
         self.inner.extend(delivery).await
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.create_queue(queue).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inner.delete_queue(queue).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

@@ -395,3 +395,34 @@ async fn after_a_broker_restart_a_live_consumer_takes_back_entries_whose_reply_w
     assert_eq!(t.depth(&q).await.unwrap().in_flight, 0);
     t.close().await;
 }
+
+/// `create_queue` on a name held by a key that is not a stream is refused with the
+/// queue's name and the server's reason; `delete_queue` then clears the name.
+#[tokio::test]
+async fn create_queue_on_a_non_stream_key_is_refused() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let ns = namespace("prov");
+    let t = connect(&server, &ns).await;
+    let queue = queue_name(&ns, "clash");
+    assert_eq!(server.cli(&["SET", &queue, "not a stream"]), "OK");
+    let err = t.create_queue(&queue).await.unwrap_err();
+    let text = err.to_string();
+    let TransportError::QueueRefused { kind, reason, .. } = &err else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    assert_eq!(*kind, "redis");
+    assert!(reason.contains("WRONGTYPE"), "{reason}");
+    assert!(text.contains(&queue), "{text}");
+    println!("refused: {text}");
+    assert_eq!(
+        server.cli(&["GET", &queue]),
+        "not a stream",
+        "left as it was"
+    );
+    t.delete_queue(&queue).await.unwrap();
+    t.create_queue(&queue).await.unwrap();
+    assert_eq!(server.cli(&["TYPE", &queue]), "stream");
+    t.close().await;
+}

@@ -58,6 +58,7 @@
 
 mod config;
 mod credentials;
+mod provision;
 mod sigv4;
 
 use std::collections::HashMap;
@@ -605,7 +606,7 @@ impl Inner {
         if !create {
             return Ok(None);
         }
-        self.create_queue(queue).await.map(Some)
+        self.create_queue(queue, false).await.map(Some)
     }
 
     /// The URL from a `GetQueueUrl` / `CreateQueue` answer, cached.
@@ -622,7 +623,11 @@ impl Inner {
         Ok(url)
     }
 
-    async fn create_queue(&self, queue: &str) -> Result<String, TransportError> {
+    /// `CreateQueue` with the transport's attributes (and redrive to the DLQ). A queue
+    /// that exists with other attributes is used as it is, unless `strict` (the
+    /// operator's [`Transport::create_queue`]): then that, like any other refusal, is a
+    /// [`TransportError::QueueRefused`] with SQS's reason.
+    async fn create_queue(&self, queue: &str, strict: bool) -> Result<String, TransportError> {
         let dlq = self.dlq_name();
         let prefix = format!("asya-{}-", self.namespace);
         let actor = queue.strip_prefix(&prefix).unwrap_or(queue);
@@ -653,6 +658,13 @@ impl Inner {
             Ok(v) => {
                 tracing::info!(queue, "created SQS queue");
                 self.remember(queue, &v)
+            }
+            Err(CallError::Service { code, message }) if strict => {
+                Err(TransportError::QueueRefused {
+                    kind: KIND,
+                    queue: queue.to_owned(),
+                    reason: format!("{code}: {message}"),
+                })
             }
             // Someone else created it first, with other attributes: use theirs.
             Err(CallError::Service { code, .. })
@@ -972,6 +984,14 @@ impl Transport for SqsTransport {
             .change_visibility(&url, receipt, inner.visibility_secs)
             .await
             .map_err(|e| inner.settle_error(e, delivery))
+    }
+
+    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.open()?.provision(queue).await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.open()?.delete_queue(queue).await
     }
 
     async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {

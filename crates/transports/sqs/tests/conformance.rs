@@ -72,7 +72,8 @@ troupe_transport_conformance::conformance_tests!(@cases
     lease_keeps_delivery,
     delayed_delivery,
     dead_letter_after_max_deliveries,
-    depth_counts
+    depth_counts,
+    queue_provisioning
 );
 
 /// In place of the suite's `broker_restart` (see the module docs): an outage is

@@ -566,3 +566,48 @@ async fn container_credentials_are_fetched_with_the_authorization_token() {
         other => panic!("expected Auth, got {other:?}"),
     }
 }
+
+/// The operator's `create_queue` passes SQS's refusal on with the queue's name: an
+/// invalid name, and a queue that exists with other attributes (made by hand or another
+/// tool), which the transport's own first use would just take as it is.
+#[tokio::test]
+async fn create_queue_refusals_are_readable() {
+    let Some(moto) = shared() else { return };
+    let ns = namespace();
+    let t = connect(moto, &ns, VIS).await;
+
+    let bad = format!("asya-{ns}-no.dots?");
+    let err = t.create_queue(&bad).await.unwrap_err();
+    let text = err.to_string();
+    let TransportError::QueueRefused {
+        kind,
+        queue,
+        reason,
+    } = &err
+    else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    assert_eq!((*kind, queue.as_str()), ("sqs", bad.as_str()));
+    assert!(reason.starts_with("InvalidParameterValue"), "{reason}");
+    assert!(text.contains(&bad), "{text}");
+    println!("refused: {text}");
+    // Nothing of that name can exist, so there is nothing to delete.
+    t.delete_queue(&bad).await.unwrap();
+
+    let clash = t.queue_name("clash");
+    moto.raw(
+        "CreateQueue",
+        json!({"QueueName": clash, "Attributes": {"VisibilityTimeout": "99"}}),
+    )
+    .await;
+    let err = t.create_queue(&clash).await.unwrap_err();
+    let TransportError::QueueRefused { reason, .. } = &err else {
+        panic!("expected QueueRefused, got {err:?}");
+    };
+    // AWS says QueueAlreadyExists (JSON) or QueueNameExists (query); moto the latter.
+    assert!(reason.contains("already exists"), "{reason}");
+    println!("refused: {err}");
+    t.delete_queue(&clash).await.unwrap();
+    t.create_queue(&clash).await.unwrap();
+    t.close().await;
+}

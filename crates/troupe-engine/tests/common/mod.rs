@@ -290,6 +290,15 @@ impl Transport for FakeTransport {
         Ok(QueueDepth::default())
     }
 
+    async fn create_queue(&self, _queue: &str) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        self.inbox.lock().unwrap().remove(queue);
+        Ok(())
+    }
+
     fn extend_every(&self) -> Option<Duration> {
         *self.extend_every.lock().unwrap()
     }
