@@ -314,3 +314,36 @@ async fn lone_acks_are_written_soon_without_further_sends() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// `delete_queue` drops ready, delayed and in-flight messages of one queue for good
+/// (its ack records are on disk when it returns), and leaves other queues alone.
+#[tokio::test]
+async fn delete_queue_removes_its_messages_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let t = EmbeddedTransport::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        t.create_queue("q").await.unwrap();
+        for i in 0..3 {
+            t.send("q", b(&format!("m{i}"))).await.unwrap();
+        }
+        t.send_with_delay("q", b("later"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        t.send("other", b("o")).await.unwrap();
+        let held = t.receive("q").await.unwrap();
+        t.delete_queue("q").await.unwrap();
+        assert_eq!(t.depth("q").await.unwrap(), QueueDepth::default());
+        assert!(
+            t.ack(&held).await.is_err(),
+            "a delivery of a deleted queue is unknown"
+        );
+        t.delete_queue("q").await.unwrap();
+        t.delete_queue("never-used").await.unwrap();
+        t.send("q", b("fresh")).await.unwrap();
+    }
+    let t = EmbeddedTransport::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    assert_eq!(drain(&t, "q").await, vec!["fresh"]);
+    assert_eq!(t.depth("q").await.unwrap(), QueueDepth::default());
+    assert_eq!(drain(&t, "other").await, vec!["o"]);
+    t.close().await;
+}
