@@ -3,6 +3,7 @@
 mod client;
 mod gateway;
 mod logging;
+mod operator;
 mod render;
 mod sidecar;
 mod up;
@@ -119,6 +120,24 @@ enum Command {
         #[arg(long)]
         crd: bool,
     },
+    /// Run the AsyncActor operator: provisions queues, applies each actor's Deployment,
+    /// ScaledObject and friends, writes status. The cluster's default transport comes
+    /// from ASYA_TRANSPORT and the broker's ASYA_* variables, as for `troupe sidecar`.
+    Operator {
+        /// Watch only this namespace (default: all).
+        #[arg(long, env = "TROUPE_OPERATOR_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of /metrics and /healthz.
+        #[arg(
+            long,
+            default_value = "0.0.0.0:8080",
+            env = "TROUPE_OPERATOR_METRICS_ADDR"
+        )]
+        metrics_addr: String,
+        /// Skip leader election (run a single replica only).
+        #[arg(long)]
+        no_leader_election: bool,
+    },
     /// Print a finished task's stored envelope.
     Result {
         /// Task id.
@@ -191,6 +210,18 @@ async fn run(command: Command) -> u8 {
                 out,
                 crd,
             })
+        }
+        Command::Operator {
+            namespace,
+            metrics_addr,
+            no_leader_election,
+        } => {
+            return operator::run(operator::Args {
+                namespace,
+                metrics_addr,
+                no_leader_election,
+            })
+            .await
         }
         Command::Send {
             actor,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -603,6 +604,13 @@ pub struct AsyncActorStatus {
     /// Readiness of each child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<Infrastructure>,
+    /// `metadata.generation` this status was written for (Troupe's operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions with machine-readable reasons and messages that say what to fix
+    /// (Troupe's operator: `Ready`, `TransportConfigured`, `QueueReady`, `ChildrenApplied`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 /// `status.phase`.
