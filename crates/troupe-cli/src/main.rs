@@ -125,7 +125,7 @@ enum Command {
     /// from ASYA_TRANSPORT and the broker's ASYA_* variables, as for `troupe sidecar`.
     Operator {
         /// Watch only this namespace (default: all).
-        #[arg(long, env = "TROUPE_OPERATOR_NAMESPACE")]
+        #[arg(long, env = "TROUPE_WATCH_NAMESPACE")]
         namespace: Option<String>,
         /// Address of /metrics and /healthz.
         #[arg(
