@@ -42,6 +42,23 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Waits until AsyncActors can be listed: the CRD may be installed after the operator
+/// (or be briefly unavailable while the API server reloads it).
+async fn crd_installed(actors: &Api<AsyncActor>) {
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        match actors.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(e) if is_not_found(&e) => tracing::warn!(
+                "the AsyncActor CRD (asyncactors.asya.sh) is not installed: run `troupe render --crd | kubectl apply -f -` or install the Helm chart; retrying"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot list AsyncActors; retrying"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 /// Runs the operator until `shutdown` resolves (Ok) or the leader lease is lost (Err).
 /// `metrics` is shared so callers (tests, benchmarks) can read it.
 pub async fn run(
@@ -88,15 +105,9 @@ async fn lead(
     }
     let ns = config.namespace.as_deref();
     let actors: Api<AsyncActor> = api(client, ns);
-    if let Err(e) = actors.list_metadata(&ListParams::default().limit(1)).await {
-        return Err(if is_not_found(&e) {
-            OperatorError::Config {
-                name: "AsyncActor CRD",
-                message: "asyncactors.asya.sh is not installed: run `troupe render --crd | kubectl apply -f -` or install the Helm chart".to_owned(),
-            }
-        } else {
-            OperatorError::kube("listing AsyncActors", e)
-        });
+    tokio::select! {
+        () = crd_installed(&actors) => {}
+        () = stopped(rx.clone()) => return Ok(()),
     }
     let identity =
         elector.map_or_else(|| "troupe-operator".to_owned(), |e| e.identity().to_owned());

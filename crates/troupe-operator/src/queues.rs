@@ -112,8 +112,8 @@ impl Queues {
         }
     }
 
-    /// Creates `queue`. The broker being unreachable is an error (retried); the broker
-    /// refusing the queue is a [`QueueOutcome::Refused`].
+    /// Creates `queue`. The broker refusing it ([`TransportError::QueueRefused`]) is a
+    /// [`QueueOutcome::Refused`]; any other failure is an error (retried).
     pub async fn create(
         &self,
         t: &Resolved,
@@ -153,7 +153,12 @@ impl Queues {
     ) -> Result<QueueOutcome, OperatorError> {
         match result {
             Ok(()) => Ok(QueueOutcome::Done),
-            Err(e) if transient(&e) => {
+            Err(TransportError::QueueRefused { reason, .. }) => Ok(QueueOutcome::Refused(
+                Problem::queue_refused(queue, t.kind, &reason),
+            )),
+            Err(e) => {
+                // Anything else (broker down, credentials, I/O) may be fixed without
+                // touching the actor: retry with backoff, on a fresh connection.
                 self.drop_connection(t, namespace).await;
                 Err(OperatorError::Queue {
                     kind: t.kind,
@@ -161,11 +166,6 @@ impl Queues {
                     source: e,
                 })
             }
-            Err(e) => Ok(QueueOutcome::Refused(Problem::queue_refused(
-                queue,
-                t.kind,
-                &e.to_string(),
-            ))),
         }
     }
 
@@ -175,32 +175,5 @@ impl Queues {
         for (_, c) in open {
             c.close().await;
         }
-    }
-}
-
-/// Whether a broker error may go away by itself (retry) rather than need a fix.
-fn transient(e: &TransportError) -> bool {
-    matches!(
-        e,
-        TransportError::Unavailable { .. } | TransportError::Closed
-    )
-}
-
-// Until the queue admin calls land on `Transport` (another change in flight), they are
-// answered here so the rest of the operator builds; removed on rebase.
-#[async_trait::async_trait]
-trait QueueAdmin {
-    async fn create_queue(&self, queue: &str) -> Result<(), TransportError>;
-    async fn delete_queue(&self, queue: &str) -> Result<(), TransportError>;
-}
-
-#[async_trait::async_trait]
-impl QueueAdmin for dyn Transport {
-    async fn create_queue(&self, queue: &str) -> Result<(), TransportError> {
-        let _ = self.depth(queue).await;
-        Ok(())
-    }
-    async fn delete_queue(&self, _queue: &str) -> Result<(), TransportError> {
-        Ok(())
     }
 }
