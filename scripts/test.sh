@@ -85,6 +85,11 @@ python3 -m pytest tests/python -q -p no:cacheprovider
 echo "== end-to-end tests (real binary, real Python)"
 python3 -m pytest tests/e2e -q -p no:cacheprovider
 
+# KEDA's real operator (built once from its Go module, scripts/services/keda.sh) against
+# the run's API server, scaling on a real RabbitMQ queue.
+echo "== kubernetes tests (real API server, real KEDA)"
+python3 -m pytest tests/kube -q -p no:cacheprovider
+
 # Both images, built daemonless (buildah over a debootstrap root filesystem cached in
 # /var/cache/troupe/images), each started once: the runtime reports ready, the troupe
 # image runs `troupe --version` (docs/decisions.md "Kubernetes: images and shutdown").
