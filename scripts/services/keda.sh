@@ -50,7 +50,7 @@ keda_source() {
 
 # Builds KEDA's operator from KEDA_SRC into OUT with KEDA's own go.mod and go.sum.
 build_operator() {
-    (cd "$KEDA_SRC" && nice -n 10 go build -mod=readonly -trimpath -ldflags='-s -w' -o "$1" ./cmd/operator)
+    (cd "$KEDA_SRC" && nice -n 10 go build -mod=readonly -buildvcs=false -trimpath -ldflags='-s -w' -o "$1" ./cmd/operator)
 }
 
 operator_binary() {
