@@ -32,7 +32,7 @@ KEDA_MODULE=github.com/kedacore/keda/v2
 
 # A writable copy of KEDA's module source at KEDA_VERSION, made once.
 keda_source() {
-    local root src mod
+    local root src mod tmp
     root="$(go_cache_root)"
     src="$root/src/keda-$KEDA_VERSION"
     if [ ! -f "$src/go.mod" ]; then
@@ -40,10 +40,11 @@ keda_source() {
         mod="$(go mod download -json "$KEDA_MODULE@$KEDA_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
         [ -n "$mod" ] && [ -f "$mod/go.mod" ] || die "could not download $KEDA_MODULE@$KEDA_VERSION"
         mkdir -p "$root/src"
-        rm -rf "$src.tmp"
-        cp -r "$mod" "$src.tmp"
-        chmod -R u+w "$src.tmp"
-        mv "$src.tmp" "$src" 2>/dev/null || rm -rf "$src.tmp" # another start won the race
+        tmp="$(mktemp -d "$src.XXXXXX")"
+        cp -r "$mod/." "$tmp"
+        chmod -R u+w "$tmp"
+        # -T: fails, rather than nesting, when another start has put its copy there.
+        mv -T "$tmp" "$src" 2>/dev/null || rm -rf "$tmp"
     fi
     echo "$src"
 }
