@@ -68,6 +68,7 @@ class Kubelet:
         self.stopped_at: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.last_dir: dict[str, Path] = {}
+        self._volumes = tempfile.TemporaryDirectory(prefix="kl", dir="/tmp")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubelet", daemon=True)
 
@@ -80,6 +81,7 @@ class Kubelet:
         self._thread.join(timeout=60)
         for name in list(self.pods):
             self._stop_pod(name, report=False)
+        self._volumes.cleanup()
 
     def _run(self):
         while not self._stop.is_set():
@@ -137,11 +139,13 @@ class Kubelet:
         name = dep["metadata"]["name"]
         spec = dep["spec"]["template"]["spec"]
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.workdir))
-        # emptyDir volumes become directories shared by the pod's containers.
+        # emptyDir volumes become directories shared by the pod's containers, under a
+        # short path: the runtime's Unix socket lives there (108-byte limit).
+        volumes = Path(tempfile.mkdtemp(prefix="kl-", dir=self._volumes.name))
         empty = {}
         for vol in spec.get("volumes", []):
             if "emptyDir" in vol:
-                path = workdir / vol["name"]
+                path = volumes / vol["name"]
                 path.mkdir()
                 empty[vol["name"]] = str(path)
         pod = Pod(generation=dep["metadata"].get("generation", 1), workdir=workdir,

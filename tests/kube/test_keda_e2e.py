@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from kubeapi import ApiError, wait_until
+from kubeapi import ApiError
 from kubelet import Kubelet, free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from brokers import RabbitSpace, clean_env, envelope  # noqa: E402
+from brokers import RabbitSpace, clean_env, envelope, wait_until  # noqa: E402
 
 SAMPLES = int(os.environ.get("TROUPE_KEDA_SAMPLES", "1"))
 COOLDOWN = 3
@@ -57,7 +57,7 @@ def install_crd(kube):
     def established():
         got = kube.get(f"{CRD}/{crd['metadata']['name']}")
         return any(c["type"] == "Established" and c["status"] == "True"
-                   for c in got.get("status", {}).get("conditions", []))
+                   for c in (got.get("status") or {}).get("conditions") or [])
 
     wait_until(established, 30, "the AsyncActor CRD to be established")
 
@@ -104,7 +104,8 @@ class Operator:
 def crew_sink(namespace, amqp_url, workdir):
     """x-sink's Deployment as `troupe render` emits it (the Helm chart ships the same)."""
     mesh = workdir / "troupe.yaml"
-    mesh.write_text("actors: []\n")
+    # A mesh needs an actor; only x-sink's files are taken from the output.
+    mesh.write_text("actors:\n  - {actor: unused, image: ghcr.io/acme/unused:1, handler: m.h}\n")
     out = workdir / "rendered"
     subprocess.run([troupe_bin(), "render", str(mesh), "--namespace", namespace,
                     "--transport", amqp_url, "-o", str(out)], check=True, capture_output=True)
