@@ -66,6 +66,10 @@ pub struct Context {
     pub resync: Duration,
     /// Consecutive failures per actor (`namespace/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Generation each actor's stale children were last pruned at: what is rendered
+    /// changes only with the spec (or the operator's settings, read once per process),
+    /// so re-reconciles caused by status changes skip the five list calls.
+    pruned: Mutex<HashMap<String, Option<i64>>>,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ impl Context {
             options,
             resync,
             failures: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -224,9 +229,12 @@ async fn apply(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorErro
         return blocked(actor, ctx, "CheckSecret", p).await;
     }
     let queue = mesh.queue(&actor.spec.actor);
+    let t_queue = Instant::now();
     if let QueueOutcome::Refused(p) = ctx.queues.create(&resolved, &ns, &queue).await? {
         return blocked(actor, ctx, "CreateQueue", p).await;
     }
+    let queue_took = t_queue.elapsed();
+    let t_apply = Instant::now();
     let mut applied = Vec::new();
     let mut deployment = None;
     let mut keda = None;
@@ -259,7 +267,21 @@ async fn apply(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorErro
         }
         applied.push(o.kind.to_owned());
     }
-    prune(actor, ctx, &ns, &objects).await?;
+    let generation = actor.metadata.generation;
+    let seen_generation = ctx
+        .pruned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key(actor))
+        .copied();
+    if seen_generation != Some(generation) {
+        prune(actor, ctx, &ns, &objects).await?;
+        ctx.pruned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key(actor), generation);
+    }
+    let apply_took = t_apply.elapsed();
     let seen = Observed {
         generation: actor.metadata.generation,
         transport: resolved.spec.describe(),
@@ -270,21 +292,30 @@ async fn apply(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorErro
         deployment,
     };
     let new = status::healthy(actor.status.as_ref(), &seen, Timestamp::now());
-    let became_ready = new.phase != actor.status.as_ref().and_then(|s| s.phase);
+    let changed = new.phase != actor.status.as_ref().and_then(|s| s.phase);
     let phase = new.phase;
+    let t_status = Instant::now();
     write_status(actor, ctx, new).await?;
+    tracing::debug!(
+        namespace = %ns,
+        actor = %actor.name_any(),
+        queue = ?queue_took,
+        apply = ?apply_took,
+        status = ?t_status.elapsed(),
+        "applied"
+    );
     ctx.metrics.phase(&ns, &actor.name_any(), phase);
-    if became_ready {
-        if let Some(p) = phase {
-            ctx.events
-                .normal(
-                    actor,
-                    &format!("{p:?}"),
-                    "Reconcile",
-                    format!("actor is {p:?}"),
-                )
-                .await;
-        }
+    // A Normal Event when the actor becomes Ready or Napping (Creating is the default
+    // state and says nothing).
+    if let Some(p) = phase.filter(|p| changed && *p != troupe_resource::Phase::Creating) {
+        ctx.events
+            .normal(
+                actor,
+                &format!("{p:?}"),
+                "Reconcile",
+                format!("actor is {p:?}"),
+            )
+            .await;
     }
     ctx.succeeded(&key(actor));
     Ok(Action::requeue(ctx.resync))
@@ -440,6 +471,10 @@ async fn cleanup(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorEr
     }
     ctx.metrics.phase(&ns, &name, None);
     ctx.succeeded(&key(actor));
+    ctx.pruned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key(actor));
     Ok(Action::await_change())
 }
 
