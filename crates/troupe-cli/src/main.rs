@@ -5,6 +5,7 @@ mod gateway;
 mod logging;
 mod operator;
 mod render;
+mod scaler;
 mod sidecar;
 mod up;
 mod wait;
@@ -54,6 +55,17 @@ enum Command {
     /// Run one actor's sidecar (a pod's sidecar container), configured by the ASYA_* /
     /// TROUPE_* environment variables of protocol.md section 15.
     Sidecar,
+    /// Run KEDA's external-push scaler (gRPC): tells KEDA the moment an actor's queue
+    /// holds a message, so it scales from zero without waiting for a poll. The broker
+    /// comes from the sidecar's ASYA_TRANSPORT / ASYA_* variables.
+    Scaler {
+        /// host:port to serve gRPC on (a ScaledObject trigger's scalerAddress).
+        #[arg(long, default_value = "0.0.0.0:9090", env = "TROUPE_SCALER_LISTEN")]
+        listen: String,
+        /// Time between depth samples of a queue KEDA watches (Go duration; default 250ms).
+        #[arg(long, env = "TROUPE_SCALER_POLL_INTERVAL")]
+        poll_interval: Option<String>,
+    },
     /// Run the Python runtime shipped in this binary (ASYA_HANDLER, ASYA_SOCKET_DIR, ...).
     Runtime {
         /// Python interpreter.
@@ -119,6 +131,11 @@ enum Command {
         /// Print the AsyncActor CRD (apiextensions.k8s.io/v1), e.g. `troupe render --crd | kubectl apply -f -`.
         #[arg(long)]
         crd: bool,
+        /// host:port of the KEDA push scaler each ScaledObject's external-push trigger
+        /// calls (scale from zero without polling), or `off` (default:
+        /// troupe-operator.NAMESPACE.svc:9090).
+        #[arg(long, value_name = "ADDR|off")]
+        push_scaler: Option<String>,
     },
     /// Run the AsyncActor operator: provisions queues, applies each actor's Deployment,
     /// ScaledObject and friends, writes status. The cluster's default transport comes
@@ -195,6 +212,16 @@ async fn run(command: Command) -> u8 {
         } => return up::run(&path, &grace, no_gateway).await,
         Command::Gateway => return gateway::run().await,
         Command::Sidecar => return sidecar::run().await,
+        Command::Scaler {
+            listen,
+            poll_interval,
+        } => {
+            return scaler::run(scaler::Args {
+                listen,
+                poll_interval,
+            })
+            .await
+        }
         Command::Runtime { python, dir } => return sidecar::exec_runtime(&python, dir),
         Command::Render {
             mesh,
@@ -202,6 +229,7 @@ async fn run(command: Command) -> u8 {
             transport,
             out,
             crd,
+            push_scaler,
         } => {
             return render::run(render::Args {
                 mesh,
@@ -209,6 +237,7 @@ async fn run(command: Command) -> u8 {
                 transport,
                 out,
                 crd,
+                push_scaler,
             })
         }
         Command::Operator {

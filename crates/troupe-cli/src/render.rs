@@ -20,6 +20,40 @@ pub struct Args {
     pub out: Option<PathBuf>,
     /// Print the CRD instead.
     pub crd: bool,
+    /// `--push-scaler`: the push scaler's `host:port`, or `off`; absent: the operator's
+    /// service in the namespace ([`default_push_scaler`]).
+    pub push_scaler: Option<String>,
+}
+
+/// Port the push scaler serves gRPC on (`troupe scaler --listen`, the operator).
+pub const PUSH_SCALER_PORT: u16 = 9090;
+
+/// Where KEDA reaches the push scaler by default: the operator's Service in `namespace`.
+pub fn default_push_scaler(namespace: &str) -> String {
+    format!("troupe-operator.{namespace}.svc:{PUSH_SCALER_PORT}")
+}
+
+/// The `--push-scaler` value as the renderer takes it: `None` for `off`.
+fn push_scaler(flag: Option<&str>, namespace: &str) -> Result<Option<String>, String> {
+    let Some(v) = flag.map(str::trim) else {
+        return Ok(Some(default_push_scaler(namespace)));
+    };
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match v.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains("://")
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            Ok(Some(v.to_owned()))
+        }
+        _ => Err(format!(
+            "--push-scaler '{v}' is not host:port (e.g. {}) or off",
+            default_push_scaler(namespace)
+        )),
+    }
 }
 
 /// Runs `troupe render`: 0 on success, 2 on input the user must fix, 1 on I/O failures.
@@ -138,11 +172,13 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
         actors.push(input);
     }
     let crew = &config.crew;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.namespace.clone());
+    let push_scaler = push_scaler(args.push_scaler.as_deref(), &namespace)?;
     Ok(Mesh {
-        namespace: args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.namespace.clone()),
+        namespace,
         transport,
         actors,
         options: Options {
@@ -160,6 +196,7 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
                 ),
             },
             cors_origins: config.gateway.cors_origins.clone(),
+            push_scaler,
             ..Options::default()
         },
     })
@@ -257,6 +294,25 @@ mod tests {
             .unwrap_err()
             .contains("no meaning on a cluster"));
         assert!(cluster_transport("kafka://x").is_err());
+    }
+
+    #[test]
+    fn the_push_scaler_defaults_to_the_operator_and_can_be_turned_off() {
+        assert_eq!(
+            push_scaler(None, "prod").unwrap().as_deref(),
+            Some("troupe-operator.prod.svc:9090")
+        );
+        assert_eq!(push_scaler(Some("off"), "prod").unwrap(), None);
+        assert_eq!(
+            push_scaler(Some("scaler.ops:7000"), "prod")
+                .unwrap()
+                .as_deref(),
+            Some("scaler.ops:7000")
+        );
+        for bad in ["scaler", "scaler:", ":9090", "http://s:9090", "s:99999"] {
+            let e = push_scaler(Some(bad), "prod").unwrap_err();
+            assert!(e.contains("host:port"), "{bad}: {e}");
+        }
     }
 
     /// The Secret `troupe-transport` a user would create, per transport.

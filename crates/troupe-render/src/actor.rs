@@ -290,6 +290,15 @@ pub(crate) fn scaled_object(
         name,
         scaling.queue_length(),
     ))];
+    // KEDA is active when any trigger is: the push trigger only brings activation
+    // forward (docs/decisions.md "Push scaler"); the queue trigger still drives 1..N.
+    if let Some(address) = &mesh.options.push_scaler {
+        triggers.push(keda::push_trigger(
+            address,
+            mesh.queue(name),
+            scaling.queue_length(),
+        ));
+    }
     triggers.extend(
         scaling
             .additional_triggers
@@ -827,6 +836,17 @@ mod tests {
         let t = &so.value["spec"]["triggers"];
         assert_eq!(t[0]["name"], "queue");
         assert_eq!(t[1]["name"], "x");
+        let mut pushed = m.clone();
+        pushed.options.push_scaler = Some("scaler:9090".into());
+        let so = scaled_object(&pushed, "a", &s.scaling(), &BTreeMap::new(), None).unwrap();
+        let t = &so.value["spec"]["triggers"];
+        assert_eq!(
+            (&t[0]["name"], &t[1]["name"], &t[2]["name"]),
+            (&"queue".into(), &"push".into(), &"x".into()),
+            "the push trigger follows the queue trigger"
+        );
+        assert_eq!(t[1]["metadata"]["queue"], "asya-ns-a");
+        assert_eq!(t[1]["metadata"]["scalerAddress"], "scaler:9090");
         assert_eq!(
             so.value["spec"]["advanced"]["scalingModifiers"]["target"],
             "3"

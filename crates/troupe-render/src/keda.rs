@@ -173,6 +173,31 @@ pub struct SecretTargetRef {
     pub key: String,
 }
 
+/// Trigger type of KEDA's push scaler protocol (a gRPC `StreamIsActive` stream).
+pub const PUSH_TRIGGER_TYPE: &str = "external-push";
+/// Name of the push trigger in a ScaledObject (usable in `scalingModifiers.formula`).
+pub const PUSH_TRIGGER_NAME: &str = "push";
+
+/// The `external-push` trigger that asks Troupe's push scaler at `address` (`host:port`)
+/// about `queue`: KEDA activates the Deployment the moment the scaler pushes `true`,
+/// instead of at its next poll. `queueLength` makes the metric the scaler reports target
+/// the same backlog per replica as the queue trigger, so the HPA (which takes the highest
+/// of its metrics) sizes 1..N exactly as before.
+pub(crate) fn push_trigger(address: &str, queue: String, queue_length: u32) -> Trigger {
+    Trigger {
+        type_: PUSH_TRIGGER_TYPE.to_owned(),
+        name: Some(PUSH_TRIGGER_NAME.to_owned()),
+        metadata: metadata(&[
+            ("scalerAddress", address.to_owned()),
+            ("queue", queue),
+            ("queueLength", queue_length.to_string()),
+        ]),
+        authentication_ref: None,
+        metric_type: None,
+        use_cached_metrics: None,
+    }
+}
+
 /// Trigger metadata from pairs (sorted: KEDA ignores order, diffs do not).
 pub(crate) fn metadata(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     pairs
@@ -185,6 +210,18 @@ pub(crate) fn metadata(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_push_trigger_names_the_scaler_the_queue_and_the_target() {
+        let t = push_trigger("troupe-operator.prod.svc:9090", "asya-prod-a".into(), 7);
+        assert_eq!(
+            serde_json::to_value(t).unwrap(),
+            serde_json::json!({"type": "external-push", "name": "push", "metadata": {
+                "scalerAddress": "troupe-operator.prod.svc:9090",
+                "queue": "asya-prod-a",
+                "queueLength": "7"}})
+        );
+    }
 
     #[test]
     fn a_trigger_always_writes_metadata_as_keda_requires() {

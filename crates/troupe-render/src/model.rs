@@ -102,6 +102,10 @@ pub struct Options {
     pub crew_settings: CrewSettings,
     /// Browser origins the gateway allows (mesh file `gateway.cors_origins`).
     pub cors_origins: Vec<String>,
+    /// `host:port` of Troupe's KEDA push scaler (`troupe scaler`, or the operator's): each
+    /// ScaledObject then gets an `external-push` trigger after `queue`, so an actor scaled
+    /// to zero starts the moment a message arrives. `None`: KEDA polls only.
+    pub push_scaler: Option<String>,
 }
 
 impl Default for Options {
@@ -114,6 +118,7 @@ impl Default for Options {
             aws_role_arn: None,
             crew_settings: CrewSettings::default(),
             cors_origins: Vec::new(),
+            push_scaler: None,
         }
     }
 }

@@ -80,6 +80,8 @@ fn mesh(transport: Transport) -> Mesh {
                 resume_merge_mode: Some("deep".into()),
                 ..CrewSettings::default()
             },
+            // What `troupe render` writes by default for namespace prod.
+            push_scaler: Some("troupe-operator.prod.svc:9090".into()),
             ..Options::default()
         },
     }
