@@ -291,8 +291,16 @@ pub(crate) fn scaled_object(
         scaling.queue_length(),
     ))];
     // KEDA is active when any trigger is: the push trigger only brings activation
-    // forward (docs/decisions.md "Push scaler"); the queue trigger still drives 1..N.
-    if let Some(address) = &mesh.options.push_scaler {
+    // forward (docs/decisions.md "Kubernetes: push scaler"); the queue trigger still
+    // drives 1..N. Only where there is a zero to scale from, and not on Pub/Sub, whose
+    // backlog the scaler cannot count (it would answer "active" for ever).
+    let push = mesh
+        .options
+        .push_scaler
+        .as_ref()
+        .filter(|_| scaling.min_replica_count() == 0)
+        .filter(|_| !matches!(mesh.transport, Transport::PubSub { .. }));
+    if let Some(address) = push {
         triggers.push(keda::push_trigger(
             address,
             mesh.queue(name),
@@ -847,6 +855,29 @@ mod tests {
         );
         assert_eq!(t[1]["metadata"]["queue"], "asya-ns-a");
         assert_eq!(t[1]["metadata"]["scalerAddress"], "scaler:9090");
+        let triggers = |m: &Mesh, min: u32| {
+            let s = spec(&format!(
+                "{{actor: a, handler: m.f, scaling: {{minReplicaCount: {min}}}}}"
+            ));
+            let so = scaled_object(m, "a", &s.scaling(), &BTreeMap::new(), None).unwrap();
+            so.value["spec"]["triggers"].as_array().unwrap().len()
+        };
+        assert_eq!(triggers(&pushed, 0), 2);
+        assert_eq!(
+            triggers(&pushed, 1),
+            1,
+            "no zero to scale from: no push trigger"
+        );
+        let mut pubsub = mesh(Transport::PubSub {
+            project: "p".into(),
+            endpoint: None,
+        });
+        pubsub.options.push_scaler = Some("scaler:9090".into());
+        assert_eq!(
+            triggers(&pubsub, 0),
+            1,
+            "Pub/Sub cannot be counted: no push trigger"
+        );
         assert_eq!(
             so.value["spec"]["advanced"]["scalingModifiers"]["target"],
             "3"

@@ -103,8 +103,9 @@ pub struct Options {
     /// Browser origins the gateway allows (mesh file `gateway.cors_origins`).
     pub cors_origins: Vec<String>,
     /// `host:port` of Troupe's KEDA push scaler (`troupe scaler`, or the operator's): each
-    /// ScaledObject then gets an `external-push` trigger after `queue`, so an actor scaled
-    /// to zero starts the moment a message arrives. `None`: KEDA polls only.
+    /// ScaledObject with `minReplicaCount: 0` then gets an `external-push` trigger after
+    /// `queue` (not on Pub/Sub, which the scaler cannot count), so an actor scaled to zero
+    /// starts the moment a message arrives. `None`: KEDA polls only.
     pub push_scaler: Option<String>,
 }
 
