@@ -134,7 +134,7 @@ enum Command {
         /// host:port of the KEDA push scaler each ScaledObject's external-push trigger
         /// calls (scale from zero without polling), or `off` (default:
         /// troupe-operator.NAMESPACE.svc:9090).
-        #[arg(long, value_name = "ADDR|off")]
+        #[arg(long, value_name = "ADDR|off", env = "TROUPE_PUSH_SCALER")]
         push_scaler: Option<String>,
     },
     /// Run the AsyncActor operator: provisions queues, applies each actor's Deployment,
