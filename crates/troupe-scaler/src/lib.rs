@@ -29,6 +29,9 @@ pub use activity::{Activity, Observation, Watchers, DEFAULT_POLL_INTERVAL};
 pub use error::ScalerError;
 pub use proto::external_scaler_server::ExternalScalerServer;
 pub use service::PushScaler;
+/// The tonic this crate is built with, so a caller (a client, the operator's server) uses
+/// the same version.
+pub use tonic;
 
 /// How the scaler watches queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
