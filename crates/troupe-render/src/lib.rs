@@ -15,6 +15,7 @@ mod labels;
 mod model;
 mod output;
 mod platform;
+mod scaled;
 
 pub use labels::{child_labels, Component, MANAGED_BY};
 pub use model::*;

@@ -18,6 +18,7 @@ use crate::model::{
     TOKEN_SECRET,
 };
 use crate::output::Object;
+use crate::scaled;
 use crate::RenderError;
 
 /// Name of the gateway Deployment and its public Service.
@@ -44,10 +45,10 @@ pub(crate) fn render_crew(mesh: &Mesh, crew: &str) -> Result<Vec<Object>, Render
     let labels = child_labels(crew, Component::Crew, &BTreeMap::new());
     let scaling = crew_scaling();
     let mut out = vec![actor::service_account(mesh, crew, &labels, None)?];
-    if let Some(ta) = actor::trigger_auth(mesh, crew, &labels, None)? {
+    if let Some(ta) = scaled::trigger_auth(mesh, crew, &labels, None)? {
         out.push(ta);
     }
-    out.push(actor::scaled_object(mesh, crew, &scaling, &labels, None)?);
+    out.push(scaled::scaled_object(mesh, crew, &scaling, &labels, None)?);
     let mut env = sidecar_base_env(mesh, crew);
     env.push(var(env::CREW, crew));
     let s = &mesh.options.crew_settings;
