@@ -69,6 +69,11 @@ impl Queues {
             }
             None => self.default.ok_or_else(Problem::no_default_transport)?,
         };
+        self.resolve_kind(kind)
+    }
+
+    /// The transport `kind` as configured here.
+    pub fn resolve_kind(&self, kind: &'static str) -> Result<Resolved, Problem> {
         match self.settings.get(kind) {
             Some(TransportSetting::Ready { spec, render }) => Ok(Resolved {
                 kind,

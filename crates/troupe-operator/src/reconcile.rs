@@ -47,6 +47,10 @@ pub const CHILD_KINDS: [(&str, &str); 5] = [
 /// Label naming the actor of a child (platform.md §2 "Labels").
 const ACTOR_LABEL_KEY: &str = "asya.sh/actor";
 
+/// Annotation on the AsyncActor naming the transport its queue was created on, so a
+/// transport change deletes the old queue and the finalizer deletes the right one.
+pub const QUEUE_TRANSPORT_ANNOTATION: &str = "asya.sh/queue-transport";
+
 /// Longest wait between retries of a failing actor.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -281,6 +285,7 @@ async fn apply(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorErro
             .unwrap_or_else(|p| p.into_inner())
             .insert(key(actor), generation);
     }
+    retire_old_queue(actor, ctx, &ns, &queue, &resolved).await?;
     let apply_took = t_apply.elapsed();
     let seen = Observed {
         generation: actor.metadata.generation,
@@ -319,6 +324,61 @@ async fn apply(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorErro
     }
     ctx.succeeded(&key(actor));
     Ok(Action::requeue(ctx.resync))
+}
+
+/// After a transport change (`compositionRef`), deletes the queue on the transport the
+/// actor used before (its sidecars now use the new one), then records the new one.
+async fn retire_old_queue(
+    actor: &AsyncActor,
+    ctx: &Context,
+    ns: &str,
+    queue: &str,
+    resolved: &Resolved,
+) -> Result<(), OperatorError> {
+    let before = actor.annotations().get(QUEUE_TRANSPORT_ANNOTATION).cloned();
+    if before.as_deref() == Some(resolved.kind) {
+        return Ok(());
+    }
+    if let Some(old) = before.as_deref().and_then(crate::config::known) {
+        match ctx.queues.resolve_kind(old) {
+            Ok(old_transport) => {
+                if let QueueOutcome::Refused(p) =
+                    ctx.queues.delete(&old_transport, ns, queue).await?
+                {
+                    ctx.events.problem(actor, "DeleteOldQueue", &p).await;
+                }
+                ctx.events
+                    .normal(
+                        actor,
+                        "TransportChanged",
+                        "DeleteOldQueue",
+                        format!(
+                            "moved from {old} to {}: deleted queue {queue} on {old}",
+                            resolved.kind
+                        ),
+                    )
+                    .await;
+            }
+            Err(p) => {
+                tracing::warn!(namespace = %ns, actor = %actor.name_any(), "cannot delete the queue on the previous transport {old}: {}", p.message)
+            }
+        }
+    }
+    let api: Api<AsyncActor> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {QUEUE_TRANSPORT_ANNOTATION: resolved.kind}}});
+    api.patch(
+        &actor.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| {
+        OperatorError::kube(
+            format!("annotating AsyncActor {ns}/{}", actor.name_any()),
+            e,
+        )
+    })?;
+    Ok(())
 }
 
 /// The transport Secret's required keys, when the transport needs them: `Some` names
@@ -449,7 +509,16 @@ async fn prune(
 async fn cleanup(actor: &AsyncActor, ctx: &Context) -> Result<Action, OperatorError> {
     let ns = actor.namespace().unwrap_or_default();
     let name = actor.name_any();
-    match ctx.queues.resolve(&actor.spec) {
+    // The transport the queue was created on, else the one the spec names now.
+    let recorded = actor
+        .annotations()
+        .get(QUEUE_TRANSPORT_ANNOTATION)
+        .and_then(|k| crate::config::known(k));
+    let transport = match recorded {
+        Some(kind) => ctx.queues.resolve_kind(kind),
+        None => ctx.queues.resolve(&actor.spec),
+    };
+    match transport {
         Ok(resolved) => {
             let queue = format!("asya-{ns}-{}", actor.spec.actor);
             if let QueueOutcome::Refused(p) = ctx.queues.delete(&resolved, &ns, &queue).await? {

@@ -550,3 +550,119 @@ async fn only_the_leader_reconciles() {
     assert!(leads(&second));
     second.stop().await.unwrap();
 }
+
+/// `compositionRef` moves an actor to another transport: the queue is created there,
+/// the Deployment's sidecar follows, and the queue on the old transport is deleted; the
+/// finalizer then deletes the queue on the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transport_change_moves_the_queue() {
+    let Some(client) = client().await else { return };
+    let Some(mq) = Server::start(&server::RABBITMQ, &[]) else {
+        return;
+    };
+    let Some(sqs) = Server::start(&server::SQS, &[]) else {
+        return;
+    };
+    let ns = namespace(&client, "op-move").await;
+    transport_secret(&client, &ns, &[("ASYA_RABBITMQ_URL", mq.url.as_str())]).await;
+    let env = [
+        ("ASYA_TRANSPORT", "rabbitmq"),
+        ("ASYA_RABBITMQ_URL", mq.url.as_str()),
+        ("ASYA_AWS_REGION", "us-east-1"),
+        ("ASYA_SQS_ENDPOINT", sqs.url.as_str()),
+    ];
+    let op = start(&client, config(&ns, &env, None));
+    let actors: Api<AsyncActor> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    actors
+        .create(
+            &PostParams::default(),
+            &actor(
+                "mover",
+                serde_json::json!({}),
+                serde_json::json!({"actor": "mover", "image": "i", "handler": "m.f"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let sidecar_transport = |d: Deployment| {
+        d.spec?
+            .template
+            .spec?
+            .containers
+            .into_iter()
+            .find(|c| c.name == "asya-sidecar")?
+            .env?
+            .into_iter()
+            .find(|e| e.name == "ASYA_TRANSPORT")?
+            .value
+    };
+    eventually("the rabbitmq Deployment", WAIT, || async {
+        let d = deployments.get_opt("mover").await.unwrap()?;
+        (sidecar_transport(d).as_deref() == Some("rabbitmq")).then_some(())
+    })
+    .await;
+    let queue = format!("asya-{ns}-mover");
+    let mq_client = broker(&mq.url, &ns).await;
+    mq_client
+        .send(&queue, Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(mq_client.depth(&queue).await.unwrap().ready, 1);
+
+    actors
+        .patch(
+            "mover",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &serde_json::json!({"spec": {"compositionRef": {"name": "asyncactor-sqs"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("the sqs Deployment", WAIT, || async {
+        let d = deployments.get_opt("mover").await.unwrap()?;
+        (sidecar_transport(d).as_deref() == Some("sqs")).then_some(())
+    })
+    .await;
+    eventually("the rabbitmq queue deleted", WAIT, || async {
+        let fresh = broker(&mq.url, &ns).await;
+        (fresh.depth(&queue).await.unwrap().ready == 0).then_some(())
+    })
+    .await;
+    let url = format!("sqs://us-east-1?endpoint={}", sqs.url);
+    let sqs_client = broker(&url, &ns).await;
+    sqs_client
+        .send(&queue, Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sqs_client.depth(&queue).await.unwrap().ready,
+        1,
+        "the queue exists on SQS"
+    );
+    let notes = event_notes(&client, &ns, "mover", "TransportChanged").await;
+    assert!(
+        notes.iter().any(|n| n.contains("from rabbitmq to sqs")),
+        "{notes:?}"
+    );
+
+    actors
+        .delete("mover", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the AsyncActor gone", WAIT, || async {
+        actors
+            .get_opt("mover")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    match broker(&url, &ns).await.depth(&queue).await {
+        Ok(d) => assert_eq!(d.ready, 0, "the SQS queue deleted: {d:?}"),
+        Err(e) => println!("deleted queue: {e}"),
+    }
+    op.stop().await.unwrap();
+}
