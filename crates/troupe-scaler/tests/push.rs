@@ -274,7 +274,17 @@ async fn arrivals_wake_an_idle_queue_and_only_watched_queues_are_watched() {
         .await
         .expect("the arrival notice pushes true without a poll")
         .unwrap();
+    // A second stream on the queue shares its watcher, and keeps it when the first goes.
+    let second = watchers.watch(&queue).await;
+    assert_eq!(
+        *second.borrow(),
+        Some(true),
+        "a new stream starts from the current state"
+    );
     drop(rx);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(watchers.watched().await, vec![queue.clone()]);
+    drop(second);
     let gone = async {
         while !watchers.watched().await.is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -283,4 +293,57 @@ async fn arrivals_wake_an_idle_queue_and_only_watched_queues_are_watched() {
     timeout(PUSH_WAIT, gone)
         .await
         .expect("the watcher stops with its last stream");
+}
+
+/// The broker goes away under an open stream: the stream stays open (the last answer
+/// stands while depth reads fail) and, once the broker is back, a publish still pushes
+/// `true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_does_not_end_the_stream() {
+    let Some(srv) = Server::start(&server::REDIS, &[]) else {
+        return;
+    };
+    let ns = unique_namespace("push");
+    let connect = || async {
+        Arc::new(
+            troupe_transport_redis::RedisTransport::connect(
+                &srv.url,
+                test_options(&ns, Duration::from_secs(5)),
+            )
+            .await
+            .unwrap(),
+        ) as Arc<dyn Transport>
+    };
+    let running = start_scaler(connect().await).await;
+    let mut keda = running.client.clone();
+    let publisher = connect().await;
+    let queue = publisher.queue_name(&unique_actor("restart"));
+    let mut stream = keda
+        .stream_is_active(scaled_object(&queue))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!next(&mut stream, "first answer").await);
+    tokio::task::block_in_place(|| srv.stop());
+    // Several poll intervals of failed depth reads.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| srv.restart());
+    let mut sent = false;
+    for _ in 0..50 {
+        if publisher
+            .send(&queue, Bytes::from_static(b"{}"))
+            .await
+            .is_ok()
+        {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sent, "the publisher reconnects to the restarted broker");
+    assert!(
+        next(&mut stream, "after the restart").await,
+        "the same stream pushes true once the broker is back"
+    );
+    drop(running);
 }
