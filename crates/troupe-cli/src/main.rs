@@ -154,6 +154,20 @@ enum Command {
         /// Skip leader election (run a single replica only).
         #[arg(long)]
         no_leader_election: bool,
+        /// Where to serve KEDA's external-push scaler (gRPC), or `off`. Every replica
+        /// serves it, leader or not.
+        #[arg(
+            long,
+            default_value = "0.0.0.0:9090",
+            env = "TROUPE_SCALER_ADDR",
+            value_name = "ADDR|off"
+        )]
+        scaler_addr: String,
+        /// host:port KEDA reaches that scaler at, written into each ScaledObject's
+        /// external-push trigger, or `off` (default: troupe-operator.POD_NAMESPACE.svc:9090
+        /// in a pod, off elsewhere).
+        #[arg(long, env = "TROUPE_PUSH_SCALER", value_name = "ADDR|off")]
+        push_scaler: Option<String>,
     },
     /// Print a finished task's stored envelope.
     Result {
@@ -244,11 +258,15 @@ async fn run(command: Command) -> u8 {
             namespace,
             metrics_addr,
             no_leader_election,
+            scaler_addr,
+            push_scaler,
         } => {
             return operator::run(operator::Args {
                 namespace,
                 metrics_addr,
                 no_leader_election,
+                scaler_addr,
+                push_scaler,
             })
             .await
         }

@@ -34,7 +34,7 @@ pub fn default_push_scaler(namespace: &str) -> String {
 }
 
 /// The `--push-scaler` value as the renderer takes it: `None` for `off`.
-fn push_scaler(flag: Option<&str>, namespace: &str) -> Result<Option<String>, String> {
+pub(crate) fn push_scaler(flag: Option<&str>, namespace: &str) -> Result<Option<String>, String> {
     let Some(v) = flag.map(str::trim) else {
         return Ok(Some(default_push_scaler(namespace)));
     };

@@ -74,23 +74,6 @@ pub async fn run(args: Args) -> u8 {
             return 2;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "troupe scaler: cannot listen on {}: {e}; pick a free host:port with --listen",
-                args.listen
-            );
-            return 2;
-        }
-    };
-    let transport = match spec.connect(connect).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("troupe scaler: {e}");
-            return 1;
-        }
-    };
     let shutdown = async {
         use tokio::signal::unix::{signal, SignalKind};
         match (
@@ -106,16 +89,49 @@ pub async fn run(args: Args) -> u8 {
             _ => futures::future::pending::<()>().await,
         }
     };
-    let result =
-        troupe_scaler::serve_with_shutdown(listener, transport.clone(), options, shutdown).await;
-    transport.close().await;
-    match result {
+    match serve(&args.listen, &spec, connect, options, shutdown).await {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("troupe scaler: {e}");
+        Err(Failure::Setup(message)) => {
+            eprintln!("troupe scaler: {message}");
+            2
+        }
+        Err(Failure::Run(message)) => {
+            eprintln!("troupe scaler: {message}");
             1
         }
     }
+}
+
+/// Why the scaler stopped: settings the user must fix, or a broker/server failure.
+pub enum Failure {
+    /// The address cannot be listened on.
+    Setup(String),
+    /// The broker refused the connection or the server failed.
+    Run(String),
+}
+
+/// Listens on `listen`, connects to the broker and serves the scaler until `shutdown`
+/// (`troupe scaler`, and every `troupe operator` replica).
+pub async fn serve(
+    listen: &str,
+    spec: &TransportSpec,
+    connect: ConnectOptions,
+    options: ScalerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Failure> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Failure::Setup(format!(
+            "cannot listen on {listen}: {e}; pick a free host:port for the scaler"
+        ))
+    })?;
+    let transport = spec
+        .connect(connect)
+        .await
+        .map_err(|e| Failure::Run(e.to_string()))?;
+    let result =
+        troupe_scaler::serve_with_shutdown(listener, transport.clone(), options, shutdown).await;
+    transport.close().await;
+    result.map_err(|e| Failure::Run(e.to_string()))
 }
 
 #[cfg(test)]
