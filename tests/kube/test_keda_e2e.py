@@ -173,6 +173,10 @@ def test_publish_scales_from_zero_runs_the_pod_reaches_x_sink_and_scales_back(
 
             up, done = [], []
             for i in range(SAMPLES):
+                # Measure from zero: the pod that ran before KEDA's first scale-down (a new
+                # Deployment starts at 1) must be gone, or it could take the message.
+                wait_until(lambda: "echo" not in kubelet.pods, 40, "the echo pod to stop",
+                           details=details)
                 task = f"k{uuid.uuid4().hex[:10]}"
                 space.publish("echo", envelope(task, "echo", payload={"i": i}))
                 t0 = time.monotonic()
