@@ -68,6 +68,8 @@ class Kubelet:
         self.stopped_at: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.last_dir: dict[str, Path] = {}
+        # Containers that had to be SIGKILLed after the grace period.
+        self.killed: list[str] = []
         self._volumes = tempfile.TemporaryDirectory(prefix="kl", dir="/tmp")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubelet", daemon=True)
@@ -220,7 +222,8 @@ class Kubelet:
         return cm.get("data") or {}
 
     def _stop_pod(self, name: str, report: bool = True):
-        pod = self.pods.pop(name)
+        # The pod stays listed until its processes have exited, as a terminating pod does.
+        pod = self.pods[name]
         for p in pod.procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -229,8 +232,11 @@ class Kubelet:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                # A container that outlives the grace period is a shutdown bug.
+                self.killed.append(f"{name}: {' '.join(map(str, p.args[:2]))}")
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        del self.pods[name]
         if report:
             self.stopped_at.setdefault(name, []).append(time.monotonic())
         # The pod's directory stays (inside the test's temp dir) for its logs.

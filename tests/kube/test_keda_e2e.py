@@ -202,6 +202,7 @@ def test_publish_scales_from_zero_runs_the_pod_reaches_x_sink_and_scales_back(
                   f"publish -> x-sink median {statistics.median(done):.2f}s "
                   f"{[round(x, 2) for x in done]}; status then {status.get('phase')}")
             assert not kubelet.errors, kubelet.errors
+            assert not kubelet.killed, f"containers outlived the grace period: {kubelet.killed}"
             if mode == "push":
                 # Push activation does not wait for a poll.
                 assert max(up) < 5, up
