@@ -182,3 +182,59 @@ impl Queues {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use troupe_resource::CompositionRef;
+
+    use super::*;
+    use crate::config::OperatorConfig;
+
+    fn queues(pairs: &[(&str, &str)]) -> Queues {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let c = OperatorConfig::from_lookup(
+            &|k| env.get(k).cloned(),
+            None,
+            "127.0.0.1:0".parse().unwrap(),
+            false,
+        )
+        .unwrap();
+        Queues::new(c.default_transport, c.transports)
+    }
+
+    fn spec(composition: Option<&str>) -> AsyncActorSpec {
+        AsyncActorSpec {
+            actor: "a".into(),
+            composition_ref: composition.map(|n| CompositionRef { name: n.into() }),
+            ..AsyncActorSpec::default()
+        }
+    }
+
+    #[test]
+    fn composition_ref_picks_a_configured_transport_else_says_what_to_set() {
+        let q = queues(&[
+            ("ASYA_TRANSPORT", "rabbitmq"),
+            ("ASYA_RABBITMQ_URL", "amqp://mq:5672/%2f"),
+            ("ASYA_AWS_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(q.resolve(&spec(None)).unwrap().kind, "rabbitmq");
+        assert_eq!(
+            q.resolve(&spec(Some("asyncactor-sqs"))).unwrap().kind,
+            "sqs"
+        );
+        let p = q.resolve(&spec(Some("asyncactor-redis"))).unwrap_err();
+        assert_eq!(p.reason, "TransportNotConfigured");
+        assert!(p.message.contains("TROUPE_REDIS_URL"), "{}", p.message);
+        let p = q.resolve(&spec(Some("asyncactor-kafka"))).unwrap_err();
+        assert_eq!(p.reason, "UnknownTransport");
+        // No cluster default: an actor without compositionRef cannot resolve.
+        let p = queues(&[]).resolve(&spec(None)).unwrap_err();
+        assert_eq!(p.reason, "NoDefaultTransport");
+    }
+}
