@@ -1127,14 +1127,17 @@ impl Inner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let conn = {
+        // The channels stay alive until the connection is closed: lapin closes a channel
+        // whose last handle is dropped, and one dropped while the connection closes fails
+        // ("invalid channel state: Closing") and is logged as a connection ERROR.
+        let (conn, channels) = {
             let mut st = self.state.lock().await;
-            let conn = st.conn.take();
-            *st = ConnState::default();
-            conn
+            let mut old = std::mem::take(&mut *st);
+            (old.conn.take(), old)
         };
-        lock(&self.in_flight).clear();
-        lock(&self.consumer_channels).clear();
+        let in_flight = std::mem::take(&mut *lock(&self.in_flight));
+        let consumer_channels = std::mem::take(&mut *lock(&self.consumer_channels));
+        let consumers = std::mem::take(&mut *lock(&self.consumers));
         if let Some(conn) = conn {
             // Unacked deliveries go back to their queues when the connection closes. A
             // broker that never answers the close must not hang the caller: dropping
@@ -1147,7 +1150,7 @@ impl Inner {
                 }
             }
         }
-        lock(&self.consumers).clear();
+        drop((channels, in_flight, consumer_channels, consumers));
     }
 }
 
