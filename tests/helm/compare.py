@@ -1,16 +1,23 @@
 """The chart's gateway and crew against `troupe render`'s, and the chart's pod security.
 
     python3 tests/helm/compare.py HELM_OUTPUT.yaml RENDER_DIR
-    python3 tests/helm/compare.py --security [--report] HELM_OUTPUT.yaml...
+    python3 tests/helm/compare.py --security HELM_OUTPUT.yaml...
+    python3 tests/helm/compare.py --security --render RENDER_DIR...
+
     python3 tests/helm/compare.py --rbac HELM_OUTPUT.yaml...
 
 First form: every object `troupe render` emits for the crew actors, the gateway and the
 runtime ConfigMap must be in the chart's output and equal to it, except for what Helm adds:
 the release labels (helm.sh/chart, app.kubernetes.io/instance, app.kubernetes.io/version),
-app.kubernetes.io/managed-by (Helm rather than troupe) and the securityContexts (checked by
-the second form). Second form: every pod the chart ships runs non-root with the
-RuntimeDefault seccomp profile, and every container has a read-only root filesystem, no
-privilege escalation and drops ALL capabilities. Third form: the operator's RBAC grants
+app.kubernetes.io/managed-by (Helm rather than troupe); securityContexts must be equal too.
+Second form: every pod the chart ships runs non-root with the RuntimeDefault seccomp
+profile, and every container has a read-only root filesystem, no privilege escalation and
+drops ALL capabilities. With --render (`troupe render`'s output): every pod has the
+RuntimeDefault seccomp profile; pods of Troupe containers only (crew, gateway) run non-root;
+every Troupe container (asya-sidecar, gateway) has the chart's settings and runs as
+65532:65532; the runtime and state proxies (the user's images, which may run as root and
+write their filesystem) escalate no privilege and drop ALL capabilities; containers the
+user lists (sidecars, initContainers) are theirs. Third form: the operator's RBAC grants
 exactly the permissions below, nothing more or less, in a Role or ClusterRole as
 operator.watchNamespace says. Exits 1 on any difference.
 """
@@ -56,10 +63,6 @@ def normalize(doc: dict) -> dict:
     for m in metas:
         labels = {k: v for k, v in (m.get("labels") or {}).items() if k not in HELM_LABELS}
         m["labels"] = labels
-    for pod in pods(d):
-        pod.pop("securityContext", None)
-        for c in pod.get("containers", []) + pod.get("initContainers", []):
-            c.pop("securityContext", None)
     return d
 
 
@@ -137,6 +140,40 @@ def security(docs: list[dict]) -> list[str]:
     return errors
 
 
+TROUPE_CONTAINERS = {"asya-sidecar", "gateway"}
+USER_IMAGE_CONTAINERS = ("asya-runtime", "asya-state-proxy-")
+
+
+def render_security(docs: list[dict]) -> list[str]:
+    """What `troupe render` must set (see the module doc); pods it renders only."""
+    errors = []
+    for d in docs:
+        for pod in pods(d):
+            where = f"{d['kind']}/{d['metadata']['name']}"
+            psc = pod.get("securityContext") or {}
+            names = [c["name"] for c in pod.get("containers", [])]
+            if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+                errors.append(f"{where}: pod seccompProfile is not RuntimeDefault")
+            if set(names) <= TROUPE_CONTAINERS and psc.get("runAsNonRoot") is not True:
+                errors.append(f"{where}: pod securityContext.runAsNonRoot is not true")
+            for c in pod.get("containers", []):
+                sc = c.get("securityContext") or {}
+                cw = f"{where} container {c['name']}"
+                troupe = c["name"] in TROUPE_CONTAINERS
+                if not troupe and not c["name"].startswith(USER_IMAGE_CONTAINERS):
+                    continue
+                if sc.get("allowPrivilegeEscalation") is not False:
+                    errors.append(f"{cw}: allowPrivilegeEscalation is not false")
+                if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+                    errors.append(f"{cw}: capabilities.drop is not [ALL]")
+                if troupe:
+                    for k, v in (("readOnlyRootFilesystem", True), ("runAsNonRoot", True),
+                                 ("runAsUser", 65532), ("runAsGroup", 65532)):
+                        if sc.get(k) != v:
+                            errors.append(f"{cw}: {k} is {sc.get(k)!r}, want {v!r}")
+    return errors
+
+
 _CHILD = ("get", "list", "watch", "create", "patch", "delete")
 # (apiGroup, resource) -> verbs: what reconciling an AsyncActor needs, and no more.
 OPERATOR_RULES = {
@@ -209,19 +246,15 @@ def main(argv: list[str]) -> int:
         print(f"rbac: {len(sets)} renderings checked, {len(errors)} errors")
         return 1 if errors else 0
     if argv[:1] == ["--security"]:
-        # --report: list what is missing without failing (the renderer's output, for now).
-        report = argv[1:2] == ["--report"]
-        files = [pathlib.Path(p) for p in argv[2 if report else 1 :]]
+        render = argv[1:2] == ["--render"]
+        files = [pathlib.Path(p) for p in argv[2 if render else 1 :]]
         docs = load(files)
-        errors = security(docs)
+        errors = render_security(docs) if render else security(docs)
         n = sum(1 for d in docs for _ in pods(d))
-        if report:
-            lacking = sum(1 for d in docs if any(True for _ in pods(d)) and security([d]))
-            print(f"security (reported, not failing): {lacking} of {n} pod specs lack the chart's securityContext")
-            return 0
         for e in errors:
             print(f"INSECURE {e}")
-        print(f"security: {n} pod specs checked, {len(errors)} errors")
+        what = "troupe render" if render else "chart"
+        print(f"security ({what}): {n} pod specs checked, {len(errors)} errors")
         return 1 if errors or n == 0 else 0
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)

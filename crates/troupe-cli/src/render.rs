@@ -119,8 +119,8 @@ fn write_dir(dir: &Path, rendered: &troupe_render::Rendered) -> Result<usize, St
 }
 
 fn read_mesh(args: &Args) -> Result<Mesh, String> {
-    let (config, _warnings) =
-        MeshConfig::load(&args.mesh).map_err(|e| format!("invalid mesh file:\n{e}"))?;
+    let (config, _warnings) = MeshConfig::load_for_kubernetes(&args.mesh)
+        .map_err(|e| format!("invalid mesh file:\n{e}"))?;
     let url = args.transport.as_deref().unwrap_or(&config.transport);
     let transport = cluster_transport(url)?;
     let missing: Vec<String> = config

@@ -213,3 +213,43 @@ fn a_namespace_kubernetes_would_refuse_is_refused_with_exit_2() {
         "{err}"
     );
 }
+
+/// `valueFrom` is the cluster's to resolve: `troupe render` writes it into the Deployment,
+/// `troupe up` (which has no Secrets) refuses the file, naming the field.
+#[test]
+fn value_from_reaches_the_deployment_and_troupe_up_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = "\
+transport: embedded
+actors:
+  - actor: a
+    image: i:1
+    handler: m.f
+    env:
+      - name: TOKEN
+        valueFrom: {secretKeyRef: {name: s, key: k}}
+";
+    std::fs::write(dir.path().join("troupe.yaml"), mesh).unwrap();
+    let out = troupe(&["render", "--transport", "amqp://mq:5672"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let at = text
+        .find("- name: TOKEN\n")
+        .expect("TOKEN in the rendered env");
+    let entry: String = text[at..].lines().take(5).collect::<Vec<_>>().join("\n");
+    assert!(
+        entry.contains("valueFrom:")
+            && entry.contains("secretKeyRef:")
+            && entry.contains("key: k")
+            && entry.contains("name: s"),
+        "{entry}"
+    );
+    let out = troupe(&["up"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("env[0].valueFrom") && stderr.contains("not supported by troupe up"),
+        "{stderr}"
+    );
+}

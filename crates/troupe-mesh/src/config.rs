@@ -420,6 +420,16 @@ impl MeshConfig {
     /// Loads a mesh from a file, or from `troupe.yaml` inside `path` when it is a folder.
     /// Returns the mesh and warnings (rendered like errors) about settings without local effect.
     pub fn load(path: &Path) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+        Self::load_as(path, Use::Local)
+    }
+
+    /// As [`MeshConfig::load`], for Kubernetes (`troupe render`): settings only a cluster can
+    /// resolve (an env entry's `valueFrom`) are accepted, kept in each actor's `spec`.
+    pub fn load_for_kubernetes(path: &Path) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+        Self::load_as(path, Use::Kubernetes)
+    }
+
+    fn load_as(path: &Path, use_: Use) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
         let file = if path.is_dir() {
             path.join(MESH_FILE_NAME)
         } else {
@@ -445,7 +455,7 @@ impl MeshConfig {
                 }]));
             }
         };
-        parse_source(&file, shown, &source)
+        parse_source(&file, shown, &source, use_)
     }
 
     /// Parses mesh file text as if read from `file` (which only names it and anchors relative
@@ -454,7 +464,15 @@ impl MeshConfig {
         file: &Path,
         source: &str,
     ) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
-        parse_source(file, display_path(file), source)
+        parse_source(file, display_path(file), source, Use::Local)
+    }
+
+    /// As [`MeshConfig::from_source`], for Kubernetes (see [`MeshConfig::load_for_kubernetes`]).
+    pub fn from_source_for_kubernetes(
+        file: &Path,
+        source: &str,
+    ) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
+        parse_source(file, display_path(file), source, Use::Kubernetes)
     }
 
     /// The actor named `name`.
@@ -472,10 +490,19 @@ fn display_path(p: &Path) -> PathBuf {
     comps.collect()
 }
 
+/// Who reads the mesh file: `troupe up` runs it here; `troupe render` writes it for a
+/// cluster, which resolves what cannot be resolved here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Local,
+    Kubernetes,
+}
+
 fn parse_source(
     file: &Path,
     shown: PathBuf,
     source: &str,
+    use_: Use,
 ) -> Result<(MeshConfig, Vec<String>), ConfigErrors> {
     let file_abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let root = file_abs
@@ -508,6 +535,7 @@ fn parse_source(
         doc: 0,
         errors: Vec::new(),
         warnings: Vec::new(),
+        use_,
     };
     let mesh = ck.mesh(&docs, file_abs, root);
 
@@ -957,6 +985,8 @@ struct Checker<'s> {
     doc: usize,
     errors: Vec<Note>,
     warnings: Vec<Note>,
+    /// Who reads the file (what may be left to the cluster).
+    use_: Use,
 }
 
 /// A mapping's recognised fields (null values count as absent).
@@ -1933,9 +1963,14 @@ impl Checker<'_> {
                 }
             };
             if f.get("valueFrom").is_some() {
+                if self.use_ == Use::Kubernetes {
+                    // The cluster resolves it: the entry stays in `spec.env`, and nothing
+                    // runs this actor here.
+                    continue;
+                }
                 self.error(
                     &q.key("valueFrom"),
-                    "valueFrom is not supported by troupe up (there are no secrets or config maps locally); set value directly",
+                    "valueFrom is not supported by troupe up (there are no secrets or config maps locally); set value directly (troupe render passes valueFrom to Kubernetes)",
                 );
                 continue;
             }

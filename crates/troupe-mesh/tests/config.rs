@@ -736,6 +736,35 @@ actors:
 }
 
 #[test]
+fn env_value_from_passes_through_for_kubernetes() {
+    let src = "\
+actors:
+  - actor: a
+    handler: m.f
+    env:
+      - name: OK
+        value: x
+      - name: SECRET
+        valueFrom: {secretKeyRef: {name: s, key: k}}
+";
+    let (mesh, _) =
+        MeshConfig::from_source_for_kubernetes(Path::new("/mesh/troupe.yaml"), src).unwrap();
+    let a = mesh.actor("a").unwrap();
+    let secret = a.spec.env.iter().find(|e| e.name == "SECRET").unwrap();
+    let r = secret
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .unwrap();
+    assert_eq!((r.name.as_str(), r.key.as_str()), ("s", "k"));
+    // Nothing runs it here: the local environment holds only what has a value.
+    assert_eq!(a.env, [("OK".to_owned(), "x".to_owned())]);
+    // Other mistakes are still refused.
+    let bad = src.replace("name: SECRET\n", "");
+    assert!(MeshConfig::from_source_for_kubernetes(Path::new("/mesh/troupe.yaml"), &bad).is_err());
+}
+
+#[test]
 fn transport_urls_name_a_broker() {
     for url in [
         "amqp://guest:guest@localhost:5672/%2f",

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, ExecAction, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, SecretEnvSource,
-    SecretKeySelector, ServiceAccount, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext,
+    ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -34,6 +35,61 @@ pub(crate) const GATEWAY_INTERNAL_URL: &str = "http://troupe-gateway-internal:80
 /// What the startup, readiness and liveness probes of the runtime run (platform.md §3).
 const RUNTIME_READY: &str =
     "test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready";
+
+/// UID and GID of the Troupe image (distroless `nonroot`).
+pub(crate) const TROUPE_UID: i64 = 65532;
+
+/// The pod securityContext of a pod that runs only Troupe containers (crew, gateway): the
+/// chart's `podSecurityContext`, so `scripts/helm-check.sh` finds them identical.
+pub(crate) fn troupe_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The pod securityContext of a user actor: the runtime runs the user's image, which may
+/// run as root (Asya images do), so only seccomp is pod-wide; non-root is per container.
+fn actor_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        seccomp_profile: Some(runtime_default()),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    }
+}
+
+/// The securityContext of a Troupe container (sidecar, crew, gateway): the chart's
+/// `securityContext`.
+pub(crate) fn troupe_security() -> SecurityContext {
+    SecurityContext {
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(TROUPE_UID),
+        run_as_group: Some(TROUPE_UID),
+        ..user_security()
+    }
+}
+
+/// What is safe to impose on a container running the user's image (runtime, state
+/// proxies): no privilege escalation, no capabilities; it may run as root and write to its
+/// filesystem (docs/decisions.md "Rendered securityContexts").
+fn user_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
 
 /// The objects of a user actor.
 pub(crate) fn render_actor(mesh: &Mesh, a: &ActorInput) -> Result<Vec<Object>, RenderError> {
@@ -229,6 +285,7 @@ pub(crate) fn sidecar_container(
         readiness_probe: Some(http_probe("/readyz")),
         resources: sc.and_then(|s| s.resources.clone()),
         volume_mounts: Some(vec![mount("socket-dir", SOCKET_DIR)]),
+        security_context: Some(troupe_security()),
         ..Container::default()
     }
 }
@@ -365,6 +422,7 @@ fn runtime_container(spec: &AsyncActorSpec) -> Container {
         readiness_probe: Some(exec_probe(10, None)),
         liveness_probe: Some(exec_probe(10, None)),
         volume_mounts: Some(mounts),
+        security_context: Some(user_security()),
         ..Container::default()
     }
 }
@@ -385,6 +443,7 @@ fn state_proxy_containers(spec: &AsyncActorSpec) -> Vec<Container> {
             ),
             resources: s.connector.resources.clone(),
             volume_mounts: Some(vec![mount("state-sockets", "/var/run/asya/state")]),
+            security_context: Some(user_security()),
             ..Container::default()
         })
         .collect()
@@ -428,6 +487,7 @@ fn actor_deployment(
         volumes: Some(volumes),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        security_context: Some(actor_pod_security()),
         ..PodSpec::default()
     };
     deployment(

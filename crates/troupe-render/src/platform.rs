@@ -78,6 +78,7 @@ pub(crate) fn render_crew(mesh: &Mesh, crew: &str) -> Result<Vec<Object>, Render
         termination_grace_period_seconds: Some(30),
         containers: vec![sidecar_container(mesh, env, None)],
         volumes: Some(vec![empty_dir("socket-dir")]),
+        security_context: Some(actor::troupe_pod_security()),
         ..PodSpec::default()
     };
     let d = actor::deployment(mesh, crew, &labels, None, pod, None);
@@ -96,13 +97,8 @@ pub(crate) fn render_gateway(mesh: &Mesh) -> Result<Vec<Object>, RenderError> {
         var("ASYA_INTERNAL_URL", actor::GATEWAY_INTERNAL_URL),
     ];
     env.extend(actor::transport_env(mesh, "ASYA_QUEUE_TRANSPORT"));
-    // The actors that exist, so creating a task for another answers 404 as under `troupe up`.
-    let mut actors: Vec<&str> = mesh.actors.iter().map(|a| a.spec.actor.as_str()).collect();
-    if mesh.options.crew {
-        actors.extend(CREW);
-    }
-    actors.sort_unstable();
-    env.push(var("TROUPE_GATEWAY_ACTORS", actors.join(",")));
+    // No TROUPE_GATEWAY_ACTORS: AsyncActors come and go while the gateway runs, and a fixed
+    // list would answer 404 for every actor added later (docs/decisions.md, as the chart).
     env.push(secret_var("TROUPE_GATEWAY_STORE", STORE_SECRET, "url"));
     env.push(secret_var(env::GATEWAY_TOKEN, TOKEN_SECRET, "token"));
     // Optional: client auth is on once the user creates the Secret (security.md).
@@ -148,12 +144,14 @@ pub(crate) fn render_gateway(mesh: &Mesh) -> Result<Vec<Object>, RenderError> {
         liveness_probe: Some(probe("/health")),
         readiness_probe: Some(probe("/ready")),
         volume_mounts: Some(vec![mount("tmp", "/tmp")]),
+        security_context: Some(actor::troupe_security()),
         ..Container::default()
     };
     let pod = PodSpec {
         service_account_name: Some(GATEWAY.to_owned()),
         containers: vec![container],
         volumes: Some(vec![empty_dir("tmp")]),
+        security_context: Some(actor::troupe_pod_security()),
         ..PodSpec::default()
     };
     let d = actor::deployment(mesh, GATEWAY, &labels, None, pod, Some(1));

@@ -83,6 +83,38 @@ pub(crate) fn trigger_auth(
     Object::new("TriggerAuthentication", &ta_name, &ta).map(Some)
 }
 
+/// Account of queues behind an endpoint when no IRSA role names one: LocalStack's default;
+/// moto takes the account from the credentials and only reads the URL's last segment.
+const EMULATOR_ACCOUNT: &str = "000000000000";
+
+/// What KEDA's `queueURL` gets: `<endpoint>/<account>/<queue>` behind an endpoint,
+/// `https://sqs.<region>.amazonaws.com/<account>/<queue>` when the IRSA role's ARN names the
+/// account, else the bare name (KEDA then asks SQS by name; the account is not known at
+/// render time). docs/decisions.md "SQS queueURL".
+pub(crate) fn sqs_queue_url(
+    mesh: &Mesh,
+    region: &str,
+    endpoint: Option<&str>,
+    queue: &str,
+) -> String {
+    // arn:aws:iam::<account>:role/<name>
+    let account = mesh
+        .options
+        .aws_role_arn
+        .as_deref()
+        .and_then(|arn| arn.split(':').nth(4))
+        .filter(|a| !a.is_empty());
+    match (endpoint, account) {
+        (Some(e), a) => format!(
+            "{}/{}/{queue}",
+            e.trim_end_matches('/'),
+            a.unwrap_or(EMULATOR_ACCOUNT)
+        ),
+        (None, Some(a)) => format!("https://sqs.{region}.amazonaws.com/{a}/{queue}"),
+        (None, None) => queue.to_owned(),
+    }
+}
+
 /// The primary trigger `queue` of `actor` (platform.md §1 "KEDA trigger").
 pub(crate) fn queue_trigger(mesh: &Mesh, actor: &str, queue_length: u32) -> ScaleTrigger {
     let queue = mesh.queue(actor);
@@ -104,7 +136,10 @@ pub(crate) fn queue_trigger(mesh: &Mesh, actor: &str, queue_length: u32) -> Scal
         ),
         Transport::Sqs { region, endpoint } => {
             let mut pairs = vec![
-                ("queueURL", queue),
+                (
+                    "queueURL",
+                    sqs_queue_url(mesh, region, endpoint.as_deref(), &queue),
+                ),
                 ("queueLength", ql),
                 ("awsRegion", region.clone()),
             ];
@@ -333,7 +368,7 @@ mod tests {
             let trig = queue_trigger(&m, "a", 7);
             assert_eq!(trig.type_, type_);
             assert_eq!(trig.name.as_deref(), Some("queue"));
-            assert_eq!(trig.metadata[key], "asya-ns-a", "{type_}");
+            assert!(trig.metadata[key].ends_with("asya-ns-a"), "{type_}");
             assert!(
                 trig.metadata.values().any(|v| v == "7"),
                 "{type_}: queueLength"
@@ -375,6 +410,20 @@ mod tests {
         assert_eq!(
             queue_trigger(&moto, "a", 5).metadata["awsEndpoint"],
             "http://moto:5000"
+        );
+        assert_eq!(
+            queue_trigger(&moto, "a", 5).metadata["queueURL"],
+            "http://moto:5000/000000000000/asya-ns-a"
+        );
+        assert_eq!(
+            queue_trigger(&aws, "a", 5).metadata["queueURL"],
+            "asya-ns-a"
+        );
+        let mut irsa = aws;
+        irsa.options.aws_role_arn = Some("arn:aws:iam::123456789012:role/r".into());
+        assert_eq!(
+            queue_trigger(&irsa, "a", 5).metadata["queueURL"],
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/asya-ns-a"
         );
     }
 
