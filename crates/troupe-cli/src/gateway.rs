@@ -555,13 +555,9 @@ fn local(l: &TcpListener) -> String {
 }
 
 async fn wait_for_signal() -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    crate::signals::stop_signal()
+        .map_err(|e| format!("signal handler: {e}"))?
+        .await;
     Ok(())
 }
 

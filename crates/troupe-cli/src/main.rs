@@ -7,6 +7,7 @@ mod operator;
 mod render;
 mod scaler;
 mod sidecar;
+mod signals;
 mod up;
 mod wait;
 

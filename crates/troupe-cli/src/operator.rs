@@ -127,8 +127,13 @@ pub async fn run(args: Args) -> u8 {
         push_scaler = push.advertise.as_deref().unwrap_or("off"),
         "external-push triggers"
     );
-    let result =
-        troupe_operator::run(config, client, Arc::new(Metrics::default()), shutdown()).await;
+    let result = troupe_operator::run(
+        config,
+        client,
+        Arc::new(Metrics::default()),
+        crate::signals::terminated(),
+    )
+    .await;
     if let Some(s) = scaler {
         s.abort();
     }
@@ -138,22 +143,6 @@ pub async fn run(args: Args) -> u8 {
             eprintln!("troupe operator: {e}");
             1
         }
-    }
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => {}
-                _ = t.recv() => {}
-            }
-        }
-        _ => futures::future::pending::<()>().await,
     }
 }
 

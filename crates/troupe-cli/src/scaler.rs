@@ -74,21 +74,7 @@ pub async fn run(args: Args) -> u8 {
             return 2;
         }
     };
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => {
-                tokio::select! {
-                    _ = i.recv() => {}
-                    _ = t.recv() => {}
-                }
-            }
-            _ => futures::future::pending::<()>().await,
-        }
-    };
+    let shutdown = crate::signals::terminated();
     match serve(&args.listen, &spec, connect, options, shutdown).await {
         Ok(()) => 0,
         Err(Failure::Setup(message)) => {

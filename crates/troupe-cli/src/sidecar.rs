@@ -52,21 +52,7 @@ pub async fn run() -> u8 {
         tracing::warn!(actor = %config.settings.actor, "{w}");
     }
     tracing::info!(actor = %config.settings.actor, broker = %spec.describe(), "sidecar starting");
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => {
-                tokio::select! {
-                    _ = i.recv() => {}
-                    _ = t.recv() => {}
-                }
-            }
-            _ => futures::future::pending::<()>().await,
-        }
-    };
+    let shutdown = crate::signals::terminated();
     let connect = || spec.connect(options.clone());
     match troupe_sidecar::run(config, connect, shutdown).await {
         Ok(()) => 0,

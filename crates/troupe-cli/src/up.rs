@@ -40,23 +40,14 @@ pub async fn run(path: &Path, grace: &str, no_gateway: bool) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(1);
         }
     };
-    let (mut int, mut term) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        _ => {
-            eprintln!("troupe up: cannot install signal handlers");
+    let stop = match crate::signals::stop_signal() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("troupe up: cannot install signal handlers: {e}");
             mesh.stop().await;
             return 1;
         }
     };
-    mesh.run_until(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
-    .await;
+    mesh.run_until(stop).await;
     0
 }
