@@ -208,46 +208,8 @@ fn cluster_transport(url: &str) -> Result<Transport, String> {
         return Err("the embedded transport runs inside `troupe up` only and has no meaning on a cluster: pass a broker with --transport (amqp://…, sqs://REGION, pubsub://PROJECT, nats://…, redis://…)".into());
     }
     let spec = TransportSpec::from_url(url).map_err(|e| e.to_string())?;
-    Ok(match spec {
-        TransportSpec::RabbitMq { exchange, .. } => Transport::RabbitMq { exchange },
-        TransportSpec::Sqs(c) => Transport::Sqs {
-            region: c.region,
-            endpoint: c.endpoint,
-        },
-        TransportSpec::PubSub(c) => Transport::PubSub {
-            project: c.project,
-            endpoint: c.endpoint,
-        },
-        TransportSpec::Nats { url } => Transport::Nats {
-            monitoring_endpoint: format!("{}:8222", host_port(&url).0),
-        },
-        TransportSpec::Redis { url } => {
-            let (host, port, password) = host_port(&url);
-            Transport::Redis {
-                address: format!("{host}:{}", port.unwrap_or("6379")),
-                password,
-            }
-        }
-    })
-}
-
-/// Host, port and whether a password is present, from `scheme://[user[:pass]@]host[:port][/…]`
-/// (the first server of a comma-separated list).
-fn host_port(url: &str) -> (&str, Option<&str>, bool) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', ',']).next().unwrap_or(rest);
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let password = userinfo
-        .and_then(|u| u.split_once(':'))
-        .is_some_and(|(_, p)| !p.is_empty());
-    // `[::1]:6379`: the port follows the bracket; a bare IPv6 address has no port.
-    match hostport.rsplit_once(':') {
-        Some((h, p)) if !hostport.starts_with('[') || h.ends_with(']') => (h, Some(p), password),
-        _ => (hostport, None, password),
-    }
+    // The operator maps its environment's transport the same way.
+    Ok(troupe_operator::config::render_transport(&spec))
 }
 
 #[cfg(test)]
@@ -282,10 +244,6 @@ mod tests {
                 address: "redis:6379".into(),
                 password: false
             }
-        );
-        assert_eq!(
-            host_port("redis://user@[::1]:7000/1"),
-            ("[::1]", Some("7000"), false)
         );
         assert!(
             matches!(cluster_transport("sqs://eu-west-1").unwrap(), Transport::Sqs { region, endpoint: None } if region == "eu-west-1")

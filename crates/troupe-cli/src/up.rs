@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use tokio::signal::unix::{signal, SignalKind};
 use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
 
 /// Runs the mesh until Ctrl-C / SIGTERM. Returns the process exit code.
