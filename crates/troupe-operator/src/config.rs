@@ -140,6 +140,8 @@ impl OperatorConfig {
         let mut render = Options {
             crew: false,
             gateway,
+            // The chart installs the gateway beside the operator; actors may be elsewhere.
+            gateway_namespace: var(get, "POD_NAMESPACE"),
             aws_role_arn: var(get, "TROUPE_AWS_ROLE_ARN"),
             ..Options::default()
         };

@@ -226,7 +226,12 @@ pub(crate) fn sidecar_base_env(mesh: &Mesh, actor: &str) -> Vec<EnvVar> {
     ];
     v.extend(transport_env(mesh, env::TRANSPORT));
     if mesh.options.gateway {
-        v.push(var(env::GATEWAY_URL, GATEWAY_INTERNAL_URL));
+        let url = match &mesh.options.gateway_namespace {
+            // Sidecars in other namespaces reach the gateway by its full service name.
+            Some(ns) => format!("http://troupe-gateway-internal.{ns}.svc:8081"),
+            None => GATEWAY_INTERNAL_URL.to_owned(),
+        };
+        v.push(var(env::GATEWAY_URL, &url));
         v.push(secret_var(env::GATEWAY_TOKEN, TOKEN_SECRET, "token"));
     }
     v
@@ -269,11 +274,16 @@ pub(crate) fn sidecar_container(
         period_seconds: Some(10),
         ..Probe::default()
     };
+    // Asya's own sidecar image reads the same ASYA_* variables but has its own entrypoint:
+    // it takes no `sidecar` verb (an AsyncActor written for Asya that pins it keeps it).
+    let asya_sidecar = image
+        .and_then(|i| i.repository.as_deref())
+        .is_some_and(|r| r.rsplit('/').next() == Some("asya-sidecar"));
     Container {
         name: "asya-sidecar".into(),
         image: Some(image_name),
         image_pull_policy: image.and_then(|i| i.pull_policy).map(pull_policy),
-        args: Some(vec!["sidecar".into()]),
+        args: (!asya_sidecar).then(|| vec!["sidecar".into()]),
         env: Some(env),
         env_from: Some(transport_env_from(mesh)),
         ports: Some(vec![ContainerPort {
@@ -616,6 +626,29 @@ mod tests {
             Some("ghcr.io/deliveryhero/asya-sidecar:1.0")
         );
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(c.args, None, "Asya's sidecar has its own entrypoint");
+        let s = spec("{actor: a, handler: m.f, sidecar: {image: {repository: registry.example/mirror/troupe, tag: '1.0'}}}");
+        let c = sidecar_container(&m, vec![], Some(&s));
+        assert_eq!(c.args, Some(vec!["sidecar".to_owned()]));
+    }
+
+    #[test]
+    fn sidecars_name_the_gateway_of_another_namespace_in_full() {
+        let mut m = mesh(Transport::RabbitMq {
+            exchange: "asya".into(),
+        });
+        let url = |m: &Mesh| {
+            sidecar_base_env(m, "a")
+                .into_iter()
+                .find(|v| v.name == env::GATEWAY_URL)
+                .and_then(|v| v.value)
+        };
+        assert_eq!(url(&m).as_deref(), Some(GATEWAY_INTERNAL_URL));
+        m.options.gateway_namespace = Some("troupe".into());
+        assert_eq!(
+            url(&m).as_deref(),
+            Some("http://troupe-gateway-internal.troupe.svc:8081")
+        );
     }
 
     #[test]

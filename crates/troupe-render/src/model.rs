@@ -107,6 +107,9 @@ pub struct Options {
     /// `queue` (not on Pub/Sub, which the scaler cannot count), so an actor scaled to zero
     /// starts the moment a message arrives. `None`: KEDA polls only.
     pub push_scaler: Option<String>,
+    /// Namespace of the gateway, when actors live in other namespaces (the operator's):
+    /// sidecars then use its full service name. `None`: the actor's own namespace.
+    pub gateway_namespace: Option<String>,
 }
 
 impl Default for Options {
@@ -120,6 +123,7 @@ impl Default for Options {
             crew_settings: CrewSettings::default(),
             cors_origins: Vec::new(),
             push_scaler: None,
+            gateway_namespace: None,
         }
     }
 }
