@@ -438,7 +438,10 @@ def test_output_over_the_broker_limit_requeues_the_input(space, group, tmp_path)
     lines = sc.wait_log(r"send failed; the input is requeued", timeout=60, count=1)
     assert all("exceeds" in ln and "limit" in ln for ln in lines), lines
     wait_until(lambda: len(pod.calls()) >= 2, 30, "the input to be redelivered", details=sc.tail)
-    assert sc.metric("asya_actor_messages_failed_total", queue="big", reason="transport_error") >= 2
+    # The second call is recorded when it starts; its failed send is counted after it returns.
+    wait_until(lambda: sc.metric("asya_actor_messages_failed_total", queue="big",
+                                 reason="transport_error") >= 2,
+               30, "the second failed send to be counted", details=sc.tail)
 
     # Not lost: after its last delivery the transport moves the input, unchanged, to the DLQ.
     dlq = f"asya-{ns}-big-dlq" if space.kind == "rabbitmq" else f"asya-{ns}-dlq"
