@@ -246,19 +246,7 @@ async fn rabbitmq_actor_lifecycle() {
     );
 
     // Delete: the finalizer deletes the queue (and its message), then the children.
-    actors
-        .delete("summarize", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the AsyncActor gone", WAIT, || async {
-        actors
-            .get_opt("summarize")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&actors, "summarize", WAIT).await;
     let fresh = broker(&mq.url, &ns).await;
     assert_eq!(
         fresh.depth(&queue).await.unwrap().ready,
@@ -311,19 +299,7 @@ async fn sqs_queue_created_and_deleted_by_the_finalizer() {
     let t = broker(&url, &ns).await;
     t.send(&queue, Bytes::from_static(b"{}")).await.unwrap();
     assert_eq!(t.depth(&queue).await.unwrap().ready, 1);
-    actors
-        .delete("embed", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the AsyncActor gone", WAIT, || async {
-        actors
-            .get_opt("embed")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&actors, "embed", WAIT).await;
     let fresh = broker(&url, &ns).await;
     match fresh.depth(&queue).await {
         Ok(d) => assert_eq!(d.ready, 0, "queue deleted: {d:?}"),
@@ -647,19 +623,7 @@ async fn a_transport_change_moves_the_queue() {
         "{notes:?}"
     );
 
-    actors
-        .delete("mover", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the AsyncActor gone", WAIT, || async {
-        actors
-            .get_opt("mover")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&actors, "mover", WAIT).await;
     match broker(&url, &ns).await.depth(&queue).await {
         Ok(d) => assert_eq!(d.ready, 0, "the SQS queue deleted: {d:?}"),
         Err(e) => println!("deleted queue: {e}"),

@@ -230,6 +230,18 @@ where
 }
 
 /// An AsyncActor from JSON `spec`.
+/// Deletes AsyncActor `name` and waits until it is gone (the finalizer has run).
+pub async fn delete_and_wait(actors: &Api<AsyncActor>, name: &str, limit: Duration) {
+    actors
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the AsyncActor gone", limit, || async {
+        actors.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
 pub fn actor(name: &str, labels: serde_json::Value, spec: serde_json::Value) -> AsyncActor {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "asya.sh/v1alpha1",
