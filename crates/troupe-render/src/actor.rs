@@ -544,21 +544,8 @@ pub(crate) fn deployment(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::model::Options;
+    use crate::test_support::{mesh, spec};
     use troupe_resource::SidecarSpec;
-
-    fn mesh(transport: Transport) -> Mesh {
-        Mesh {
-            namespace: "ns".into(),
-            transport,
-            actors: vec![],
-            options: Options::default(),
-        }
-    }
-
-    fn spec(yaml: &str) -> AsyncActorSpec {
-        serde_yaml::from_str(yaml).unwrap()
-    }
 
     #[test]
     fn a_disabled_scaling_gives_fixed_replicas_and_no_scaled_object() {

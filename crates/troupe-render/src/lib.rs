@@ -112,6 +112,29 @@ pub fn render_actor(mesh: &Mesh, actor: &ActorInput) -> Result<Vec<Object>, Rend
     actor::render_actor(mesh, actor)
 }
 
+/// Inputs the unit tests of several modules build.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_support {
+    use crate::{Mesh, Options, Transport};
+    use troupe_resource::AsyncActorSpec;
+
+    /// A mesh in namespace `ns` with default options and no actors.
+    pub fn mesh(transport: Transport) -> Mesh {
+        Mesh {
+            namespace: "ns".into(),
+            transport,
+            actors: vec![],
+            options: Options::default(),
+        }
+    }
+
+    /// An actor spec from inline YAML.
+    pub fn spec(yaml: &str) -> AsyncActorSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+}
+
 /// RFC 1123 label: what Kubernetes accepts as a namespace.
 fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();

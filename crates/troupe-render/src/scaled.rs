@@ -300,21 +300,8 @@ pub(crate) fn scaled_object(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::model::Options;
-    use troupe_resource::{AdvancedScaling, AsyncActorSpec};
-
-    fn mesh(transport: Transport) -> Mesh {
-        Mesh {
-            namespace: "ns".into(),
-            transport,
-            actors: vec![],
-            options: Options::default(),
-        }
-    }
-
-    fn spec(yaml: &str) -> AsyncActorSpec {
-        serde_yaml::from_str(yaml).unwrap()
-    }
+    use crate::test_support::{mesh, spec};
+    use troupe_resource::AdvancedScaling;
 
     #[test]
     fn each_transport_has_its_keda_trigger_named_queue() {
