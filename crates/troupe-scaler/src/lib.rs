@@ -55,11 +55,17 @@ pub fn service(
     transport: Arc<dyn Transport>,
     options: &ScalerOptions,
 ) -> ExternalScalerServer<PushScaler> {
+    // KEDA's requests are a name, a namespace and a few metadata strings: anything near
+    // tonic's 4 MiB default is not KEDA.
     ExternalScalerServer::new(PushScaler::new(Watchers::new(
         transport,
         options.poll_interval,
     )))
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
+
+/// Largest request the scaler decodes (64 KiB).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Serves the scaler on `listener` until the server fails.
 pub async fn serve(

@@ -347,3 +347,32 @@ async fn a_broker_restart_does_not_end_the_stream() {
     );
     drop(running);
 }
+
+/// A request far larger than any KEDA sends is refused before it is decoded, and the
+/// server goes on answering normal ones.
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let t: Arc<dyn Transport> = Arc::new(
+        troupe_transport_embedded::EmbeddedTransport::open(
+            dir.path(),
+            troupe_transport_embedded::EmbeddedOptions::default(),
+        )
+        .unwrap(),
+    );
+    let queue = t.queue_name("a");
+    let mut scaler = start_scaler(t).await;
+    let mut big = scaled_object(&queue);
+    big.scaler_metadata.insert(
+        "padding".to_owned(),
+        "x".repeat(troupe_scaler::MAX_REQUEST_BYTES + 1),
+    );
+    let err = scaler.client.is_active(big).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+    let ok = scaler
+        .client
+        .is_active(scaled_object(&queue))
+        .await
+        .unwrap();
+    assert!(!ok.into_inner().result);
+}
