@@ -1,0 +1,1 @@
+//! The flow compiler (platform.md §4): see docs/flow-ir.md.
