@@ -2,6 +2,7 @@
 IR shape per supported construct, native-subset detection, treat-as precedence, rules
 extraction, and every rejected construct with its message and line:col."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -25,15 +26,16 @@ def run(path, *args, stdin=False):
     return subprocess.run(cmd, input=inp, capture_output=True, text=True, timeout=60)
 
 
+_spec = importlib.util.spec_from_file_location("flow_frontend", FRONTEND)
+frontend = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(frontend)
+
+
 def compile_src(tmp_path, src, func=None, rules=None, name="flows.py"):
-    f = tmp_path / name
-    f.write_text(textwrap.dedent(src).lstrip("\n"))
-    args = [func] if func else []
-    if rules is not None:
-        args += ["--rules-json", json.dumps(rules)]
-    out = run(f, *args)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    """In-process (fast); the CLI itself is covered by the tests that call run()."""
+    source = textwrap.dedent(src).lstrip("\n")
+    doc = frontend.compile_source(str(tmp_path / name), source, func, rules or [])
+    return json.loads(json.dumps(doc))
 
 
 def body(tmp_path, src, **kw):
@@ -461,3 +463,438 @@ def test_inline_calls_and_methods_are_code(tmp_path):
     assert b[1]["why"] == "calls mylib.tidy(): only a Python router can run it"
     assert b[2]["why"] == "calls p['items'].append(), a method: only a Python router can run it"
     assert b[3]["code"] == "p.update({'a': 1})"
+
+
+def test_local_helper_called_tool_style_is_inline(tmp_path):
+    b = body(tmp_path, """
+    def clean(text):
+        return text.strip()
+    def f(p):
+        p["t"] = clean(p["t"])
+        return p
+    """, func="f")
+    assert b[0]["kind"] == "code" and b[0]["why"].startswith("calls clean()")
+
+
+# ---- native subset -----------------------------------------------------------------------
+
+NATIVE = [
+    ('p["a"] and p["b"] or not p["c"]',
+     {"or": [{"and": [SUB_P("a"), SUB_P("b")]}, {"not": SUB_P("c")}]}),
+    ('"x" in p["tags"]', {"cmp": [{"const": "x"}, [["in", SUB_P("tags")]]]}),
+    ('p["x"] not in ("a", "b")',
+     {"cmp": [SUB_P("x"), [["not in", {"list": [{"const": "a"}, {"const": "b"}]}]]]}),
+    ('p["x"] is not None', {"cmp": [SUB_P("x"), [["is not", {"const": None}]]]}),
+    ('True is p["x"]', {"cmp": [{"const": True}, [["is", SUB_P("x")]]]}),
+    ('1 < p["x"] <= 3', {"cmp": [{"const": 1}, [["<", SUB_P("x")], ["<=", {"const": 3}]]]}),
+    ('p["a"] + 1 - 2 * 3', {"bin": ["-", {"bin": ["+", SUB_P("a"), {"const": 1}]},
+                                   {"bin": ["*", {"const": 2}, {"const": 3}]}]}),
+    ('p["a"] / 2 // 3 % 4 ** 5',
+     {"bin": ["%", {"bin": ["//", {"bin": ["/", SUB_P("a"), {"const": 2}]}, {"const": 3}]},
+              {"bin": ["**", {"const": 4}, {"const": 5}]}]}),
+    ('-p["x"] + +p["y"]', {"bin": ["+", {"neg": SUB_P("x")}, {"pos": SUB_P("y")}]}),
+    ('len(p["a"]) > 0', {"cmp": [{"call": ["len", SUB_P("a")]}, [[">", {"const": 0}]]]}),
+    ('str(p["n"]) + "x"', {"bin": ["+", {"call": ["str", SUB_P("n")]}, {"const": "x"}]}),
+    ('int(p["s"]) + float(p["f"])', {"bin": ["+", {"call": ["int", SUB_P("s")]},
+                                             {"call": ["float", SUB_P("f")]}]}),
+    ('bool(p)', {"call": ["bool", {"name": "p"}]}),
+    ('[1, 2.5, "s", None, p["a"]]', {"list": [{"const": 1}, {"const": 2.5}, {"const": "s"},
+                                              {"const": None}, SUB_P("a")]}),
+    ('{"k": p["v"], "n": {}}', {"dict": [[{"const": "k"}, SUB_P("v")],
+                                         [{"const": "n"}, {"dict": []}]]}),
+    ('p["a"] if p["t"] else p["b"]', {"ifexp": [SUB_P("t"), SUB_P("a"), SUB_P("b")]}),
+    ('p["a"][-1][0]', {"sub": [{"sub": [SUB_P("a"), {"neg": {"const": 1}}]}, {"const": 0}]}),
+]
+
+
+@pytest.mark.parametrize("code,native", NATIVE, ids=[c for c, _ in NATIVE])
+def test_native_expressions(tmp_path, code, native):
+    b = body(tmp_path, f"def f(p):\n    if {code}:\n        return p\n    return p\n")
+    assert b[0]["test"]["native"] == native
+    assert b[0]["test"]["why"] is None
+
+
+NOT_NATIVE = [
+    ('p["s"].upper() == "A"', "calls p['s'].upper(), a method"),
+    ('sorted(p["x"])', "calls sorted()"),
+    ('str()', "calls str() with other than one positional argument"),
+    ('len(p["a"], 2)', "calls len() with other than one positional argument"),
+    ('p["a"][1:]', "uses a slice `p['a'][1:]`"),
+    ('f"{p[\'a\']}"', "uses an f-string"),
+    ('p["x"] is p["y"]', "uses `is` with something other than None, True or False"),
+    ('p["a"] | p["b"]', "uses the operator |"),
+    ('~p["a"]', "uses the operator ~"),
+    ('{**p}', "uses ** unpacking in a dict display"),
+    ('{1: "a"}', "uses dict keys other than string literals"),
+    ('(p["a"], 1)', "uses a tuple display with computed items"),
+    ('{1, 2}', "uses a set display"),
+    ('b"x"', "uses the literal b'x'"),
+    ('1e999', "uses the literal 1e309"),
+    ('[*p["a"]]', "uses * unpacking"),
+    ('math.pi > 3', "reads the attribute `math.pi`"),
+    ('[x for x in p["a"]]', "uses a comprehension"),
+]
+
+
+@pytest.mark.parametrize("code,why", NOT_NATIVE, ids=[c for c, _ in NOT_NATIVE])
+def test_non_native_expressions_say_why(tmp_path, code, why):
+    b = body(tmp_path, f"import math\ndef f(p):\n    if {code}:\n        return p\n    return p\n",
+             func="f")
+    assert b[0]["test"]["native"] is None
+    assert b[0]["test"]["why"] == why + ": only a Python router can run it"
+
+
+def test_shadowed_builtin_is_not_native(tmp_path):
+    b = body(tmp_path, "from mylib import len\ndef f(p):\n    p['n'] = len(p['a'])\n"
+             "    return p\n", func="f")
+    assert b[0]["native"] is None and b[0]["why"].startswith("calls len()")
+
+
+def test_non_native_mutation_target_and_operator(tmp_path):
+    b = body(tmp_path, """
+    def f(p):
+        p["a"][1:] = [1]
+        p["b"] |= {"x": 1}
+        return p
+    """)
+    assert b[0]["native"] is None and "assigns to a slice" in b[0]["why"]
+    assert b[1]["native"] is None and b[1]["why"].startswith("uses the operator |=")
+
+
+def test_whole_state_assignment_has_empty_target(tmp_path):
+    b = body(tmp_path, "def f(p):\n    p = {'a': p['b']}\n    return p\n")
+    assert b[0]["native"] == {"assign": [[], {"dict": [[{"const": "a"}, SUB_P("b")]]}]}
+
+
+# ---- treat-as precedence -----------------------------------------------------------------
+
+PRECEDENCE_SRC = """
+from asya_lab.flow import actor, inline, unfold
+from mylib import imported
+
+@unfold
+def decorated(p):
+    p["d"] = 1
+    return p
+
+def local(p):
+    p["l"] = 1
+    return p
+
+def f(p):
+    p = {call}{comment}
+    return p
+"""
+
+
+def kind_of(tmp_path, call, comment="", rules=None):
+    src = PRECEDENCE_SRC.replace("{call}", call).replace("{comment}", comment)
+    b = body(tmp_path, src, func="f", rules=rules)
+    s = b[0]
+    if s["kind"] == "code":
+        return "inline"
+    return {"call": "actor", "unfold": "unfold", "group": "flow"}[s["kind"]]
+
+
+def test_comment_beats_decorator(tmp_path):
+    assert kind_of(tmp_path, "decorated(p)") == "unfold"
+    assert kind_of(tmp_path, "decorated(p)", "  # asya: actor") == "actor"
+    assert kind_of(tmp_path, "decorated(p)", "  # asya: inline") == "inline"
+
+
+def test_decorator_beats_wrapper(tmp_path):
+    assert kind_of(tmp_path, "actor(decorated)(p)") == "unfold"
+
+
+def test_wrapper_beats_rules(tmp_path):
+    rules = [{"match": "mylib.imported", "treat-as": "inline"}]
+    assert kind_of(tmp_path, "actor(imported)(p)", rules=rules) == "actor"
+    assert kind_of(tmp_path, "inline(local)(p)") == "inline"
+
+
+def test_rules_beat_defaults(tmp_path):
+    assert kind_of(tmp_path, "imported(p)") == "inline"
+    assert kind_of(tmp_path, "imported(p)",
+                   rules=[{"match": "mylib.imported", "treat-as": "actor"}]) == "actor"
+    assert kind_of(tmp_path, "local(p)") == "unfold"
+    assert kind_of(tmp_path, "local(p)",
+                   rules=[{"match": "flows.local", "treat-as": "actor"}]) == "actor"
+    assert kind_of(tmp_path, "stranger(p)") == "actor"
+    assert kind_of(tmp_path, "stranger(p)",
+                   rules=[{"match": "stranger", "treat-as": "inline"}]) == "inline"
+
+
+def test_defaults(tmp_path):
+    assert kind_of(tmp_path, "local(p)") == "unfold"
+    assert kind_of(tmp_path, "imported(p)") == "inline"
+    assert kind_of(tmp_path, "stranger(p)") == "actor"
+
+
+def test_definition_comment_and_config_kind(tmp_path):
+    b = body(tmp_path, """
+    def h(p):  # asya: actor
+        return p
+    def f(p):
+        p = h(p)
+        p = setup(p)  # asya: config
+        return p
+    """, func="f")
+    assert [s["kind"] for s in b] == ["call", "return"]
+
+
+def test_flow_decorator_inlines_as_group(tmp_path):
+    b = body(tmp_path, """
+    from asya_lab import flow as fl
+    @fl.flow
+    def sub(p):
+        return p
+    def f(p):
+        p = sub(p)
+        return p
+    """, func="f")
+    assert b[0]["kind"] == "group" and b[0]["flow"] == "sub"
+
+
+# ---- rules and configuration extraction --------------------------------------------------
+
+def actor_config(tmp_path, decorators, imports="", rules=None):
+    src = f"""
+{imports}
+from asya_lab.flow import actor
+@actor
+{decorators}
+def work(p):
+    return p
+def f(p):
+    p = work(p)
+    return p
+"""
+    doc = compile_src(tmp_path, src, func="f", rules=rules)
+    assert doc["errors"] == []
+    return doc["actors"]["work"]["config"]
+
+
+def test_tenacity_retry_extraction(tmp_path):
+    cfg = actor_config(tmp_path, "@tenacity.retry(stop=tenacity.stop_after_attempt(3), "
+                       "wait=tenacity.wait_exponential(multiplier=1, min=2, max=60))",
+                       "import tenacity")
+    assert cfg == {"policies": {"default": {"maxAttempts": 3, "initialDelay": "2s",
+                                            "maxInterval": "1m"}}}
+    cfg = actor_config(tmp_path, "@retry(stop=stop_after_attempt(5) | stop_after_delay(30), "
+                       "wait=wait_fixed(0.25))",
+                       "from tenacity import retry, stop_after_attempt, stop_after_delay, "
+                       "wait_fixed")
+    assert cfg == {"policies": {"default": {"maxAttempts": 5, "maxDuration": "30s",
+                                            "initialDelay": "250ms"}}}
+    cfg = actor_config(tmp_path, "@retry(stop=stop_after_delay(max_delay=3600))",
+                       "from tenacity import *")
+    assert cfg == {"policies": {"default": {"maxDuration": "1h"}}}
+
+
+def test_timeout_decorator_and_stamina(tmp_path):
+    assert actor_config(tmp_path, "@timeout_decorator.timeout(90.5)",
+                        "import timeout_decorator") == {"actorTimeout": "1m30s500ms"}
+    assert actor_config(tmp_path, "@stamina.retry(on=ValueError, attempts=4, timeout=120)",
+                        "import stamina") == {
+        "policies": {"default": {"maxAttempts": 4, "maxDuration": "2m"}}}
+
+
+def test_user_rule_extract_form(tmp_path):
+    rules = [{"match": "mylib.limits", "treat-as": "config",
+              "extract": {"seconds": "spec.resiliency.actorTimeout",
+                          "tries": "spec.resiliency.policies.slow.maxAttempts"}}]
+    cfg = actor_config(tmp_path, "@limits(seconds=45, tries=2)", "from mylib import limits",
+                       rules=rules)
+    assert cfg == {"actorTimeout": "45s", "policies": {"slow": {"maxAttempts": 2}}}
+
+
+def test_user_rule_where_tree_with_param_spec(tmp_path):
+    rules = [{"match": "mylib.guard", "where": [
+        {"param": {"arg": 0, "kwarg": "limit"}, "assign-to": "spec.resiliency.timeout.actor"},
+        {"param": "policy", "where": [
+            {"match": "backoff", "where": [
+                {"param": {"arg": 0}, "assign-to": "spec.resiliency.policies.default.backoff"},
+                {"param": "first", "assign-to":
+                 "spec.resiliency.policies.default.initialDelay"}]}]}]}]
+    cfg = actor_config(tmp_path, "@guard(12, policy=backoff(exponential, first=-0.5))",
+                       "from mylib import guard", rules=rules)
+    assert cfg == {"actorTimeout": "12s", "policies": {"default": {
+        "backoff": "exponential", "initialDelay": "-500ms"}}}
+    cfg = actor_config(tmp_path, "@guard(limit=\"2m\")", "from mylib import guard",
+                       rules=rules)
+    assert cfg == {"actorTimeout": "2m"}
+
+
+def test_user_rule_overrides_shipped(tmp_path):
+    rules = [{"match": "asyncio.timeout", "treat-as": "config",
+              "extract": {"delay": "spec.resiliency.policies.default.maxDuration"}}]
+    b = body(tmp_path, "import asyncio\nasync def f(p):\n    async with asyncio.timeout(5):\n"
+             "        p = h(p)\n    return p\n", rules=rules)
+    assert b[0]["values"] == {"policies": {"default": {"maxDuration": "5s"}}}
+
+
+def test_user_rule_config_with_block(tmp_path):
+    rules = [{"match": "budget.limit", "treat-as": "config",
+              "where": [{"param": "0", "assign-to": "spec.resiliency.actorTimeout"}]}]
+    b = body(tmp_path, "import budget\ndef f(p):\n    with budget.limit(600), budget.limit(7):\n"
+             "        p = h(p)\n    return p\n", rules=rules)
+    assert b[0]["kind"] == "config" and b[0]["values"] == {"actorTimeout": "7s"}
+
+
+def test_rules_json_on_the_command_line(tmp_path):
+    f = tmp_path / "flows.py"
+    f.write_text("import budget\ndef f(p):\n    with budget.limit(3):\n        p = h(p)\n"
+                 "    return p\n")
+    rules = [{"match": "budget.limit", "extract": {"0": "spec.resiliency.actorTimeout"}}]
+    out = run(f, "f", "--rules-json", json.dumps(rules))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["flows"][0]["body"][0]["values"] == {"actorTimeout": "3s"}
+
+
+# ---- rejected constructs: message fragment and line:col -----------------------------------
+
+REJECTED = [
+    ("for", "def f(p):\n    for x in p['i']:\n        p = h(p)\n    return p\n",
+     "for loops cannot be compiled: use a fan-out comprehension", 2, 5),
+    ("async_for", "async def f(p):\n    async for x in p['i']:\n        pass\n    return p\n",
+     "async for loops cannot be compiled", 2, 5),
+    ("yield", "def f(p):\n    p = h(p)\n    yield p\n", "yield cannot be compiled", 3, 5),
+    ("yield_from", "def f(p):\n    p['x'] = yield from g(p)\n    return p\n",
+     "yield cannot be compiled", 2, 14),
+    ("import", "def f(p):\n    import os\n    return p\n",
+     "import inside a flow cannot be compiled: move it to the top of the module", 2, 5),
+    ("from_import", "def f(p):\n    from os import path\n    return p\n",
+     "import inside a flow cannot be compiled", 2, 5),
+    ("global", "X = 1\ndef f(p):\n    global X\n    return p\n",
+     "global cannot be compiled: a flow keeps all state in p", 3, 5),
+    ("nonlocal", "def f(p):\n    nonlocal q\n    return p\n", "nonlocal cannot be compiled", 2, 5),
+    ("free_variable", "def f(p):\n    p['a'] = y + 1\n    return p\n",
+     "free variable `y`: a compiled flow keeps all state in p; store it as p[\"y\"]", 2, 14),
+    ("free_variable_in_test", "def f(p):\n    if ready:\n        return p\n    return p\n",
+     "free variable `ready`", 2, 8),
+    ("module_variable", "LIMIT = 3\ndef f(p):\n    p['a'] = LIMIT\n    return p\n",
+     "`LIMIT` is a module-level variable: a compiled flow sees only p", 3, 14),
+    ("nested_call", "def f(p):\n    p = a(b(p))\n    return p\n",
+     "nested call: b() is an actor call inside another expression", 2, 11),
+    ("nested_call_in_test", "def f(p):\n    if check(p):\n        return p\n    return p\n",
+     "nested call: check() is an actor call", 2, 8),
+    ("except_as", "def f(p):\n    try:\n        p = h(p)\n    except ValueError as e:\n"
+     "        pass\n    return p\n",
+     "except … as e cannot be compiled: the flow cannot see the exception object", 4, 5),
+    ("try_else", "def f(p):\n    try:\n        p = h(p)\n    except ValueError:\n"
+     "        pass\n    else:\n        p = g(p)\n    return p\n",
+     "try/else cannot be compiled: move the else body to the end of the try body", 7, 9),
+    ("try_finally_only", "def f(p):\n    try:\n        p = h(p)\n    finally:\n"
+     "        p = g(p)\n    return p\n",
+     "try/finally without except cannot be compiled: add an except clause", 2, 5),
+    ("try_star", "def f(p):\n    try:\n        p = h(p)\n    except* ValueError:\n"
+     "        pass\n    return p\n", "except* cannot be compiled", 2, 5),
+    ("multiple_targets", "def f(p):\n    p['a'] = p['b'] = 1\n    return p\n",
+     "multiple assignment targets (a = b = …) cannot be compiled", 2, 5),
+    ("tuple_target", "def f(p):\n    p['a'], p['b'] = 1, 2\n    return p\n",
+     "multiple assignment targets (a, b = …) cannot be compiled", 2, 5),
+    ("class_args", "class Model:\n    pass\ndef f(p):\n    p['m'] = Model(3)\n    return p\n",
+     "class instantiation with arguments `Model(3)` cannot be compiled", 4, 14),
+    ("class_args_method", "def f(p):\n    p = Summarizer(model='x').run(p)\n    return p\n",
+     "class instantiation with arguments `Summarizer(model='x')` cannot be compiled", 2, 9),
+    ("print", "def f(p):\n    print(p)\n    return p\n",
+     "print() is a side effect that a compiled flow does not run where you wrote it", 2, 5),
+    ("print_in_expr", "def f(p):\n    p['x'] = print(1)\n    return p\n",
+     "print() is a side effect", 2, 14),
+    ("return_value", "def f(p):\n    return p['x']\n",
+     "return of `p['x']` cannot be compiled: a flow returns its state", 2, 5),
+    ("return_nothing", "def f(p):\n    p = h(p)\n    return\n",
+     "return of nothing cannot be compiled", 3, 5),
+    ("lambda", "def f(p):\n    p['f'] = lambda: 1\n    return p\n",
+     "lambda cannot be compiled", 2, 14),
+    ("del", "def f(p):\n    del p['x']\n    return p\n",
+     "del cannot be compiled: write p.pop(\"k\", None)", 2, 5),
+    ("assert", "def f(p):\n    assert p['x']\n    return p\n",
+     "assert cannot be compiled: write if not …: raise ValueError", 2, 5),
+    ("match", "def f(p):\n    match p:\n        case _:\n            pass\n    return p\n",
+     "match cannot be compiled: use if/elif/else", 2, 5),
+    ("walrus", "def f(p):\n    if (n := p['x']):\n        return p\n    return p\n",
+     "the walrus operator := cannot be compiled", 2, 9),
+    ("async_with", "async def f(p):\n    async with lock():\n        p = h(p)\n    return p\n",
+     "async with lock() cannot be compiled: only configuration blocks", 2, 16),
+    ("with_other", "def f(p):\n    with open('x'):\n        pass\n    return p\n",
+     "with open('x') cannot be compiled: only configuration blocks", 2, 10),
+    ("with_as", "import asyncio\nasync def f(p):\n    async with asyncio.timeout(3) as t:\n"
+     "        p = h(p)\n    return p\n",
+     "async with … as t cannot be compiled: a configuration block binds no name", 3, 38),
+    ("suppress_around_actor", "import contextlib\ndef f(p):\n"
+     "    with contextlib.suppress(KeyError):\n        p = h(p)\n    return p\n",
+     "with contextlib.suppress(…) can hold only mutations", 3, 5),
+    ("assign_other_name", "def f(p):\n    x = h(p)\n    return p\n",
+     "assignment to `x`, a name other than p: a compiled flow keeps all state in p", 2, 5),
+    ("augassign_other_name", "def f(p):\n    n += 1\n    return p\n",
+     "assignment to `n`, a name other than p", 2, 5),
+    ("assign_attribute", "def f(p):\n    p.x = 1\n    return p\n",
+     "assignment to `p.x` cannot be compiled: only p and its keys can be assigned", 2, 5),
+    ("nested_def", "def f(p):\n    def g(q):\n        return q\n    return p\n",
+     "a def or class inside a flow cannot be compiled: define it at module level", 2, 5),
+    ("bare_raise_outside_except", "def f(p):\n    raise\n",
+     "bare raise outside an except block", 2, 5),
+    ("unknown_exception", "def f(p):\n    raise Oops('x')\n",
+     "unknown exception class `Oops`: import it or define it at module level", 2, 11),
+    ("raise_not_class", "def f(p):\n    raise p['e']\n", "raise needs an exception class", 2, 11),
+    ("break_outside_loop", "def f(p):\n    break\n",
+     "break outside a while loop", 2, 5),
+    ("continue_outside_loop", "def f(p):\n    if p['x']:\n        continue\n    return p\n",
+     "continue outside a while loop", 3, 9),
+    ("while_else", "def f(p):\n    while p['x']:\n        p = h(p)\n    else:\n"
+     "        p = g(p)\n    return p\n", "while/else cannot be compiled", 5, 9),
+    ("await_non_actor", "import mylib\nasync def f(p):\n    p['x'] = await mylib.get(p['y'])\n"
+     "    return p\n", "await is only allowed on an actor call", 3, 14),
+    ("await_in_test", "async def f(p):\n    if await ok(p):\n        return p\n    return p\n",
+     "await is only allowed on an actor call of its own", 2, 8),
+    ("state_replaced_by_tool", "def f(p):\n    p = tool(p['a'])\n    return p\n",
+     "p = tool(…) with arguments other than the state would replace the state", 2, 5),
+    ("computed_result_key", "def f(p):\n    p[p['k']] = tool(p['a'])\n    return p\n",
+     "the result of actor tool must go to a constant key", 2, 5),
+    ("fanout_mixed", "def f(p):\n    p['r'] = [a(p['x']), p['y']]\n    return p\n",
+     "a fan-out list holds only actor calls: `p['y']` is not one", 2, 26),
+    ("fanout_two_args", "def f(p):\n    p['r'] = [a(p['x'], 1), b(p)]\n    return p\n",
+     "a fan-out call passes exactly one argument", 2, 15),
+    ("fanout_filter", "def f(p):\n    p['r'] = [a(x) for x in p['i'] if x]\n    return p\n",
+     "a fan-out comprehension cannot filter (`if`)", 2, 39),
+    ("fanout_two_fors", "def f(p):\n    p['r'] = [a(x) for y in p['i'] for x in y]\n"
+     "    return p\n", "a fan-out comprehension has exactly one `for`", 2, 14),
+    ("fanout_to_state", "import asyncio\nasync def f(p):\n"
+     "    p = await asyncio.gather(a(p), b(p))\n    return p\n",
+     "fan-out results must go to a key", 3, 5),
+    ("gather_kwargs", "import asyncio\nasync def f(p):\n"
+     "    p['r'] = await asyncio.gather(a(p), return_exceptions=True)\n    return p\n",
+     "asyncio.gather keywords cannot be compiled", 3, 41),
+    ("star_args", "def f(p):\n    p['r'] = tool(*p['a'])\n    return p\n",
+     "*args in a call to actor tool cannot be compiled", 2, 19),
+    ("recursion", "from asya_lab.flow import flow\n@flow\ndef f(p):\n    p = f(p)\n    return p\n",
+     "f calls itself: recursion cannot be compiled", 4, 5),
+    ("flow_not_local", "from other import sub\ndef f(p):\n    p = sub(p)  # asya: flow\n"
+     "    return p\n", "sub is treated as flow but is not defined in this file", 3, 9),
+    ("unknown_comment_kind", "def f(p):\n    p = h(p)  # asya: actr\n    return p\n",
+     "unknown `# asya: actr`", 2, 9),
+    ("flow_param_name", "from asya_lab.flow import flow\n@flow\ndef f(x):\n    return x\n",
+     "flow parameter `x` must be named p, payload or state", 3, 7),
+    ("flow_two_params", "from asya_lab.flow import flow\n@flow\ndef f(p, q):\n    return p\n",
+     "flow f must take exactly one parameter", 3, 1),
+    ("actor_name_clash", "def f(p):\n    p = a_b(p)\n    p = a.b(p)\n    return p\n",
+     "`a.b` and `a_b` both become actor `a-b`: rename one of them", 3, 9),
+    ("bad_rule_value", "import asyncio\nasync def f(p):\n    async with asyncio.timeout(p['t']):\n"
+     "        p = h(p)\n    return p\n", "cannot read a value from `p['t']`", 3, 32),
+]
+
+
+@pytest.mark.parametrize("src,fragment,line,col", [r[1:] for r in REJECTED],
+                         ids=[r[0] for r in REJECTED])
+def test_rejected_construct(tmp_path, src, fragment, line, col):
+    errs = errors(tmp_path, src, func="f")
+    assert any(fragment in m and (ln, c) == (line, col) for ln, c, m in errs), errs
+
+
+def test_all_errors_are_collected(tmp_path):
+    errs = errors(tmp_path, "def f(p):\n    for x in p:\n        pass\n    x = 1\n"
+                  "    print(p)\n    return p['x']\n")
+    assert [(ln, c) for ln, c, _ in errs] == [(2, 5), (4, 5), (5, 5), (6, 5)]
+    assert all(" write " in m or ": use " in m or "instead" in m or "do it" in m
+               or "move" in m for _, _, m in errs)

@@ -186,6 +186,7 @@ class Module:
         self.tree = ast.parse(source, filename=str(path))
         self.comments = self._comments()
         self.imports = {}       # local name -> qualified name
+        self.star = []          # modules imported with `from m import *`
         self.import_src = []    # module-level import statements, re-emitted
         self.defs = {}          # module-level functions
         self.classes = {}       # module-level classes
@@ -224,6 +225,8 @@ class Module:
                     self.imports[a.asname or a.name] = f"{base}.{a.name}" if base else a.name
                 elif a.name != "*":
                     self.imports[a.asname or a.name] = None
+                elif base:
+                    self.star.append(base)
             if base != "__future__" and not (node.module or "").startswith("asya_lab"):
                 self.import_src.append(ast.unparse(node))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -257,9 +260,10 @@ class Module:
         return name
 
     def rule_for(self, qual, name):
+        names = {qual, name} | {f"{m}.{name}" for m in self.star}
         for rules in (self.user_rules, SHIPPED_RULES):
             for r in rules:
-                if r.get("match") in (qual, name):
+                if r.get("match") in names:
                     return r
         return None
 
@@ -328,7 +332,12 @@ class Module:
                 kind = rule.get("treat-as", "config")
         if kind is None:
             if local is not None:
-                kind = "unfold"
+                # A local helper called tool-style (`p["k"] = clean(p["t"])`) has no state
+                # to unfold into: it runs inside a router instead.
+                state_only = (len(call.args) == 1 and not call.keywords
+                              and isinstance(call.args[0], ast.Name)
+                              and call.args[0].id == ctx.param)
+                kind = "unfold" if state_only else "inline"
             elif root in self.imports and instance_of is None:
                 kind = "inline"
             elif root in BUILTINS and root not in self.globals and root not in self.classes:
@@ -401,7 +410,9 @@ class Module:
     def bind(self, call):
         bound = {kw.arg: kw.value for kw in call.keywords if kw.arg}
         name = dotted(call.func) or ""
-        params = KNOWN_PARAMS.get(self.qualify(name), [])
+        params = KNOWN_PARAMS.get(self.qualify(name))
+        if params is None:  # e.g. after `from tenacity import *`
+            params = next((v for k, v in KNOWN_PARAMS.items() if k.endswith("." + name)), [])
         for i, arg in enumerate(call.args):
             bound[str(i)] = arg
             bound[i] = arg
@@ -868,7 +879,7 @@ class Module:
         if name is None or self.qualify(name) != "asyncio.gather":
             return None
         if call.keywords:
-            raise CompileError(call.keywords[0].value, "asyncio.gather keywords cannot be "
+            raise CompileError(call.keywords[0], "asyncio.gather keywords cannot be "
                                "compiled: write asyncio.gather(a(x), b(y)) only")
         return call.args
 
@@ -1199,23 +1210,27 @@ def parse_args(argv):
     return pos[0], (pos[1] if len(pos) == 2 else None), rules
 
 
-def main(argv):
-    file, func, rules = parse_args(argv)
+def compile_source(file, source, func=None, rules=()):
+    """The IR document of `source` (read from `file`): the whole front end, minus the CLI."""
     path = Path(file)
     try:
-        source = path.read_text(encoding="utf-8")
+        mod = Module(path, source, list(rules))
+    except SyntaxError as e:
+        return {"version": 1, "file": file, "module": path.stem, "flows": [], "actors": {},
+                "imports": [], "errors": [{"file": file, "line": e.lineno or 1,
+                                           "col": e.offset or 1,
+                                           "message": f"syntax error: {e.msg}"}]}
+    mod.file = file
+    return mod.compile(func)
+
+
+def main(argv):
+    file, func, rules = parse_args(argv)
+    try:
+        source = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         usage(f"cannot read {file}: {e}")
-    try:
-        mod = Module(path, source, rules)
-    except SyntaxError as e:
-        doc = {"version": 1, "file": path.name, "module": path.stem, "flows": [],
-               "actors": {}, "imports": [],
-               "errors": [{"file": path.name, "line": e.lineno or 1, "col": e.offset or 1,
-                           "message": f"syntax error: {e.msg}"}]}
-    else:
-        mod.file = file
-        doc = mod.compile(func)
+    doc = compile_source(file, source, func, rules)
     json.dump(doc, sys.stdout, indent=1, ensure_ascii=False)
     sys.stdout.write("\n")
 
