@@ -88,49 +88,101 @@ def _called_names(tree, func):
     return seen
 
 
-def actors_called(sources, handler_names):
-    """Actor name → handler function for every handler any of the sources calls."""
-    out = {}
-    for text in sources.values():
-        for node in ast.walk(ast.parse(text)):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            if isinstance(f, ast.Name):
-                called = f.id
-            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-                called = f"{f.value.id}.{f.attr}"
-            else:
-                continue
-            func = called.replace(".", "_")
-            if func in handler_names:
-                out[reference.actor_name(called)] = func
-    return dict(sorted(out.items()))
+def _actor_calls(node, handler_names, local_defs):
+    """(called name, [(line, col, end_col, name written)]) for each call of a handler in node."""
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        f = call.func
+        if isinstance(f, ast.Name) and f.id in handler_names and f.id not in local_defs:
+            yield f.id, (f.lineno, f.col_offset, f.end_col_offset, f.id)
+        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                and f"{f.value.id}_{f.attr}" in handler_names:
+            # the method name is the last `len(attr)` characters of the expression
+            yield f"{f.value.id}.{f.attr}", (f.end_lineno, f.end_col_offset - len(f.attr),
+                                              f.end_col_offset, f.attr)
 
 
-def mesh_yaml(cases, actors, extra=""):
-    """troupe.yaml text declaring every flow of `cases` and every actor."""
+def isolated_flow_file(text, func, suffix, handler_names):
+    """The module of one flow for the mesh: the original imports, the flow and the local
+    defs it calls, every handler call renamed with `suffix` (`risky(p)` → `risky_f3(p)`,
+    `tools.shout(p)` → `tools.shout_f3(p)`).
+
+    Why: the compiler gives each called actor the error policies of the `try` blocks it is
+    called in, and the mesh merges them per actor; an actor shared by two flows would route
+    its errors to the other flow's except routers. One set of actors per flow keeps the
+    flows independent, so that each mismatch belongs to the flow that shows it (an actor
+    shared inside one flow stays shared). Returns (source, {actor: handler function}).
+    """
+    tree = ast.parse(text)
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    wanted = {func} | _called_names(tree, func)
+    if not any(isinstance(n, ast.Try) for name in wanted for n in ast.walk(defs[name])):
+        suffix = ""  # no try, no policies: sharing the actors is harmless and cheaper
+    lines = text.splitlines()
+    out = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    actors = {}
+    for name in [n for n in defs if n in wanted]:
+        node = defs[name]
+        first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        chunk = lines[first - 1:node.end_lineno]
+        edits = []
+        for called, (line, col, end, written) in _actor_calls(node, handler_names, defs):
+            edits.append((line - first, col, end, written + suffix))
+            renamed = called + suffix
+            actors[reference.actor_name(renamed)] = called.replace(".", "_")
+        for idx, col, end, new in sorted(edits, reverse=True):
+            row = chunk[idx]
+            chunk[idx] = row[:col] + new + row[end:]
+        out.append("\n".join(chunk))
+    return "\n\n\n".join(out) + "\n", actors
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshFlow:
+    """One flow as the mesh gets it: its name, its own module and the actors it calls."""
+    name: str      # flow name in troupe.yaml
+    file: str      # module in the mesh folder
+    func: str
+    origin: str    # the corpus / generated file it comes from
+    source: str
+    actors: dict   # actor name → handler function
+
+
+def mesh_flows(sources, cases):
+    """The flows of `cases`, one isolated module each (see isolated_flow_file)."""
+    handler_names = set(reference.handler_functions(reference.load_handlers()))
+    out = []
+    for k, (origin, func) in enumerate(sorted({(c.file, c.func) for c in cases})):
+        text, actors = isolated_flow_file(sources[origin], func, f"_f{k}", handler_names)
+        out.append(MeshFlow(func.replace("_", "-"), f"f{k}_{func}.py", func, origin, text, actors))
+    return out
+
+
+def mesh_yaml(flows):
+    """troupe.yaml text declaring the flows and every actor they call."""
+    actors = {}
+    for f in flows:
+        actors.update(f.actors)
     lines = ["# Written by tests/flows (the differential flow tests).", "fsync: never", "actors:"]
-    for actor, func in actors.items():
-        lines += [f"  - actor: {actor}", f"    handler: handlers.{func}"]
+    for actor, func in sorted(actors.items()):
+        # few replicas, quickly stopped: the mesh has hundreds of actors, each used briefly
+        lines += [f"  - actor: {actor}", f"    handler: handlers.{func}",
+                  "    scaling: {maxReplicaCount: 2, cooldownPeriod: 10}"]
     lines.append("flows:")
-    for file, func in sorted({(c.file, c.func) for c in cases}):
-        lines += [f"  - name: {func.replace('_', '-')}", f"    source: {file}:{func}"]
-    return "\n".join(lines) + "\n" + extra
+    for f in flows:
+        lines += [f"  - name: {f.name}", f"    source: {f.file}:{f.func}"]
+    return "\n".join(lines) + "\n"
 
 
-def write_mesh(root, sources, cases, extra=""):
-    """Writes the project folder for `cases`; returns the troupe.yaml path."""
+def write_mesh(root, flows):
+    """Writes the project folder of `flows` (MeshFlow list) under `root`."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    handlers_mod = reference.load_handlers()
-    for name, text in sources.items():
-        (root / name).write_text(text)
+    for f in flows:
+        (root / f.file).write_text(f.source)
     (root / "handlers.py").write_text((CORPUS / "handlers.py").read_text())
-    actors = actors_called(sources, set(reference.handler_functions(handlers_mod)))
-    path = root / "troupe.yaml"
-    path.write_text(mesh_yaml(cases, actors, extra))
-    return path
+    (root / "troupe.yaml").write_text(mesh_yaml(flows))
 
 
 def describe(sources, case, expected, actual):

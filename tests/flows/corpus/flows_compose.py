@@ -6,6 +6,7 @@ platform.md §4.1's example flow, in their nestings.
 import asyncio
 
 from asya_lab.flow import flow
+from handlers import RateLimitError
 
 
 async def async_seq(p):

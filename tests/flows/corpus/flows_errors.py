@@ -4,7 +4,12 @@ raise (in the flow, inside except, bare re-raise), errors raised by routers.
 `risky`, `risky_b`, `risky_c` fail when the payload asks them to: `p["fail"][name]` is an
 error kind of handlers.ERRORS (`rate`, `timeout`, `quota`, `openai`, `value`, `key`, ...),
 optionally `{"kind", "mod", "rem"}` to fail only when `p["x"] % mod == rem`.
+Error classes are imported, as a user's flow would; `openai.APITimeoutError` is only named
+in an except clause (matched by name: the mesh never imports openai).
 """
+
+import handlers
+from handlers import QuotaError, RateLimitError, RetryableError
 
 
 def try_typed(p):

@@ -139,6 +139,12 @@ def non_native_calls(p):
     return p
 
 
+def method_on_call_result(p):
+    p["padded"] = str(p["v"]).zfill(3)
+    p["words"] = len(p["s"].split())
+    return p
+
+
 def non_native_condition(p):
     if p["s"].upper() == "YES":
         p = a(p)
@@ -247,6 +253,7 @@ INPUTS = {
     "subscripts": [{"l": [1, 2, 3], "i": 1, "s": "abc", "d": {"inner": {"v": 5}, "k": "kk"}, "key": "k"},
                    {"l": ["x"], "i": -1, "s": "héllo", "d": {"inner": {"v": None}, "7": 1}, "key": "7"}],
     "non_native_calls": [{"s": "abc", "l": [3, 1, 2], "f": 2.46}],
+    "method_on_call_result": [{"v": 7, "s": "a b  c"}, {"v": -12, "s": ""}],
     "non_native_condition": [{"s": "yes"}, {"s": "no"}, {"s": "maybe"}],
     "mixed_batch": [{"x": 2, "l": [1, 2, 3]}, {"x": -1, "l": []}],
     "non_native_loop": [{"s": "", "want": 3}, {"s": "banana", "want": 2}],

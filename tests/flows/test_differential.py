@@ -1,0 +1,72 @@
+"""Differential tests of the flow compiler (issue 11): every corpus flow with each of its
+inputs, and generated flows, run (a) as plain Python calling the handlers in this process
+(reference.py) and (b) compiled and run through `troupe up`, once with native routers and
+once with `--no-native-routers`; the results must be equal: the final payload (which
+branch and except clause ran, loop counts, fan-out order, all visible in it) or the
+uncaught error's type and message.
+
+One mesh per mode holds every flow. TROUPE_FLOW_SEEDS sets how many generated flows run
+(default 30: seeds 0..29). A failure prints the flow's source, the input and both results.
+"""
+
+import os
+
+import pytest
+
+import cases
+import mesh_run
+import reference
+from e2e_conftest import Mesh, troupe_binary
+
+SEEDS = range(int(os.environ.get("TROUPE_FLOW_SEEDS", "30")))
+
+SOURCES, CORPUS_CASES = cases.corpus_cases()
+_GEN_SOURCES, GENERATED_CASES = cases.generated_cases(SEEDS)
+SOURCES.update(_GEN_SOURCES)
+ALL_CASES = CORPUS_CASES + GENERATED_CASES
+FLOWS = cases.mesh_flows(SOURCES, ALL_CASES)
+
+_MODULES = {}
+
+
+def expected(case):
+    """The reference result (plain Python)."""
+    if case.file not in _MODULES:
+        _MODULES[case.file] = reference.load_module(SOURCES[case.file], case.file)
+    return reference.call_flow(_MODULES[case.file], case.func, case.payload)
+
+
+@pytest.fixture(scope="module", params=["native", "python-routers"])
+def flow_mesh(request, tmp_path_factory):
+    """A running mesh with every flow, and the results of every case through it."""
+    binary = troupe_binary()
+    if not binary.exists():
+        pytest.fail(f"troupe binary not found at {binary}: run `cargo build -p troupe-cli` first")
+    if not mesh_run.flows_supported(binary):
+        pytest.skip(f"{binary} does not run flows yet (`troupe up --help` has no "
+                    "--no-native-routers): the differential flow tests need the flows: integration")
+    mesh = Mesh(binary, tmp_path_factory.mktemp(f"flows-{request.param}"))
+    run = mesh_run.FlowMesh(mesh, FLOWS, native=request.param == "native")
+    try:
+        run.start()
+        results = run.run(ALL_CASES)
+    finally:
+        mesh.stop()
+    return run, results
+
+
+def case_id(case):
+    return f"{'gen' if case.file == cases.GENERATED_FILE else 'corpus'}-{case.id}"
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[case_id(c) for c in ALL_CASES])
+def test_flow_gives_the_plain_python_result(flow_mesh, case):
+    run, results = flow_mesh
+    want = expected(case)
+    if case.flow_name in run.compile_errors:
+        pytest.fail(f"the flow does not compile, but runs as plain Python:\n"
+                    f"{run.compile_errors[case.flow_name]}\n\n"
+                    + cases.describe(SOURCES, case, want, {"compile error": True}), pytrace=False)
+    got = results[mesh_run.key(case)]
+    if reference.canonical(got) != reference.canonical(want):
+        pytest.fail(cases.describe(SOURCES, case, want, got), pytrace=False)
