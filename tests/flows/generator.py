@@ -8,6 +8,11 @@ async flows), early return, native and non-native mutations and conditions, over
 corpus handlers — plus a few inputs that make its branches and failures differ. The same
 seed always gives the same source and inputs (only `random.Random(seed)` is used).
 
+Each failing actor has at most one call site in a flow: the compiler routes an actor's
+errors by the policies of the `try` blocks it is called in, merged per actor, so an actor
+called in two `try` blocks cannot tell them apart (the corpus's `same_actor_two_tries`
+shows that on its own); generated flows test everything else.
+
 Loops are bounded so that no run reaches the routers' loop guard (100 iterations): every
 loop runs at most MAX_LOOP times per entry, so even three nested loops stay under it.
 """
@@ -19,7 +24,7 @@ MAX_DEPTH = 3
 MAX_LOOP = 3
 
 CALLS = ["a", "b", "c", "d", "e", "inc", "bump_x"]
-RISKY = ["risky", "risky_b", "risky_c"]
+RISKY = ["risky", "risky_b", "risky_c", "risky_d", "risky_e", "risky_f", "risky_g"]
 FAIL_KINDS = ["rate", "timeout", "quota", "value", "key", "type"]
 CLAUSES = ["RateLimitError", "ValueError", "(KeyError, TypeError)", "handlers.UpstreamTimeout",
            "RetryableError", "(QuotaError, RateLimitError)", "LookupError", "Exception"]
@@ -41,6 +46,17 @@ class _Gen:
         self.ids = 0
         self.is_async = self.rng.random() < 0.3
         self.kinds = set()
+        self.risky = list(RISKY)
+        self.rng.shuffle(self.risky)
+        self.used_risky = []
+
+    def take_risky(self):
+        """A failing actor not called elsewhere in the flow, or None when all are used."""
+        if not self.risky:
+            return None
+        name = self.risky.pop()
+        self.used_risky.append(name)
+        return name
 
     def uid(self):
         self.ids += 1
@@ -109,7 +125,8 @@ class _Gen:
         if roll < 0.35:
             return [self.call(r.choice(CALLS))]
         if roll < 0.45:
-            return [self.call(r.choice(RISKY))]
+            name = self.take_risky()
+            return [self.call(name or r.choice(CALLS))]
         if roll < 0.75:
             return [self.mutation()]
         if roll < 0.85:
@@ -168,7 +185,9 @@ class _Gen:
         self.kinds.add("try")
         stmts = self.statements(depth, in_loop, True)
         # a failing handler somewhere in the body, so that the except clauses can run
-        stmts.insert(r.randint(0, len(stmts)), [self.call(r.choice(RISKY))])
+        name = self.take_risky()
+        if name:
+            stmts.insert(r.randint(0, len(stmts)), [self.call(name)])
         body = [line for stmt in stmts for line in stmt]
         out = ["try:"] + self.indent(body)
         clauses = r.sample(CLAUSES, r.randint(1, 2))
@@ -196,7 +215,7 @@ class _Gen:
     def payload(self):
         r = self.rng
         fail = {}
-        for name in RISKY:
+        for name in sorted(self.used_risky):
             roll = r.random()
             if roll < 0.3:
                 fail[name] = r.choice(FAIL_KINDS)

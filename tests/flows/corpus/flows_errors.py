@@ -191,6 +191,19 @@ def except_body_fails(p):
     return p
 
 
+def same_actor_two_tries(p):
+    try:
+        p = risky(p)
+    except ValueError:
+        p = on_value(p)
+    p = bump_x(p)
+    try:
+        p = risky(p)
+    except RateLimitError:
+        p = on_rate(p)
+    return p
+
+
 def retry_loop(p):
     p["tries"] = 0
     while p["tries"] < 5:
@@ -305,6 +318,9 @@ INPUTS = {
     "failed_call_keeps_input": [{}],
     "except_body_fails": [{}, {"fail": {"risky": "value"}}, {"fail": {"risky": "value", "risky_b": "rate"}},
                           {"fail": {"risky": "value", "risky_b": "quota"}}],
+    "same_actor_two_tries": [{"x": 0}, {"x": 0, "fail": {"risky": {"kind": "rate", "mod": 2, "rem": 1}}},
+                             {"x": 0, "fail": {"risky": {"kind": "value", "mod": 2, "rem": 1}}},
+                             {"x": 1, "fail": {"risky": {"kind": "value", "mod": 2, "rem": 1}}}],
     "retry_loop": [{"x": 0, "fail": {"risky": {"kind": "rate", "mod": 3, "rem": 1}}},
                    {"x": 1, "fail": {"risky": {"kind": "rate", "mod": 3, "rem": 1}}},
                    {"x": 0, "fail": {"risky": "rate"}},

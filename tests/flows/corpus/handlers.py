@@ -184,6 +184,27 @@ def risky_c(p):
     return _mark(p, "risky_c")
 
 
+# More failing actors for generated flows, which give each failing actor one call site.
+def risky_d(p):
+    _maybe_fail(p, "risky_d")
+    return _mark(p, "risky_d")
+
+
+def risky_e(p):
+    _maybe_fail(p, "risky_e")
+    return _mark(p, "risky_e")
+
+
+def risky_f(p):
+    _maybe_fail(p, "risky_f")
+    return _mark(p, "risky_f")
+
+
+def risky_g(p):
+    _maybe_fail(p, "risky_g")
+    return _mark(p, "risky_g")
+
+
 def half_then_fail(p):
     """Changes the payload, then fails: the except path must not see the change."""
     p["half"] = True
