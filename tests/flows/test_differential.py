@@ -9,7 +9,9 @@ One mesh per mode holds every flow. TROUPE_FLOW_SEEDS sets how many generated fl
 (default 30: seeds 0..29). A failure prints the flow's source, the input and both results.
 """
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,22 +38,39 @@ def expected(case):
     return reference.call_flow(_MODULES[case.file], case.func, case.payload)
 
 
+def selected_cases(session):
+    """The cases of the tests this run selected (`-k try_` starts a mesh with those flows only)."""
+    chosen = [item.callspec.params["case"] for item in session.items
+              if getattr(item, "callspec", None) and "case" in item.callspec.params]
+    return chosen or ALL_CASES
+
+
 @pytest.fixture(scope="module", params=["native", "python-routers"])
 def flow_mesh(request, tmp_path_factory):
-    """A running mesh with every flow, and the results of every case through it."""
+    """A running mesh with every selected flow, and the results of every case through it."""
     binary = troupe_binary()
     if not binary.exists():
         pytest.fail(f"troupe binary not found at {binary}: run `cargo build -p troupe-cli` first")
     if not mesh_run.flows_supported(binary):
         pytest.skip(f"{binary} does not run flows yet (`troupe up --help` has no "
                     "--no-native-routers): the differential flow tests need the flows: integration")
+    chosen = selected_cases(request.session)
+    names = {c.flow_name for c in chosen}
     mesh = Mesh(binary, tmp_path_factory.mktemp(f"flows-{request.param}"))
-    run = mesh_run.FlowMesh(mesh, FLOWS, native=request.param == "native")
+    run = mesh_run.FlowMesh(mesh, [f for f in FLOWS if f.name in names], native=request.param == "native")
     try:
         run.start()
-        results = run.run(ALL_CASES)
+        results = run.run(chosen)
     finally:
         mesh.stop()
+    dump = os.environ.get("TROUPE_FLOW_DUMP")
+    if dump:
+        # Every case's two results, for triage: TROUPE_FLOW_DUMP=/tmp/d.json pytest ...
+        path = Path(f"{dump}.{request.param}.json")
+        path.write_text(json.dumps([
+            {"case": case_id(c), "input": c.payload, "reference": expected(c),
+             "troupe": results.get(mesh_run.key(c), {"compile error": run.compile_errors.get(c.flow_name)})}
+            for c in chosen], indent=1))
     return run, results
 
 
