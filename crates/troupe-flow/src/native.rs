@@ -110,29 +110,39 @@ impl NativeRouters {
     pub fn run(&self, env: Envelope) -> Result<Vec<Envelope>, RouterFailure> {
         let mut env = env;
         loop {
-            let Some(entry) = self.routers.get(&env.route.curr) else {
+            if !self.contains(&env.route.curr) {
                 return Ok(vec![env]);
-            };
-            match apply(&entry.info, entry.max_iterations, &env) {
-                Ok(mut out) if out.len() == 1 => {
-                    if let Some(next) = out.pop() {
-                        env = next;
-                    }
-                }
-                Ok(out) => return Ok(out),
-                Err(raised) => match catch(&entry.info, &raised) {
-                    Some(target) => env = routed(env, target, &raised),
-                    None => {
-                        return Err(RouterFailure {
-                            router: entry.info.name.clone(),
-                            error_type: raised.error_type,
-                            message: raised.message,
-                            mro: raised.mro,
-                            envelope: Box::new(env),
-                        })
-                    }
-                },
             }
+            let mut out = self.step(env)?;
+            if out.len() != 1 {
+                return Ok(out);
+            }
+            match out.pop() {
+                Some(next) => env = next,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Applies exactly one router, the native router at `route.curr` (an envelope at any
+    /// other actor comes back unchanged): its output envelopes, the envelope routed to
+    /// the except router that catches its error, or the failure.
+    pub fn step(&self, env: Envelope) -> Result<Vec<Envelope>, RouterFailure> {
+        let Some(entry) = self.routers.get(&env.route.curr) else {
+            return Ok(vec![env]);
+        };
+        match apply(&entry.info, entry.max_iterations, &env) {
+            Ok(out) => Ok(out),
+            Err(raised) => match catch(&entry.info, &raised) {
+                Some(target) => Ok(vec![routed(env, target, &raised)]),
+                None => Err(RouterFailure {
+                    router: entry.info.name.clone(),
+                    error_type: raised.error_type,
+                    message: raised.message,
+                    mro: raised.mro,
+                    envelope: Box::new(env),
+                }),
+            },
         }
     }
 }

@@ -93,6 +93,16 @@ fn reraises(body: &[Stmt]) -> bool {
     })
 }
 
+/// The context of a fan-out's slice actors: no except clauses. A failed slice would reach
+/// the except router with the slice's payload instead of the state while the fan-in keeps
+/// waiting for it, so slice errors are not caught: they fail the task (docs/decisions.md
+/// "Flow routing"). The fan-out router's own errors are caught as usual.
+fn slice_ctx(ctx: &Ctx) -> Ctx {
+    let mut c = ctx.clone();
+    c.catches.clear();
+    c
+}
+
 impl Lowerer<'_> {
     /// The steps of a block whose static continuation is `cont`.
     pub(crate) fn block(&mut self, stmts: &[Stmt], ctx: &Ctx, cont: &[String]) -> Vec<String> {
@@ -234,12 +244,10 @@ impl Lowerer<'_> {
                 finally,
             } => self.try_stmt(s, body, handlers, finally, ctx, cont),
             StmtKind::Fanout { target, calls } => {
-                if self.reject_fanout_in_try(ctx, line, col) {
-                    return Vec::new();
-                }
                 let (name, fanin) = self.fanout_names(line);
+                let slice_ctx = slice_ctx(ctx);
                 for c in calls {
-                    self.call(&c.actor, None, c.line, c.col, ctx);
+                    self.call(&c.actor, None, c.line, c.col, &slice_ctx);
                 }
                 let why_not = calls.iter().find_map(|c| why(&c.arg));
                 let op = Op::Fanout {
@@ -271,11 +279,8 @@ impl Lowerer<'_> {
                 iterable,
                 arg,
             } => {
-                if self.reject_fanout_in_try(ctx, line, col) {
-                    return Vec::new();
-                }
                 let (name, fanin) = self.fanout_names(line);
-                self.call(actor, None, line, col, ctx);
+                self.call(actor, None, line, col, &slice_ctx(ctx));
                 let why_not = why(iterable).or_else(|| why(arg));
                 let op = Op::FanoutEach {
                     fanin,
@@ -393,6 +398,14 @@ impl Lowerer<'_> {
             guarded.func.finallys.insert(0, fin.clone());
         }
         let after_handler = concat(&[&fin, cont]);
+        // An error in the body or a handler that an outer clause catches runs this
+        // try's finally first.
+        let outer: Vec<CatchCtx> = ctx
+            .catches
+            .iter()
+            .map(|c| self.via(c, &fin, s.line, s.col, ctx))
+            .collect();
+        guarded.catches = outer.clone();
         let mut clauses = Vec::new();
         for (i, h) in handlers.iter().enumerate() {
             let h_steps = self.block(&h.body, &guarded, &after_handler);
@@ -420,14 +433,8 @@ impl Lowerer<'_> {
                 keep_error,
             });
         }
-        let bare = clauses.iter().any(|c| c.errors.is_empty());
-        if !bare {
-            for outer in &ctx.catches {
-                clauses.push(self.via(outer, &fin, s.line, s.col, ctx));
-                if outer.errors.is_empty() {
-                    break;
-                }
-            }
+        if !clauses.iter().any(|c| c.errors.is_empty()) {
+            clauses.extend(outer);
         }
         let mut body_ctx = guarded;
         body_ctx.catches = clauses;
@@ -462,14 +469,6 @@ impl Lowerer<'_> {
             steps,
             keep_error: outer.keep_error,
         }
-    }
-
-    fn reject_fanout_in_try(&mut self, ctx: &Ctx, line: u32, col: u32) -> bool {
-        if ctx.catches.is_empty() {
-            return false;
-        }
-        self.diag(line, col, "a fan-out inside try cannot be compiled (a failed slice cannot reach the except clause with the state): move the fan-out out of the try, or catch the error inside the called actor");
-        true
     }
 
     fn fanout_names(&mut self, line: u32) -> (String, String) {
