@@ -88,22 +88,46 @@ def _called_names(tree, func):
     return seen
 
 
+def _contexts(node, ctx=(), out=None):
+    """{id(call node): the try bodies and with blocks around it (node ids, outermost first)}."""
+    out = {} if out is None else out
+    if isinstance(node, ast.Call):
+        out[id(node)] = ctx
+    if isinstance(node, ast.Try):
+        for child in node.body:
+            _contexts(child, ctx + (id(node),), out)
+        for child in node.handlers + node.orelse + node.finalbody:
+            _contexts(child, ctx, out)
+        return out
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        for child in node.items:
+            _contexts(child, ctx, out)
+        for child in node.body:
+            _contexts(child, ctx + (id(node),), out)
+        return out
+    for child in ast.iter_child_nodes(node):
+        _contexts(child, ctx, out)
+    return out
+
+
 def _actor_calls(node, handler_names, local_defs):
-    """(called name, [(line, col, end_col, name written)]) for each call of a handler in node."""
+    """(called name, (line, col, end_col, name written), context) for each handler call."""
+    contexts = _contexts(node)
     for call in ast.walk(node):
         if not isinstance(call, ast.Call):
             continue
         f = call.func
+        ctx = contexts.get(id(call), ())
         if isinstance(f, ast.Name) and f.id in handler_names and f.id not in local_defs:
-            yield f.id, (f.lineno, f.col_offset, f.end_col_offset, f.id)
+            yield f.id, (f.lineno, f.col_offset, f.end_col_offset, f.id), ctx
         elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
                 and f"{f.value.id}_{f.attr}" in handler_names:
             # the method name is the last `len(attr)` characters of the expression
             yield f"{f.value.id}.{f.attr}", (f.end_lineno, f.end_col_offset - len(f.attr),
-                                              f.end_col_offset, f.attr)
+                                              f.end_col_offset, f.attr), ctx
 
 
-def isolated_flow_file(text, func, suffix, handler_names):
+def isolated_flow_file(text, func, suffix, handler_names, per_context=False):
     """The module of one flow for the mesh: the original imports, the flow and the local
     defs it calls, every handler call renamed with `suffix` (`risky(p)` → `risky_f3(p)`,
     `tools.shout(p)` → `tools.shout_f3(p)`).
@@ -119,6 +143,7 @@ def isolated_flow_file(text, func, suffix, handler_names):
     wanted = {func} | _called_names(tree, func)
     if not any(isinstance(n, ast.Try) for name in wanted for n in ast.walk(defs[name])):
         suffix = ""  # no try, no policies: sharing the actors is harmless and cheaper
+    numbers = {}
     lines = text.splitlines()
     out = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     actors = {}
@@ -127,9 +152,12 @@ def isolated_flow_file(text, func, suffix, handler_names):
         first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         chunk = lines[first - 1:node.end_lineno]
         edits = []
-        for called, (line, col, end, written) in _actor_calls(node, handler_names, defs):
-            edits.append((line - first, col, end, written + suffix))
-            renamed = called + suffix
+        for called, (line, col, end, written), ctx in _actor_calls(node, handler_names, defs):
+            tail = suffix
+            if per_context and ctx:
+                tail += f"_c{numbers.setdefault(ctx, len(numbers) + 1)}"
+            edits.append((line - first, col, end, written + tail))
+            renamed = called + tail
             actors[reference.actor_name(renamed)] = called.replace(".", "_")
         for idx, col, end, new in sorted(edits, reverse=True):
             row = chunk[idx]
@@ -154,7 +182,8 @@ def mesh_flows(sources, cases):
     handler_names = set(reference.handler_functions(reference.load_handlers()))
     out = []
     for k, (origin, func) in enumerate(sorted({(c.file, c.func) for c in cases})):
-        text, actors = isolated_flow_file(sources[origin], func, f"_f{k}", handler_names)
+        text, actors = isolated_flow_file(sources[origin], func, f"_f{k}", handler_names,
+                                          per_context=origin == GENERATED_FILE)
         out.append(MeshFlow(func.replace("_", "-"), f"f{k}_{func}.py", func, origin, text, actors))
     return out
 

@@ -11,7 +11,9 @@ seed always gives the same source and inputs (only `random.Random(seed)` is used
 Each failing actor has at most one call site in a flow: the compiler routes an actor's
 errors by the policies of the `try` blocks it is called in, merged per actor, so an actor
 called in two `try` blocks cannot tell them apart (the corpus's `same_actor_two_tries`
-shows that on its own); generated flows test everything else.
+shows that on its own; the compiler refuses it); generated flows test everything else,
+and their mesh copies give every try context its own actor names (cases.py). No fan-out
+inside a try body (the compiler refuses it; the corpus's `fan_in_try` shows it).
 
 Loops are bounded so that no run reaches the routers' loop guard (100 iterations): every
 loop runs at most MAX_LOOP times per entry, so even three nested loops stay under it.
@@ -95,7 +97,7 @@ class _Gen:
             f'p["x"] = (p["x"] + {r.randint(1, 3)}) % 10',
             f'p["m{i}"] = {{"v": p["v"], "ok": p["v"] > {r.randint(0, 20)}}}',
             # outside the native subset
-            'p["log"] += [str(p["v"]).zfill(3)]',
+            'p["log"] += ["%03d" % p["v"]]',
             f'p["s"] = p["s"].upper() + "{i}"',
         ]
         return r.choice(options)
@@ -129,7 +131,7 @@ class _Gen:
             return [self.call(name or r.choice(CALLS))]
         if roll < 0.75:
             return [self.mutation()]
-        if roll < 0.85:
+        if roll < 0.85 and not in_try:
             return self.fanout()
         if roll < 0.92 and in_loop:
             self.kinds.add("break/continue")

@@ -5,7 +5,8 @@ once with `--no-native-routers`; the results must be equal: the final payload (w
 branch and except clause ran, loop counts, fan-out order, all visible in it) or the
 uncaught error's type and message.
 
-One mesh per mode holds every flow. TROUPE_FLOW_SEEDS sets how many generated flows run
+One mesh per mode holds every flow (Python routers: 40 flows per mesh, see mesh_size).
+TROUPE_FLOW_SEEDS sets how many generated flows run
 (default 30: seeds 0..29). A failure prints the flow's source, the input and both results.
 """
 
@@ -38,6 +39,16 @@ def expected(case):
     return reference.call_flow(_MODULES[case.file], case.func, case.payload)
 
 
+def mesh_size(mode):
+    """Flows per mesh: every flow in one mesh, but with Python routers every router is an
+    actor kept warm (one Python process each), so that mode runs the flows in several
+    meshes, one after the other. TROUPE_FLOW_MESH_SIZE overrides (0 = one mesh)."""
+    env = os.environ.get("TROUPE_FLOW_MESH_SIZE")
+    if env is not None:
+        return int(env)
+    return 0 if mode == "native" else 40
+
+
 def selected_cases(session):
     """The cases of the tests this run selected (`-k try_` starts a mesh with those flows only)."""
     chosen = [item.callspec.params["case"] for item in session.items
@@ -56,22 +67,29 @@ def flow_mesh(request, tmp_path_factory):
                     "--no-native-routers): the differential flow tests need the flows: integration")
     chosen = selected_cases(request.session)
     names = {c.flow_name for c in chosen}
-    mesh = Mesh(binary, tmp_path_factory.mktemp(f"flows-{request.param}"))
-    run = mesh_run.FlowMesh(mesh, [f for f in FLOWS if f.name in names], native=request.param == "native")
-    try:
-        run.start()
-        results = run.run(chosen)
-    finally:
-        mesh.stop()
+    flows = [f for f in FLOWS if f.name in names]
+    size = mesh_size(request.param) or len(flows)
+    results, compile_errors = {}, {}
+    for start in range(0, len(flows), size):
+        chunk = flows[start:start + size]
+        in_chunk = {f.name for f in chunk}
+        mesh = Mesh(binary, tmp_path_factory.mktemp(f"flows-{request.param}"))
+        run = mesh_run.FlowMesh(mesh, chunk, native=request.param == "native")
+        try:
+            run.start()
+            results.update(run.run([c for c in chosen if c.flow_name in in_chunk]))
+        finally:
+            mesh.stop()
+        compile_errors.update(run.compile_errors)
     dump = os.environ.get("TROUPE_FLOW_DUMP")
     if dump:
         # Every case's two results, for triage: TROUPE_FLOW_DUMP=/tmp/d.json pytest ...
         path = Path(f"{dump}.{request.param}.json")
         path.write_text(json.dumps([
             {"case": case_id(c), "input": c.payload, "reference": expected(c),
-             "troupe": results.get(mesh_run.key(c), {"compile error": run.compile_errors.get(c.flow_name)})}
+             "troupe": results.get(mesh_run.key(c), {"compile error": compile_errors.get(c.flow_name)})}
             for c in chosen], indent=1))
-    return run, results
+    return compile_errors, results
 
 
 def case_id(case):
@@ -80,11 +98,11 @@ def case_id(case):
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[case_id(c) for c in ALL_CASES])
 def test_flow_gives_the_plain_python_result(flow_mesh, case):
-    run, results = flow_mesh
+    compile_errors, results = flow_mesh
     want = expected(case)
-    if case.flow_name in run.compile_errors:
+    if case.flow_name in compile_errors:
         pytest.fail(f"the flow does not compile, but runs as plain Python:\n"
-                    f"{run.compile_errors[case.flow_name]}\n\n"
+                    f"{compile_errors[case.flow_name]}\n\n"
                     + cases.describe(SOURCES, case, want, {"compile error": True}), pytrace=False)
     got = results[mesh_run.key(case)]
     if reference.canonical(got) != reference.canonical(want):

@@ -145,6 +145,14 @@ def method_on_call_result(p):
     return p
 
 
+def string_formatting(p):
+    p["pct"] = "%03d" % p["v"]
+    p["lit"] = "%d%%" % p["v"]
+    p["pair"] = "%s-%s" % (p["s"], p["v"])
+    p["float"] = "%.2f" % p["f"]
+    return p
+
+
 def non_native_condition(p):
     if p["s"].upper() == "YES":
         p = a(p)
@@ -254,6 +262,7 @@ INPUTS = {
                    {"l": ["x"], "i": -1, "s": "héllo", "d": {"inner": {"v": None}, "7": 1}, "key": "7"}],
     "non_native_calls": [{"s": "abc", "l": [3, 1, 2], "f": 2.46}],
     "method_on_call_result": [{"v": 7, "s": "a b  c"}, {"v": -12, "s": ""}],
+    "string_formatting": [{"v": 7, "s": "a", "f": 2.345}, {"v": -12, "s": "", "f": 1}],
     "non_native_condition": [{"s": "yes"}, {"s": "no"}, {"s": "maybe"}],
     "mixed_batch": [{"x": 2, "l": [1, 2, 3]}, {"x": -1, "l": []}],
     "non_native_loop": [{"s": "", "want": 3}, {"s": "banana", "want": 2}],
