@@ -12,8 +12,8 @@ Each failing actor has at most one call site in a flow: the compiler routes an a
 errors by the policies of the `try` blocks it is called in, merged per actor, so an actor
 called in two `try` blocks cannot tell them apart (the corpus's `same_actor_two_tries`
 shows that on its own; the compiler refuses it); generated flows test everything else,
-and their mesh copies give every try context its own actor names (cases.py). No fan-out
-inside a try body (the compiler refuses it; the corpus's `fan_in_try` shows it).
+and their mesh copies give every try context its own actor names (cases.py). Fan-out
+workers never fail (a failed slice is not caught by an enclosing try in the mesh).
 
 Loops are bounded so that no run reaches the routers' loop guard (100 iterations): every
 loop runs at most MAX_LOOP times per entry, so even three nested loops stay under it.
@@ -131,7 +131,7 @@ class _Gen:
             return [self.call(name or r.choice(CALLS))]
         if roll < 0.75:
             return [self.mutation()]
-        if roll < 0.85 and not in_try:
+        if roll < 0.85:
             return self.fanout()
         if roll < 0.92 and in_loop:
             self.kinds.add("break/continue")
