@@ -314,6 +314,8 @@ def test_raise_outside_except(tmp_path):
     """, func="f")
     r = b[0]["then"][0]
     assert r["error_type"] == "errs.Invalid" and r["message"] is None
+    b = body(tmp_path, "def f(p):\n    raise QuotaError('over')\n")
+    assert (b[0]["error_type"], b[0]["message"]) == ("QuotaError", "over")
 
 
 def test_fanout_list_literal_and_gather(tmp_path):
@@ -465,15 +467,20 @@ def test_inline_calls_and_methods_are_code(tmp_path):
     assert b[3]["code"] == "p.update({'a': 1})"
 
 
-def test_local_helper_called_tool_style_is_inline(tmp_path):
+def test_local_helper_called_tool_style_or_in_a_test_is_inline(tmp_path):
     b = body(tmp_path, """
     def clean(text):
         return text.strip()
+    def ready(p):
+        return p["n"] > 2
     def f(p):
         p["t"] = clean(p["t"])
+        if ready(p):
+            return p
         return p
     """, func="f")
     assert b[0]["kind"] == "code" and b[0]["why"].startswith("calls clean()")
+    assert b[1]["test"]["native"] is None and b[1]["test"]["why"].startswith("calls ready()")
 
 
 # ---- native subset -----------------------------------------------------------------------
@@ -835,8 +842,8 @@ REJECTED = [
      "a def or class inside a flow cannot be compiled: define it at module level", 2, 5),
     ("bare_raise_outside_except", "def f(p):\n    raise\n",
      "bare raise outside an except block", 2, 5),
-    ("unknown_exception", "def f(p):\n    raise Oops('x')\n",
-     "unknown exception class `Oops`: import it or define it at module level", 2, 11),
+    ("raise_state_attribute", "def f(p):\n    raise p.error\n",
+     "raise needs an exception class", 2, 11),
     ("raise_not_class", "def f(p):\n    raise p['e']\n", "raise needs an exception class", 2, 11),
     ("break_outside_loop", "def f(p):\n    break\n",
      "break outside a while loop", 2, 5),
@@ -845,7 +852,7 @@ REJECTED = [
     ("while_else", "def f(p):\n    while p['x']:\n        p = h(p)\n    else:\n"
      "        p = g(p)\n    return p\n", "while/else cannot be compiled", 5, 9),
     ("await_non_actor", "import mylib\nasync def f(p):\n    p['x'] = await mylib.get(p['y'])\n"
-     "    return p\n", "await is only allowed on an actor call", 3, 14),
+     "    return p\n", "await is only allowed on an actor call, and mylib.get() is not one", 3, 14),
     ("await_in_test", "async def f(p):\n    if await ok(p):\n        return p\n    return p\n",
      "await is only allowed on an actor call of its own", 2, 8),
     ("state_replaced_by_tool", "def f(p):\n    p = tool(p['a'])\n    return p\n",

@@ -287,7 +287,7 @@ class Module:
                                + ", ".join(f"`# asya: {k}`" for k in KINDS))
         return c[0]
 
-    def callee(self, call, ctx):
+    def callee(self, call, ctx, in_expr=False):
         """Classify `call` (treat-as precedence of platform.md §4.1); None = not a named function
         (a method on a value such as `p["s"].upper()`)."""
         func, wrapper = call.func, None
@@ -298,7 +298,11 @@ class Module:
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
             inner = func.value
             cls = dotted(inner.func)
-            if cls is None:
+            # `Cls().method(p)` is an actor on an instance; `str(x).zfill(3)` is a method on
+            # a value: only a module class or a capitalized non-builtin name is a class.
+            if cls is None or not (cls in self.classes or (
+                    cls.split(".")[-1][:1].isupper() and cls.split(".")[0] not in BUILTINS
+                    and cls.split(".")[0] != ctx.param)):
                 return None
             if inner.args or inner.keywords:
                 raise CompileError(inner, f"class instantiation with arguments `{ast.unparse(inner)}` "
@@ -337,7 +341,7 @@ class Module:
                 state_only = (len(call.args) == 1 and not call.keywords
                               and isinstance(call.args[0], ast.Name)
                               and call.args[0].id == ctx.param)
-                kind = "unfold" if state_only else "inline"
+                kind = "unfold" if state_only and not in_expr else "inline"
             elif root in self.imports and instance_of is None:
                 kind = "inline"
             elif root in BUILTINS and root not in self.globals and root not in self.classes:
@@ -543,7 +547,7 @@ class Module:
                 while isinstance(f, ast.Attribute):
                     f = f.value
                 skip.add(id(f))
-                c = self.callee(n, ctx)
+                c = self.callee(n, ctx, in_expr=True)
                 if c is None:
                     continue
                 if c.kind in ("actor", "flow", "unfold"):
@@ -923,8 +927,10 @@ class Module:
             if out is not None:
                 return [out]
         if isinstance(s.value, ast.Await):
-            raise CompileError(s.value, "await is only allowed on an actor call: write "
-                               f"{ctx.param} = await h({ctx.param})")
+            what = f"{ast.unparse(value.func)}()" if isinstance(value, ast.Call) else "this"
+            raise CompileError(s.value, f"await is only allowed on an actor call, and {what} is "
+                               "not one (it runs inside a router): drop the await, or mark the "
+                               "call `# asya: actor`")
         return [self.mutation(s, t, s.value, ctx, None)]
 
     def aug_stmt(self, s, ctx):
@@ -1054,10 +1060,11 @@ class Module:
         if typ is None:
             raise CompileError(s.exc, "raise needs an exception class: write "
                                "raise ValueError(\"…\")")
-        root = typ.split(".")[0]
-        if not (root in BUILTINS or root in self.imports or root in self.classes):
-            raise CompileError(exc, f"unknown exception class `{typ}`: import it or define it "
-                               "at module level")
+        # Like except clauses, the type is kept as written: the router raises it by name
+        # (an unknown name is a class the handlers' modules define).
+        if typ.split(".")[0] == ctx.param:
+            raise CompileError(s.exc, "raise needs an exception class: write "
+                               "raise ValueError(\"…\")")
         if s.cause is not None:
             self.check_expr(s.cause, ctx)
         return self.node("raise", s, code=ast.unparse(self.renamed(s, ctx)), error_type=typ,
