@@ -2,6 +2,7 @@
 IR shape per supported construct, native-subset detection, treat-as precedence, rules
 extraction, and every rejected construct with its message and line:col."""
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -81,20 +82,18 @@ def test_stdin_mode_matches_file_mode():
     assert json.loads(a.stdout) == json.loads(b.stdout)
 
 
-@pytest.mark.parametrize("args", [[], ["a", "b", "c"], ["--rules-json"], ["--bogus"],
-                                  ["--rules-json", "{not json"], ["--rules-json", "[1]"]])
+@pytest.mark.parametrize("args", [
+    [], ["F", "a", "b"], ["F", "--rules-json"], ["F", "--bogus"],
+    ["F", "--rules-json", "{not json"], ["F", "--rules-json", "[1]"],
+    ["F", "--rules-json", '[{"match": "x", "treat-as": "nope"}]']])
 def test_usage_errors_exit_2(tmp_path, args):
     f = tmp_path / "f.py"
     f.write_text("def f(p):\n    return p\n")
-    out = run(f, *args) if args[:1] != [] else subprocess.run(
-        [sys.executable, str(FRONTEND)], capture_output=True, text=True)
-    if args == []:
-        assert out.returncode == 2
-    else:
-        out = subprocess.run([sys.executable, str(FRONTEND)] + ([str(f)] if args[0] != "a"
-                             else []) + args, capture_output=True, text=True)
-        assert out.returncode == 2, out.stdout
-    assert "usage" in out.stderr
+    args = [str(f) if a == "F" else a for a in args]
+    out = subprocess.run([sys.executable, str(FRONTEND), *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "usage: python3 flow_frontend.py FILE [FUNC]" in out.stderr
 
 
 def test_unreadable_file_is_a_usage_error(tmp_path):
@@ -905,3 +904,53 @@ def test_all_errors_are_collected(tmp_path):
     assert [(ln, c) for ln, c, _ in errs] == [(2, 5), (4, 5), (5, 5), (6, 5)]
     assert all(" write " in m or ": use " in m or "instead" in m or "do it" in m
                or "move" in m for _, _, m in errs)
+
+
+def test_comment_on_any_line_of_a_multiline_call(tmp_path):
+    b = body(tmp_path, """
+    from mylib import tidy
+    def f(p):
+        p = tidy(
+            p)  # asya: actor
+        return p
+    """, func="f")
+    assert b[0]["kind"] == "call" and b[0]["actor"] == "tidy"
+
+
+# ---- the differential corpus and generated flows (tests/flows) compile without errors -------
+
+CORPUS = REPO / "tests" / "flows" / "corpus"
+
+
+def corpus_functions():
+    """(file, func) for every flow the corpus runs (the keys of its INPUTS)."""
+    out = []
+    for f in sorted(CORPUS.glob("flows_*.py")):
+        tree = ast.parse(f.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "INPUTS":
+                out += [(f, k.value) for k in node.value.keys]
+    return out
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="no tests/flows corpus")
+def test_corpus_flows_compile_without_errors():
+    funcs = corpus_functions()
+    assert len(funcs) > 50
+    for f, func in funcs:
+        doc = frontend.compile_source(str(f), f.read_text(), func, [])
+        assert doc["errors"] == [], (f.name, func, doc["errors"])
+        assert [fl["name"] for fl in doc["flows"]] == [func]
+
+
+@pytest.mark.skipif(not (CORPUS.parent / "generator.py").is_file(), reason="no flow generator")
+def test_generated_flows_compile_without_errors():
+    sys.path.insert(0, str(CORPUS.parent))
+    try:
+        import generator
+    finally:
+        sys.path.remove(str(CORPUS.parent))
+    for seed in range(200):
+        g = generator.generate(seed)
+        doc = frontend.compile_source("gen.py", generator.module_source([g]), g.name, [])
+        assert doc["errors"] == [], (seed, doc["errors"])

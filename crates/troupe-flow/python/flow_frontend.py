@@ -6,8 +6,8 @@ Usage: python3 flow_frontend.py FILE [FUNC] [--rules-json JSON]
 
 Parses FILE with `ast` (never imports it), classifies calls, inlines sub-flows and local
 defs, extracts configuration, rejects what cannot compile and prints one JSON document.
-Exit 0 even when `errors` is non-empty; exit 2 only for usage errors. Standard library only:
-it runs with the user's python3.
+Exit 0 even when `errors` is non-empty; exit 2 only for usage errors. Standard library only
+(Python 3.10+): it runs with the user's python3.
 """
 
 import ast
@@ -279,7 +279,10 @@ class Module:
         return None
 
     def comment_kind(self, node):
-        c = self.comments.get(node.lineno)
+        """`# asya: <kind>` on any line of `node` (a call may span lines)."""
+        end = getattr(node, "end_lineno", None) or node.lineno
+        c = next((self.comments[n] for n in range(node.lineno, end + 1) if n in self.comments),
+                 None)
         if c is None:
             return None
         if c[0] not in KINDS:
@@ -775,7 +778,7 @@ class Module:
             return "del cannot be compiled: write p.pop(\"k\", None) to remove a key"
         if isinstance(s, ast.Assert):
             return "assert cannot be compiled: write if not …: raise ValueError(\"…\")"
-        if isinstance(s, ast.Match):
+        if isinstance(s, getattr(ast, "Match", ())):
             return "match cannot be compiled: use if/elif/else"
         if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             return "a def or class inside a flow cannot be compiled: define it at module level"
@@ -1103,7 +1106,7 @@ class Module:
         for item in s.items:
             ce = item.context_expr
             name = dotted(ce.func if isinstance(ce, ast.Call) else ce)
-            kind = self.comment_kind(s)
+            kind = self.comment_kind(ce)
             rule = self.rule_for(self.qualify(name), name) if name else None
             if kind is None and rule is not None:
                 kind = rule.get("treat-as", "config")
@@ -1234,13 +1237,19 @@ def compile_source(file, source, func=None, rules=()):
 def main(argv):
     file, func, rules = parse_args(argv)
     try:
-        source = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        with tokenize.open(file) as f:  # honours a `# -*- coding: … -*-` cookie
+            source = f.read()
+    except (OSError, UnicodeDecodeError, SyntaxError) as e:
         usage(f"cannot read {file}: {e}")
     doc = compile_source(file, source, func, rules)
-    json.dump(doc, sys.stdout, indent=1, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.buffer.write(json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8"))
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
+    # 3.9's ast.unparse writes f'{p['x']}', which no Python before 3.12 can read back.
+    if sys.version_info < (3, 10):
+        usage(f"the flow compiler needs Python 3.10 or newer; {sys.executable} is "
+              f"{sys.version.split()[0]}")
     main(sys.argv[1:])
