@@ -85,7 +85,12 @@ def test_stdin_mode_matches_file_mode():
 @pytest.mark.parametrize("args", [
     [], ["F", "a", "b"], ["F", "--rules-json"], ["F", "--bogus"],
     ["F", "--rules-json", "{not json"], ["F", "--rules-json", "[1]"],
-    ["F", "--rules-json", '[{"match": "x", "treat-as": "nope"}]']])
+    ["F", "--rules-json", '[{"match": "x", "treat-as": "nope"}]'],
+    ["F", "--rules-json", '[{"treat-as": "actor"}]'],
+    ["F", "--rules-json", '[{"match": "x", "extract": ["a"]}]'],
+    ["F", "--rules-json", '[{"match": "x", "where": [{"assign-to": "a"}]}]'],
+    ["F", "--rules-json", '[{"match": "x", "where": [{"param": {"arg": "0"}}]}]'],
+    ["F", "--rules-json", '[{"match": "x", "where": [{"param": "a", "flatten-on": "^"}]}]']])
 def test_usage_errors_exit_2(tmp_path, args):
     f = tmp_path / "f.py"
     f.write_text("def f(p):\n    return p\n")
@@ -721,11 +726,14 @@ def test_user_rule_where_tree_with_param_spec(tmp_path):
             {"match": "backoff", "where": [
                 {"param": {"arg": 0}, "assign-to": "spec.resiliency.policies.default.backoff"},
                 {"param": "first", "assign-to":
-                 "spec.resiliency.policies.default.initialDelay"}]}]}]}]
-    cfg = actor_config(tmp_path, "@guard(12, policy=backoff(exponential, first=-0.5))",
-                       "from mylib import guard", rules=rules)
+                 "spec.resiliency.policies.default.initialDelay"},
+                {"param": "shift", "assign-to": "spec.resiliency.policies.default.shift"},
+                {"param": "on", "assign-to": "spec.resiliency.policies.default.on"}]}]}]}]
+    cfg = actor_config(tmp_path, "@guard(12, policy=backoff(exponential, first=0.5, shift=-2, "
+                       "on=(KeyError, errs.Timeout)))", "from mylib import guard", rules=rules)
     assert cfg == {"actorTimeout": "12s", "policies": {"default": {
-        "backoff": "exponential", "initialDelay": "-500ms"}}}
+        "backoff": "exponential", "initialDelay": "500ms", "shift": -2,
+        "on": "KeyError, errs.Timeout"}}}
     cfg = actor_config(tmp_path, "@guard(limit=\"2m\")", "from mylib import guard",
                        rules=rules)
     assert cfg == {"actorTimeout": "2m"}
@@ -886,6 +894,11 @@ REJECTED = [
      "flow f must take exactly one parameter", 3, 1),
     ("actor_name_clash", "def f(p):\n    p = a_b(p)\n    p = a.b(p)\n    return p\n",
      "`a.b` and `a_b` both become actor `a-b`: rename one of them", 3, 9),
+    ("negative_duration", "import asyncio\nasync def f(p):\n    async with asyncio.timeout(-1):\n"
+     "        p = h(p)\n    return p\n", "needs a duration of at least 0", 3, 32),
+    ("bad_duration_string", "import asyncio\nasync def f(p):\n"
+     "    async with asyncio.timeout('soon'):\n        p = h(p)\n    return p\n",
+     "`soon` is not a duration for spec.resiliency.actorTimeout", 3, 32),
     ("bad_rule_value", "import asyncio\nasync def f(p):\n    async with asyncio.timeout(p['t']):\n"
      "        p = h(p)\n    return p\n", "cannot read a value from `p['t']`", 3, 32),
 ]
@@ -954,3 +967,24 @@ def test_generated_flows_compile_without_errors():
         g = generator.generate(seed)
         doc = frontend.compile_source("gen.py", generator.module_source([g]), g.name, [])
         assert doc["errors"] == [], (seed, doc["errors"])
+
+
+def test_rule_errors_are_located(tmp_path):
+    rules = [{"match": "budget.limit", "extract": {"0": "spec.scaling.maxReplicaCount"}}]
+    errs = errors(tmp_path, "import budget\ndef f(p):\n    with budget.limit(3):\n"
+                  "        p = h(p)\n    return p\n", rules=rules)
+    assert errs == [(3, 10, "rule target `spec.scaling.maxReplicaCount` is not supported: use "
+                     "spec.resiliency.actorTimeout or spec.resiliency.policies.<name>.<field>")]
+    errs = errors(tmp_path, """
+    from asya_lab.flow import actor
+    from tenacity import retry, stop_after_attempt
+    @actor
+    @retry(stop=stop_after_attempt(0))
+    def work(p):
+        return p
+    def f(p):
+        p = work(p)
+        return p
+    """, func="f")
+    assert errs == [(4, 32, "spec.resiliency.policies.default.maxAttempts needs an integer of "
+                     "at least 1")]

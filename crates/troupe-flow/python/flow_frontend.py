@@ -165,10 +165,9 @@ class Ctx:
 class Callee:
     """A classified call target."""
 
-    def __init__(self, kind, name, qual, local, handler):
+    def __init__(self, kind, name, local, handler):
         self.kind = kind        # one of KINDS
         self.name = name        # as written (`write_draft`, `obj.method`)
-        self.qual = qual        # resolved qualified symbol or None
         self.local = local      # the module-level FunctionDef, if any
         self.handler = handler  # `module.func` or None
 
@@ -270,7 +269,7 @@ class Module:
     def def_kind(self, fn):
         """Kind from the definition: `@actor|@flow|@inline|@unfold` or `# asya: kind` on the def."""
         for d in fn.decorator_list:
-            n = dotted(d)
+            n = dotted(d.func if isinstance(d, ast.Call) else d)
             if n and n.split(".")[-1] in WRAPPERS:
                 return n.split(".")[-1]
         c = self.comments.get(fn.lineno)
@@ -325,7 +324,7 @@ class Module:
             if call.args or call.keywords:
                 raise CompileError(call, f"class instantiation with arguments `{ast.unparse(call)}` "
                                    "cannot be compiled: build the object inside an actor")
-            return Callee("inline", name, self.qualify(name), None, None)
+            return Callee("inline", name, None, None)
         local = self.defs.get(name)
         qual = self.qualify(name)
         kind = self.comment_kind(call)
@@ -351,20 +350,20 @@ class Module:
                 kind = "inline"
             else:
                 kind = "actor"
-        return Callee(kind, name, qual, local, self.handler(name, local, instance_of))
+        return Callee(kind, name, local, self.handler(name, local, instance_of))
 
     def handler(self, name, local, instance_of):
+        """`module.func` of an actor when this file tells it, else None (the mesh declares it)."""
         root, _, rest = name.partition(".")
         if local is not None:
             return f"{self.module}.{name}"
-        if instance_of is None and root in self.globals:
-            v = self.globals[root]
-            if isinstance(v, ast.Call) and dotted(v.func):
-                instance_of, name, root = dotted(v.func), rest, dotted(v.func).split(".")[0]
-                return self._class_handler(instance_of, name)
-            return None
         if instance_of is not None:
             return self._class_handler(instance_of, rest)
+        if root in self.globals:  # `obj = Cls()` at module level, called as `obj.method(p)`
+            v = self.globals[root]
+            if rest and isinstance(v, ast.Call) and dotted(v.func):
+                return self._class_handler(dotted(v.func), rest)
+            return None
         if root in self.imports and self.imports[root]:
             return self.qualify(name) if rest or self.imports[root] != root else None
         return None
@@ -433,7 +432,7 @@ class Module:
             if isinstance(param, dict):
                 value = bound.get(param.get("kwarg")) if param.get("kwarg") else None
                 if value is None and param.get("arg") is not None:
-                    value = bound.get(int(param["arg"]))
+                    value = bound.get(param["arg"])
             else:
                 value = bound.get(param)
             if value is None:
@@ -492,6 +491,8 @@ class Module:
                 if not GO_DURATION_RE.match(value):
                     raise CompileError(node, f"`{value}` is not a duration for {path}: write "
                                        "seconds as a number (30) or a Go duration (\"30s\")")
+            elif value < 0:
+                raise CompileError(node, f"{path} needs a duration of at least 0")
             else:
                 value = go_duration(value)
         elif field == "maxAttempts" and (isinstance(value, bool) or not isinstance(value, int)
@@ -1182,6 +1183,48 @@ class Module:
                 "flows": flows, "actors": self.actors, "imports": self.import_src}
 
 
+def rules_problem(rules):
+    """What is wrong with a rules list (the rules file's shape), or None."""
+    if not isinstance(rules, list):
+        return "the rules file must be a list of {match, treat-as, extract | where} entries"
+    for i, r in enumerate(rules, 1):
+        if not isinstance(r, dict) or not isinstance(r.get("match"), str):
+            return f"entry {i} needs `match: <qualified symbol>`"
+        if r.get("treat-as", "config") not in KINDS:
+            return f"{r['match']}: treat-as must be one of {', '.join(KINDS)}"
+        extract = r.get("extract", {})
+        if not isinstance(extract, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in extract.items()):
+            return f"{r['match']}: extract must map parameter names to spec paths"
+        problem = where_problem(r.get("where", []), r["match"])
+        if problem:
+            return problem
+    return None
+
+
+def where_problem(nodes, at):
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+        return f"{at}: where must be a list of {{param | match, assign-to | where}} entries"
+    for n in nodes:
+        param = n.get("param")
+        if isinstance(param, dict):
+            if not isinstance(param.get("arg", 0), int) or not isinstance(
+                    param.get("kwarg", ""), str):
+                return f"{at}: param {{arg, kwarg}} needs an integer arg and a string kwarg"
+        elif param is not None and not isinstance(param, (str, int)):
+            return f"{at}: param must be a name, an index or {{arg, kwarg, type}}"
+        if param is None and not isinstance(n.get("match"), str):
+            return f"{at}: each where entry needs `param` or `match`"
+        if "assign-to" in n and not isinstance(n["assign-to"], str):
+            return f"{at}: assign-to must be a spec path such as spec.resiliency.actorTimeout"
+        if n.get("flatten-on", "|") not in ("|", "&", "+"):
+            return f"{at}: flatten-on must be one of \"|\", \"&\", \"+\""
+        problem = where_problem(n.get("where", []), n.get("match") or at)
+        if problem:
+            return problem
+    return None
+
+
 def usage(message):
     sys.stderr.write(f"flow_frontend: {message}\n"
                      "usage: python3 flow_frontend.py FILE [FUNC] [--rules-json JSON]\n")
@@ -1209,12 +1252,9 @@ def parse_args(argv):
             rules = json.loads(raw) or []
         except ValueError as e:
             usage(f"--rules-json is not JSON: {e}")
-        if not isinstance(rules, list) or not all(isinstance(r, dict) and "match" in r
-                                                  for r in rules):
-            usage("--rules-json must be a list of {match: …, treat-as: …} objects")
-        for r in rules:
-            if r.get("treat-as", "config") not in KINDS:
-                usage(f"rule for {r['match']}: treat-as must be one of {', '.join(KINDS)}")
+        problem = rules_problem(rules)
+        if problem:
+            usage(f"--rules-json (.asya/config.compiler.rules.yaml): {problem}")
     if len(pos) not in (1, 2):
         usage("expected FILE and optionally FUNC")
     return pos[0], (pos[1] if len(pos) == 2 else None), rules
