@@ -988,3 +988,9 @@ def test_rule_errors_are_located(tmp_path):
     """, func="f")
     assert errs == [(4, 32, "spec.resiliency.policies.default.maxAttempts needs an integer of "
                      "at least 1")]
+
+
+def test_errors_inside_bodies_with_a_bad_header_are_still_reported(tmp_path):
+    errs = errors(tmp_path, "def f(p):\n    if y:\n        x = 1\n    while z:\n"
+                  "        print(p)\n    with open('f'):\n        del p['a']\n    return p\n")
+    assert [(ln, c) for ln, c, _ in errs] == [(2, 8), (3, 9), (4, 11), (5, 9), (6, 10), (7, 9)]

@@ -714,6 +714,15 @@ class Module:
                 self.error(e.node, e.message)
         return out
 
+    def recorded(self, fn, *args):
+        """fn(*args), or None with its error recorded, so that the enclosing body is still
+        compiled (every error of a file is reported, not the first)."""
+        try:
+            return fn(*args)
+        except CompileError as e:
+            self.error(e.node, e.message)
+            return None
+
     @staticmethod
     def node(kind, at, **fields):
         line, col = loc(at)
@@ -731,16 +740,16 @@ class Module:
         if isinstance(s, ast.AugAssign):
             return self.aug_stmt(s, ctx)
         if isinstance(s, ast.If):
-            test = self.expr(s.test, ctx)
+            test = self.recorded(self.expr, s.test, ctx)
             return [self.node("if", s, test=test, then=self.block(s.body, ctx),
                               **{"else": self.block(s.orelse, ctx)})]
         if isinstance(s, ast.While):
             if s.orelse:
-                raise CompileError(s.orelse[0], "while/else cannot be compiled: set a key before "
-                                   "break (p[\"found\"] = True) and test it after the loop")
+                self.error(s.orelse[0], "while/else cannot be compiled: set a key before break "
+                           "(p[\"found\"] = True) and test it after the loop")
             endless = isinstance(s.test, ast.Constant) and s.test.value in (True, 1) \
                 and not isinstance(s.test.value, float)
-            test = None if endless else self.expr(s.test, ctx)
+            test = None if endless else self.recorded(self.expr, s.test, ctx)
             return [self.node("while", s, test=test,
                               body=self.block(s.body, ctx.sub(loop=ctx.loop + 1)))]
         if isinstance(s, (ast.Break, ast.Continue)):
@@ -1079,8 +1088,8 @@ class Module:
             self.error(s.orelse[0], "try/else cannot be compiled: move the else body to the end "
                        "of the try body")
         if not s.handlers:
-            raise CompileError(s, "try/finally without except cannot be compiled: add an except "
-                               "clause (except Exception: raise) or put the cleanup after the try")
+            self.error(s, "try/finally without except cannot be compiled: add an except "
+                       "clause (except Exception: raise) or put the cleanup after the try")
         try_body, handlers = self.block(s.body, ctx), []
         for h in s.handlers:
             if h.name:
@@ -1101,32 +1110,36 @@ class Module:
         return self.node("try", s, body=try_body, handlers=handlers,
                          **{"finally": self.block(s.finalbody, ctx)})
 
+    def with_item(self, item, word, values, inline, ctx):
+        """Classify one `with` item: config values go to `values`, inline ones to `inline`."""
+        ce = item.context_expr
+        name = dotted(ce.func if isinstance(ce, ast.Call) else ce)
+        kind = self.comment_kind(ce)
+        rule = self.rule_for(self.qualify(name), name) if name else None
+        if kind is None and rule is not None:
+            kind = rule.get("treat-as", "config")
+        if item.optional_vars is not None and kind in ("config", "inline"):
+            raise CompileError(item.optional_vars, f"{word} … as "
+                               f"{ast.unparse(item.optional_vars)} cannot be compiled: a "
+                               f"configuration block binds no name; write {word} "
+                               f"{ast.unparse(ce)}:")
+        if kind == "config" and isinstance(ce, ast.Call):
+            if rule is not None:
+                self.extract(rule, ce, values)
+        elif kind == "inline" and isinstance(ce, ast.Call):
+            self.check_expr(ce, ctx)
+            inline.append(name)
+        else:
+            raise CompileError(ce, f"{word} {ast.unparse(ce)} cannot be compiled: only "
+                               "configuration blocks (asyncio.timeout(30), or a rules-file "
+                               "entry with treat-as: config) are allowed in a flow; use "
+                               "other context managers inside an actor")
+
     def with_stmt(self, s, ctx):
         values, inline = {}, []
         word = "async with" if isinstance(s, ast.AsyncWith) else "with"
         for item in s.items:
-            ce = item.context_expr
-            name = dotted(ce.func if isinstance(ce, ast.Call) else ce)
-            kind = self.comment_kind(ce)
-            rule = self.rule_for(self.qualify(name), name) if name else None
-            if kind is None and rule is not None:
-                kind = rule.get("treat-as", "config")
-            if item.optional_vars is not None and kind in ("config", "inline"):
-                raise CompileError(item.optional_vars, f"{word} … as "
-                                   f"{ast.unparse(item.optional_vars)} cannot be compiled: a "
-                                   f"configuration block binds no name; write {word} "
-                                   f"{ast.unparse(ce)}:")
-            if kind == "config" and isinstance(ce, ast.Call):
-                if rule is not None:
-                    self.extract(rule, ce, values)
-            elif kind == "inline" and isinstance(ce, ast.Call):
-                self.check_expr(ce, ctx)
-                inline.append(name)
-            else:
-                raise CompileError(ce, f"{word} {ast.unparse(ce)} cannot be compiled: only "
-                                   "configuration blocks (asyncio.timeout(30), or a rules-file "
-                                   "entry with treat-as: config) are allowed in a flow; use "
-                                   "other context managers inside an actor")
+            self.recorded(self.with_item, item, word, values, inline, ctx)
         body = self.block(s.body, ctx)
         if not inline:
             return [self.node("config", s, values=values, body=body)]
