@@ -877,6 +877,9 @@ REJECTED = [
     ("fanout_to_state", "import asyncio\nasync def f(p):\n"
      "    p = await asyncio.gather(a(p), b(p))\n    return p\n",
      "fan-out results must go to a key", 3, 5),
+    ("gather_statement", "import asyncio\nasync def f(p):\n"
+     "    await asyncio.gather(a(p), b(p))\n    return p\n",
+     "fan-out results must go to a key", 3, 5),
     ("gather_kwargs", "import asyncio\nasync def f(p):\n"
      "    p['r'] = await asyncio.gather(a(p), return_exceptions=True)\n    return p\n",
      "asyncio.gather keywords cannot be compiled", 3, 41),

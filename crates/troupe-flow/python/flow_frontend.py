@@ -802,6 +802,9 @@ class Module:
             return []  # a docstring or a bare literal: no effect
         inner = strip_await(v)
         if isinstance(inner, ast.Call):
+            if self.gather_args(inner) is not None:
+                raise CompileError(s, "fan-out results must go to a key: write "
+                                   f"{ctx.param}[\"r\"] = await asyncio.gather(…)")
             c = self.callee(inner, ctx)
             if c is not None and c.kind != "inline":
                 return self.call_stmt(s, inner, c, ctx, None)
