@@ -119,3 +119,170 @@ fn corpus_native_and_python_routers_agree_with_plain_python() {
         panic!("{} failures:\n{}", failures.len(), failures.join("\n\n"));
     }
 }
+
+/// Router kinds and error paths the corpus reaches rarely, each applied to a hand-made
+/// envelope natively and through routers.py: identical output or identical error.
+#[test]
+fn edge_envelopes_give_identical_results_natively_and_in_python() {
+    use troupe_flow::NativeRouters;
+    let dir = common::scratch("troupe-flow-edge");
+    let src = "import mylib\n\ndef e(p):\n    while p['go']:\n        p = a(p)\n        if p['stop']:\n            break\n    try:\n        p = b(p)\n        p['q'] = p['x'] // p['d']\n    except (ZeroDivisionError, mylib.Boom):\n        p = log(p)\n        raise\n    if p['k']:\n        raise KeyError('it\\'s \"here\"')\n    p['r'] = [c(x) for x in p['items']]\n    p['s'] = [c(p['y']), d(p['z'])]\n    return p\n";
+    std::fs::write(dir.join("edge.py"), src).unwrap();
+    let flows = compile_file(&dir.join("edge.py"), None, &CompileOptions::default()).unwrap();
+    let routers = dir.join("routers_edge.py");
+    std::fs::write(&routers, routers_py(&flows)).unwrap();
+    let mut h = Harness::start();
+    h.call(json!({"op": "load", "path": routers}));
+    let native = NativeRouters::new(&flows);
+    let w = "router-e-while-line-4";
+    let err_header = |t: &str, m: &str, mro: Value| json!({"x-troupe-error": {"type": t, "message": m, "mro": mro}});
+    let cases: Vec<(&str, Vec<&str>, Value, Value)> = vec![
+        (w, vec!["k"], json!({"go": true}), json!({})),
+        (
+            w,
+            vec!["k"],
+            json!({"go": true}),
+            json!({"x-troupe-loop": {w: 100}}),
+        ),
+        (
+            w,
+            vec!["k"],
+            json!({"go": false}),
+            json!({"x-troupe-loop": {w: 7}}),
+        ),
+        (
+            w,
+            vec!["k"],
+            json!({"go": true}),
+            json!({"x-troupe-loop": {w: true}}),
+        ),
+        (w, vec!["k"], json!({}), json!({})),
+        (
+            "router-e-break-line-7",
+            vec![w, "k"],
+            json!({}),
+            json!({"x-troupe-loop": {w: 2, "zz": 1}}),
+        ),
+        ("router-e-break-line-7", vec!["k"], json!({}), json!({})),
+        (
+            "router-e-seq-line-10",
+            vec!["k"],
+            json!({"x": 7, "d": 2}),
+            json!({}),
+        ),
+        (
+            "router-e-seq-line-10",
+            vec!["k"],
+            json!({"x": 7, "d": 0}),
+            json!({}),
+        ),
+        (
+            "router-e-seq-line-10",
+            vec!["k"],
+            json!({"x": "s", "d": 2}),
+            json!({}),
+        ),
+        ("router-e-raise-line-13", vec![], json!({}), json!({})),
+        (
+            "router-e-raise-line-13",
+            vec![],
+            json!({}),
+            err_header("KeyError", "'a b'", json!(["LookupError", "Exception"])),
+        ),
+        (
+            "router-e-raise-line-13",
+            vec![],
+            json!({}),
+            err_header(
+                "mylib.Boom",
+                "bad",
+                json!(["mylib.Base", "ValueError", "Exception"]),
+            ),
+        ),
+        (
+            "router-e-raise-line-13",
+            vec![],
+            json!({}),
+            err_header("", "", json!([])),
+        ),
+        ("router-e-if-line-14", vec![], json!({"k": 1}), json!({})),
+        ("router-e-if-line-14", vec![], json!({"k": 0}), json!({})),
+        ("router-e-raise-line-15", vec![], json!({}), json!({})),
+        (
+            "fanout-e-line-16",
+            vec!["k"],
+            json!({"items": [1, "a", [2]]}),
+            json!({"h": 1}),
+        ),
+        (
+            "fanout-e-line-16",
+            vec!["k"],
+            json!({"items": {"b": 1, "a": 2}}),
+            json!({}),
+        ),
+        (
+            "fanout-e-line-16",
+            vec!["k"],
+            json!({"items": [null]}),
+            json!({}),
+        ),
+        (
+            "fanout-e-line-16",
+            vec!["k"],
+            json!({"items": 2.5}),
+            json!({}),
+        ),
+        (
+            "fanout-e-line-17",
+            vec!["k"],
+            json!({"y": {"a": 1}, "z": false}),
+            json!({}),
+        ),
+        ("fanout-e-line-17", vec!["k"], json!({"y": 1}), json!({})),
+    ];
+    let mut failures = Vec::new();
+    for (router, next, payload, headers) in cases {
+        let mut env = common::envelope("t1", &[router.to_owned()], &payload);
+        env.route.next = next.iter().map(|s| s.to_string()).collect();
+        env.headers = serde_json::from_value(headers).unwrap();
+        let nat = match native.step(env.clone()) {
+            Ok(v) => Value::Array(v.iter().map(common::visible).collect()),
+            Err(f) => json!({"error": [f.error_type, f.message, f.mro]}),
+        };
+        let reply = h.call(json!({"op": "router", "name": router, "env": env}));
+        let py = match reply.get("frames").and_then(Value::as_array) {
+            Some(frames) => Value::Array(
+                frames
+                    .iter()
+                    .map(|f| {
+                        let mut e = env.clone();
+                        e.route = serde_json::from_value(f["route"].clone()).unwrap();
+                        e.payload = serde_json::value::to_raw_value(&f["payload"]).unwrap();
+                        if let Some(h) = f.get("headers").and_then(Value::as_object) {
+                            e.headers = h.clone();
+                        }
+                        common::visible(&e)
+                    })
+                    .collect(),
+            ),
+            None => {
+                // What the sidecar does with the error: the router's policies (§9.3).
+                let e = &reply["error"];
+                let r = flows[0].router(router).unwrap();
+                match common::after_error(&r.resiliency, &env, e) {
+                    Ok(routed) => json!([common::visible(&routed)]),
+                    Err(_) => {
+                        json!({"error": [e["type"], e.get("message").cloned().unwrap_or(json!("")), e["mro"]]})
+                    }
+                }
+            }
+        };
+        if nat != py {
+            failures.push(format!(
+                "{router} on {payload} / {}:\n  native {nat}\n  python {py}",
+                json!(env.headers)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -168,6 +168,18 @@ impl<'a> Lowerer<'a> {
         // Creation order is last-statement-first; sources read top to bottom.
         self.routers
             .sort_by_key(|r| (r.kind != RouterKind::Start, r.line, r.col));
+        self.actors.sort_by_key(|a| (a.line, a.col));
+        self.sites.sort_by_key(|s| (s.line, s.col));
+        let order: Vec<&str> = self
+            .routers
+            .iter()
+            .filter_map(|r| match &r.op {
+                Op::Fanout { fanin, .. } | Op::FanoutEach { fanin, .. } => Some(fanin.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.fanins
+            .sort_by_key(|f| order.iter().position(|o| o == f));
         Program {
             file: self.m.file.clone(),
             module: self.m.module.clone(),

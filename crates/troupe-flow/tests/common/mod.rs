@@ -109,7 +109,7 @@ pub fn visible(env: &Envelope) -> Value {
 
 /// The sidecar after a handler error (protocol.md §9.3): retry (deterministic handlers
 /// fail again), then `onExhausted`, else fail.
-fn after_error(resiliency: &Value, env: &Envelope, details: &Value) -> Result<Envelope, Value> {
+pub fn after_error(resiliency: &Value, env: &Envelope, details: &Value) -> Result<Envelope, Value> {
     let error_type = details["type"].as_str().unwrap_or("").to_owned();
     let message = details["message"].as_str().unwrap_or("").to_owned();
     let mro: Vec<String> = details["mro"]
