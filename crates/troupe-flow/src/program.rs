@@ -70,6 +70,10 @@ pub struct ActorUse {
     /// Column of the first call.
     #[serde(default)]
     pub col: u32,
+    /// Tool-style call: how the actor maps the state to its arguments and its result back
+    /// (platform.md §4.1); every call of the actor has the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<crate::ir::Adapter>,
 }
 
 /// What a router does, for graphs and `troupe status`.
@@ -340,6 +344,7 @@ pub fn pipeline(name: &str, route: &[String]) -> Flow {
                     resiliency: Value::Null,
                     line: 0,
                     col: 0,
+                    adapter: None,
                 })
                 .collect(),
             max_iterations: DEFAULT_MAX_ITERATIONS,

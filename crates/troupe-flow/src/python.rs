@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::program::{Code, CodeStmt, Flow, Op, RouterInfo, ERROR_HEADER, LOOP_HEADER};
+use crate::ir::{Adapter, PathKey};
+use crate::program::{code_name, Code, CodeStmt, Flow, Op, RouterInfo, ERROR_HEADER, LOOP_HEADER};
 
 /// A Python string literal (JSON's escapes are all valid Python).
 fn lit(s: &str) -> String {
@@ -169,6 +170,34 @@ def _reraise():
     raise cls(m)
 
 
+def _handler(actor, default):
+    """The function behind a tool-style actor: ASYA_HANDLER_<ACTOR> (platform.md 4.2), else
+    the handler the compiler found; the longest importable module prefix is the module."""
+    import os
+    path = os.environ.get("ASYA_HANDLER_" + actor.upper().replace("-", "_")) or default
+    if not path:
+        raise RuntimeError("no handler for actor %s: set ASYA_HANDLER_%s=module.func"
+                           % (actor, actor.upper().replace("-", "_")))
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = _importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError("cannot import handler %s of actor %s" % (path, actor))
+
+
+def _store(p, path, value):
+    target = p
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return p
+
+
 def _fan_out(p, fanin, key, slices):
     nxt = yield "GET", ".route.next"
     eid = yield "GET", ".id"
@@ -238,6 +267,32 @@ pub fn routers_py(flows: &[Flow]) -> String {
             registry.push(format!("    {}: {fname},", lit(&r.name)));
         }
     }
+    let mut adapters = Vec::new();
+    for f in flows {
+        for a in f.actors() {
+            if let Some(ad) = &a.adapter {
+                let fname = format!("adapter_{}", code_name(&a.name));
+                if adapters.iter().any(|(n, _)| n == &a.name) {
+                    continue;
+                }
+                out.push_str("\n\n");
+                out.push_str(&adapter_fn(
+                    &fname,
+                    &a.name,
+                    a.handler.as_deref(),
+                    ad,
+                    &f.program.file,
+                    a.line,
+                ));
+                adapters.push((a.name.clone(), fname));
+            }
+        }
+    }
+    out.push_str("\n\nADAPTERS = {\n");
+    for (actor, fname) in &adapters {
+        let _ = writeln!(out, "    {}: {fname},", lit(actor));
+    }
+    out.push_str("}\n");
     out.push_str("\n\nROUTERS = {\n");
     for line in &registry {
         out.push_str(line);
@@ -416,5 +471,67 @@ fn seq_stmt(
     );
     if native && more {
         body.push_str("    p = _fresh(p)\n");
+    }
+}
+
+/// A tool-style actor's handler: evaluates the arguments from the state, calls the
+/// function and writes its result at the target (platform.md §4.1).
+fn adapter_fn(
+    fname: &str,
+    actor: &str,
+    handler: Option<&str>,
+    ad: &Adapter,
+    file: &str,
+    line: u32,
+) -> String {
+    let at = format!("{file}:{line}");
+    let k = fname.to_uppercase();
+    let mut consts = String::new();
+    let mut args = Vec::new();
+    for (i, a) in ad.args.iter().enumerate() {
+        args.push(ev_call(
+            &mut consts,
+            &format!("_{k}_A{i}"),
+            &code_of(a),
+            &at,
+            None,
+        ));
+    }
+    for (name, a) in &ad.kwargs {
+        let e = ev_call(
+            &mut consts,
+            &format!("_{k}_K_{name}"),
+            &code_of(a),
+            &at,
+            None,
+        );
+        args.push(format!("{name}={e}"));
+    }
+    let call = format!(
+        "_handler({}, {})({})",
+        lit(actor),
+        handler.map(lit).unwrap_or_else(|| "None".to_owned()),
+        args.join(", ")
+    );
+    let body = match &ad.target {
+        Some(path) => {
+            let keys: Vec<String> = path
+                .iter()
+                .map(|k| match k {
+                    PathKey::Key(s) => lit(s),
+                    PathKey::Index(i) => i.to_string(),
+                })
+                .collect();
+            format!("    return _store(p, [{}], {call})\n", keys.join(", "))
+        }
+        None => format!("    {call}\n    return p\n"),
+    };
+    format!("{consts}\n\ndef {fname}(p):\n    \"\"\"Adapter of tool-style actor {actor} ({at}).\"\"\"\n{body}")
+}
+
+fn code_of(e: &crate::ir::Expr) -> Code {
+    Code {
+        code: e.code.clone(),
+        native: e.native.clone(),
     }
 }

@@ -419,3 +419,13 @@ fn programs_round_trip_through_json() {
         Op::While { .. }
     ));
 }
+
+#[test]
+fn tool_style_calls_carry_their_adapter() {
+    let f = compile("def t(p):\n    p['y'] = summarize(p['text'], n=3)\n    return p\n");
+    let a = f.actors().find(|a| a.name == "summarize").unwrap();
+    let adapter = serde_json::to_value(a.adapter.as_ref().unwrap()).unwrap();
+    assert_eq!(adapter["target"], json!(["y"]));
+    assert_eq!(adapter["args"][0]["code"], json!("p['text']"));
+    assert_eq!(adapter["kwargs"]["n"]["code"], json!("3"));
+}

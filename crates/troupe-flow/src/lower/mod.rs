@@ -288,6 +288,7 @@ impl<'a> Lowerer<'a> {
                 resiliency: res,
                 line,
                 col,
+                adapter: adapter.cloned(),
             });
         }
     }
