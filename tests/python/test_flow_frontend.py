@@ -73,6 +73,8 @@ def test_research_example_compiles_to_the_documented_ir(tmp_path):
     assert handler["types"] == ["RateLimitError", "openai.APITimeoutError"]
     assert (handler["line"], handler["col"]) == (14, 5)
     assert sorted(doc["actors"]) == ["apologize", "plan", "search", "write"]
+    assert doc["imports"] == ["import asyncio", "import openai",
+                              "from errors import RateLimitError"]
 
 
 def test_stdin_mode_matches_file_mode():

@@ -214,7 +214,8 @@ class Module:
                 else:
                     root = a.name.split(".")[0]
                     self.imports[root] = root
-            self.import_src.append(ast.unparse(node))
+            if not all(a.name.split(".")[0] == "asya_lab" for a in node.names):
+                self.import_src.append(ast.unparse(node))
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level > 1:
