@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub use native::{NativeRouters, RouterFailure};
 pub use program::{
     pipeline, ActorUse, Catch, Code, CodeStmt, Flow, Op, Program, RouterInfo, RouterKind,
-    SliceCall, DEFAULT_MAX_ITERATIONS, ERROR_HEADER, LOOP_HEADER,
+    SliceCall, DEFAULT_MAX_ITERATIONS, ERROR_HEADER, FANOUT_HEADER, LOOP_HEADER,
 };
 pub use python::routers_py;
 

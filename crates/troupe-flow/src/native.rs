@@ -15,7 +15,7 @@ use troupe_protocol::{Envelope, Phase, Reason, Route, Status};
 use troupe_pyexpr::{eval, exec, truthy, PyError, Scope};
 
 use crate::errors::{mro_of, raised_message};
-use crate::program::{Code, Flow, Op, RouterInfo, ERROR_HEADER, LOOP_HEADER};
+use crate::program::{Code, Flow, Op, RouterInfo, ERROR_HEADER, FANOUT_HEADER, LOOP_HEADER};
 
 /// The native routers of a set of flows, by actor name.
 #[derive(Debug, Clone, Default)]
@@ -286,12 +286,7 @@ pub(crate) fn apply(
                 _ => None,
             };
             if go {
-                let done = loops
-                    .as_ref()
-                    .and_then(|m| m.get(&r.name))
-                    .filter(|v| !v.is_boolean())
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                let done = count_of(loops.as_ref().and_then(|m| m.get(&r.name)));
                 let n = done + 1;
                 if n > u64::from(max_iterations) {
                     return Err(Raised::new(
@@ -379,6 +374,13 @@ pub(crate) fn apply(
     }
 }
 
+/// A counter read from a header: a non-negative int, else 0.
+fn count_of(v: Option<&Value>) -> u64 {
+    v.filter(|v| !v.is_boolean())
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
 fn prepend(steps: &[String], next: Vec<String>) -> Vec<String> {
     let mut out = steps.to_vec();
     out.extend(next);
@@ -451,10 +453,12 @@ fn fan_out(
     key: &str,
     slices: Vec<(String, Value)>,
     next: Vec<String>,
-    headers: Headers,
+    mut headers: Headers,
 ) -> Result<Vec<Envelope>, Raised> {
     let count = slices.len() + 1;
-    let header = |k: usize| json!({"actor": fanin, "origin_id": env.id, "slice_index": k, "slice_count": count, "aggregation_key": key});
+    let round = count_of(headers.get(FANOUT_HEADER)) + 1;
+    headers.insert(FANOUT_HEADER.to_owned(), json!(round));
+    let header = |k: usize| json!({"actor": fanin, "origin_id": env.id, "slice_index": k, "slice_count": count, "aggregation_key": key, "round": round});
     let mut out = Vec::with_capacity(count);
     let mut h0 = headers.clone();
     h0.insert(FAN_IN.to_owned(), header(0));

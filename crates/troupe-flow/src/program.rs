@@ -11,6 +11,9 @@ use crate::ir::{NExpr, NStmt};
 pub const DEFAULT_MAX_ITERATIONS: u32 = 100;
 /// Header holding the routers' loop counters `{while-router: iterations}`.
 pub const LOOP_HEADER: &str = "x-troupe-loop";
+/// Header counting the fan-outs a task has run; each slice's `x-asya-fan-in` carries the
+/// count as `round`, so that a fan-out run again (in a loop) is a new aggregation.
+pub const FANOUT_HEADER: &str = "x-troupe-fanout";
 /// Header where an except router keeps the caught error for a bare `raise`.
 pub const ERROR_HEADER: &str = "x-troupe-error";
 

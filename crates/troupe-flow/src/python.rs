@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::ir::{Adapter, PathKey};
-use crate::program::{code_name, Code, CodeStmt, Flow, Op, RouterInfo, ERROR_HEADER, LOOP_HEADER};
+use crate::program::{
+    code_name, Code, CodeStmt, Flow, Op, RouterInfo, ERROR_HEADER, FANOUT_HEADER, LOOP_HEADER,
+};
 
 /// A Python string literal (JSON's escapes are all valid Python).
 fn lit(s: &str) -> String {
@@ -30,6 +32,7 @@ import json as _json
 _LOOP = __LOOP__
 _ERROR = __ERROR__
 _FAN_IN = "x-asya-fan-in"
+_FANOUT = __FANOUT__
 _user_ns = None
 
 
@@ -205,10 +208,13 @@ def _fan_out(p, fanin, key, slices):
         if arg is None:
             raise TypeError("fan-out argument %d is None: a slice payload cannot be None" % k)
     count = len(slices) + 1
+    h = yield "GET", ".headers"
+    rnd = _count(h, _FANOUT) + 1
+    yield "SET", ".headers." + _FANOUT, rnd
 
     def header(k):
         return {"actor": fanin, "origin_id": eid, "slice_index": k, "slice_count": count,
-                "aggregation_key": key}
+                "aggregation_key": key, "round": rnd}
 
     yield "SET", ".route.next", [fanin] + nxt
     yield "SET", ".headers." + _FAN_IN, header(0)
@@ -250,7 +256,8 @@ pub fn routers_py(flows: &[Flow]) -> String {
     out.push_str(
         &PRELUDE
             .replace("__LOOP__", &lit(LOOP_HEADER))
-            .replace("__ERROR__", &lit(ERROR_HEADER)),
+            .replace("__ERROR__", &lit(ERROR_HEADER))
+            .replace("__FANOUT__", &lit(FANOUT_HEADER)),
     );
     let _ = writeln!(out, "\nMODULE = {}", lit(module));
     let mut registry = Vec::new();

@@ -258,6 +258,18 @@ fn edge_envelopes_give_identical_results_natively_and_in_python() {
             json!({}),
         ),
         ("fanout-e-line-17", vec!["k"], json!({"y": 1}), json!({})),
+        (
+            "fanout-e-line-17",
+            vec!["k"],
+            json!({"y": 1, "z": 2}),
+            json!({"x-troupe-fanout": 2}),
+        ),
+        (
+            "fanout-e-line-17",
+            vec!["k"],
+            json!({"y": 1, "z": 2}),
+            json!({"x-troupe-fanout": "x"}),
+        ),
     ];
     let mut failures = Vec::new();
     for (router, next, payload, headers) in cases {

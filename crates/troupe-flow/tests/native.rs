@@ -295,9 +295,22 @@ fn fan_out_emits_slice_zero_and_one_slice_per_call() {
         assert_eq!(e.headers["h"], json!(1));
         assert_eq!(
             e.headers["x-asya-fan-in"],
-            json!({"actor": fanin, "origin_id": "t1", "slice_index": k, "slice_count": 3, "aggregation_key": "/r"})
+            json!({"actor": fanin, "origin_id": "t1", "slice_index": k, "slice_count": 3, "aggregation_key": "/r", "round": 1})
         );
+        assert_eq!(e.headers["x-troupe-fanout"], json!(1));
     }
+    // A fan-out run again in the same task (a loop) is the next round.
+    let again = nr
+        .run(env(
+            "fanout-f-line-2",
+            &["z"],
+            json!({"x": 1, "y": "s"}),
+            json!({"x-troupe-fanout": 4}),
+        ))
+        .unwrap();
+    assert!(again
+        .iter()
+        .all(|e| e.headers["x-asya-fan-in"]["round"] == json!(5)));
 }
 
 #[test]
