@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::ast::BinOp;
-use crate::value::{as_int, float_value, int_overflow, num_value, type_name, Num};
+use crate::value::{as_int, float_value, int_overflow, num_value, size, type_name, Num};
 use crate::{PyError, MAX_ITEMS};
 
 /// The operator as Python spells it in messages, `+=` for an augmented assignment.
@@ -55,7 +55,11 @@ pub(crate) fn binop(op: BinOp, a: &Value, b: &Value, inplace: bool) -> Result<Va
             )))
         }
         (BinOp::Mul, Value::String(_) | Value::Array(_), _) => repeat(a, b),
-        (BinOp::Mul, _, Value::String(_) | Value::Array(_)) => repeat(b, a),
+        // In place, CPython tries the right operand's repetition only when the left has no
+        // sequence methods at all, and a dict has some (`in`): `d *= [1]` is unsupported.
+        (BinOp::Mul, _, Value::String(_) | Value::Array(_)) if !(inplace && a.is_object()) => {
+            repeat(b, a)
+        }
         (BinOp::Mod, Value::String(fmt), _) => crate::format::printf(fmt, b).map(Value::String),
         _ => Err(unsupported(op, inplace, a, b)),
     }
@@ -76,14 +80,18 @@ pub(crate) fn repeat(seq: &Value, n: &Value) -> Result<Value, PyError> {
         ));
     }
     let times = usize::try_from(n.max(0)).unwrap_or(0);
-    let len = match seq {
+    // Python repeats references; a JSON list repeats copies, so its cost is every value
+    // nested in it.
+    let weight = match seq {
         Value::String(s) => s.chars().count(),
-        Value::Array(a) => a.len(),
+        Value::Array(a) => a.iter().map(size).sum(),
         _ => 0,
     };
-    if len.saturating_mul(times) > MAX_ITEMS {
+    if weight.saturating_mul(times) > MAX_ITEMS {
         return Err(too_many_items());
     }
+    // An empty sequence stays empty however many times it is repeated (no loop of 2**63).
+    let times = if weight == 0 { 0 } else { times };
     Ok(match seq {
         Value::String(s) => Value::String(s.repeat(times)),
         Value::Array(a) => Value::Array(
@@ -289,6 +297,11 @@ fn float_pow(x: f64, y: f64) -> Result<f64, PyError> {
     }
     let (base, negate) = if x < 0.0 {
         if y != y.floor() {
+            // CPython computes a complex power, whose modulus is |x| ** y: when that
+            // overflows it raises OverflowError itself, else it returns the complex number.
+            if (-x).powf(y).is_infinite() {
+                return Err(PyError::new("OverflowError", "complex exponentiation"));
+            }
             return Err(PyError::new(
                 "ValueError",
                 "negative number cannot be raised to a fractional power (Python gives a complex number, which a JSON payload cannot hold)",

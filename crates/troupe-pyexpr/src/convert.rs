@@ -177,9 +177,17 @@ pub(crate) fn float_to_int(f: f64) -> Result<Value, PyError> {
     int_value(t as i128)
 }
 
-/// Python's `str.strip()` with no argument: Unicode whitespace at both ends.
+/// The whitespace `int()` and `float()` ignore around a number: CPython maps non-ASCII
+/// whitespace to a space and then strips ASCII whitespace only, so `\x1c`..`\x1f` (which
+/// `str.isspace()` accepts) stay and make the literal invalid.
 fn py_strip(s: &str) -> &str {
-    s.trim_matches(is_space)
+    s.trim_matches(|c: char| {
+        if c.is_ascii() {
+            matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+        } else {
+            is_space(c)
+        }
+    })
 }
 
 /// The ASCII form of a run of digits and single underscores between digits (`1_000`), with

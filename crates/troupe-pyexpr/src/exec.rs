@@ -5,11 +5,11 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::arith::{binop, repeat, too_many_items};
+use crate::arith::{binop, repeat};
 use crate::ast::{BinOp, Expr, Stmt};
 use crate::eval::{dict_key, ev, getitem, Scope};
 use crate::value::{as_int, check_hashable, seq_index, type_name};
-use crate::{PyError, MAX_ITEMS};
+use crate::PyError;
 
 /// Runs `stmt` on `p`. Every expression in it reads `p` as it was before the statement, as
 /// in Python (the only write is the final store). On error `p` is unchanged.
@@ -134,9 +134,6 @@ fn inplace(op: BinOp, current: &Value, operand: &Value) -> Result<Value, PyError
                     )))
                 }
             };
-            if items.len() + extra.len() > MAX_ITEMS {
-                return Err(too_many_items());
-            }
             let mut all = items.clone();
             all.extend(extra);
             Ok(Value::Array(all))

@@ -14,8 +14,9 @@
 //! - a negative float raised to a fractional power (a complex number in Python) raises
 //!   `ValueError: negative number cannot be raised to a fractional power`;
 //! - a dict key that is not a str (in a display or an assignment) raises `TypeError`;
-//! - a sequence repeated past [`MAX_ITEMS`] items, or a `%` format width or precision past
-//!   it, raises `MemoryError` instead of allocating it;
+//! - `*` repeating a str past [`MAX_ITEMS`] characters, or a list past [`MAX_ITEMS`] values
+//!   (counting every value nested in its items, since JSON repeats copies where Python
+//!   repeats references), and a `%` format width or precision past it, raise `MemoryError`;
 //! - dicts keep their keys sorted (serde_json's map), where Python keeps insertion order:
 //!   `str()` of a dict display with unsorted keys lists them sorted;
 //! - each statement copies the value it assigns: `p["a"] = p["b"]` does not make the two
@@ -41,8 +42,8 @@ pub use value::truthy;
 pub const INT_OVERFLOW: &str =
     "int result does not fit in 64 bits, which a JSON payload needs (keep ints within -2**63 .. 2**64-1)";
 
-/// The most items (list elements or str characters) that `*` may produce, and the largest
-/// width or precision of a `%` format; past it the evaluator raises `MemoryError`.
+/// The most characters, or values (nested ones counted), that `*` may produce, and the
+/// largest width or precision of a `%` format; past it the evaluator raises `MemoryError`.
 pub const MAX_ITEMS: usize = 1_000_000;
 
 /// A Python exception: its type name (`KeyError`) and its message (`'x'`), as CPython

@@ -143,3 +143,12 @@ pub(crate) fn seq_index(index: i128, len: usize) -> Result<Option<usize>, PyErro
         None
     })
 }
+
+/// The number of values in `v`, itself and everything nested in it.
+pub(crate) fn size(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(size).sum::<usize>(),
+        _ => 1,
+    }
+}

@@ -1,4 +1,5 @@
 //! The public API end to end: one expression, one statement.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;

@@ -77,3 +77,19 @@ pub fn augassign(op: &str, target: Vec<Expr>, v: Expr) -> Stmt {
     let op: BinOp = serde_json::from_value(json!(op)).unwrap();
     Stmt::Augassign(op, target, v)
 }
+
+/// Asserts that `e` (with `p = {}`) gives `expected`: a value, or `"Type: message"`.
+#[track_caller]
+pub fn check(e: &Expr, expected: Result<Value, &str>) {
+    assert_eq!(
+        ev0(e).map(|v| v.to_string()),
+        expected.map(|v| v.to_string()).map_err(str::to_string),
+        "for {}",
+        serde_json::to_string(e).unwrap()
+    );
+}
+
+/// `a op b` with constant operands.
+pub fn binc(op: &str, a: Value, b: Value) -> Expr {
+    bin(op, c(a), c(b))
+}
