@@ -1,8 +1,8 @@
 """Running the differential cases through a real `troupe up` mesh.
 
-One mesh holds every flow (mesh starts are slow). A flow that does not compile stops
-`troupe up` with exit 2; it is then left out (its cases fail with the compiler's message)
-and the mesh started again without it. Tasks are started all at once over the mesh API
+A mesh holds many flows (mesh starts are slow). A flow that does not compile (or whose
+routers cannot start) stops `troupe up` with exit 2; it is then left out (its cases fail
+with that message) and the mesh started again without it. Tasks are started all at once over the mesh API
 (`POST /api/v1/mesh/?actor=FLOW`, what `troupe send FLOW` does) and their results read
 from the state folder (`.troupe/succeeded|failed/ID.json`, what `troupe result` prints).
 """
@@ -80,10 +80,11 @@ class FlowMesh:
             if code is None:
                 return self.compile_errors
             log = self.mesh.log()
-            bad = self._failing_flow(log, live)
-            if code != 2 or bad is None:
+            bad = self._failing_flows(log, live)
+            if code != 2 or not bad:
                 raise AssertionError(f"troupe up exited with {code}:\n{log[-6000:]}")
-            self.compile_errors[bad] = log.strip()[-3000:]
+            for name in bad:
+                self.compile_errors[name] = f"`troupe up` refused to start with it (exit 2):\n{log.strip()[-3000:]}"
         raise AssertionError("every flow failed to compile")
 
     def _wait_up(self):
@@ -105,14 +106,21 @@ class FlowMesh:
         raise AssertionError(f"mesh did not come up within {self.start_timeout}s:\n{self.mesh.log()[-6000:]}")
 
     @staticmethod
-    def _failing_flow(log, live):
-        m = re.search(r"flow '([^']+)'", log)
-        if m and any(f.name == m.group(1) for f in live):
-            return m.group(1)
+    def _failing_flows(log, live):
+        """The flows a failed start names: `flow 'NAME'`, the flow's module, or one of
+        its routers (`router_FUNC_…`, `start_FUNC`, …) — each flow's longest match."""
+        bad = set(re.findall(r"flow '([^']+)'", log)) & {f.name for f in live}
+        routers = re.findall(r"\b(?:start|end|router|fanout|fanin)[_-]([a-z0-9_-]+)", log)
+        funcs = sorted(live, key=lambda f: -len(f.func))
         for f in live:
             if f"{f.file}:" in log:
-                return f.name
-        return None
+                bad.add(f.name)
+        for name in routers:
+            name = name.replace("-", "_")
+            match = next((f for f in funcs if name == f.func or name.startswith(f.func + "_")), None)
+            if match is not None:
+                bad.add(match.name)
+        return bad
 
     def run(self, cases, timeout=300):
         """{case key: result} for every case whose flow compiled: `{"ok": payload}`,
