@@ -20,7 +20,7 @@ def ranges(pred):
 
 
 def table(name, rs, per_line=5):
-    lines = [f"const {name}: &[(u32, u32)] = &["]
+    lines = ["#[rustfmt::skip]", f"const {name}: &[(u32, u32)] = &["]
     for i in range(0, len(rs), per_line):
         lines.append("    " + " ".join(f"(0x{a:x}, 0x{b:x})," for a, b in rs[i:i + per_line]))
     lines.append("];")
@@ -64,6 +64,7 @@ print(table("NONPRINTABLE", nonprintable))
 print()
 print(table("SPACE", space))
 print()
+print("#[rustfmt::skip]")
 print("const DECIMAL_ZEROS: &[u32] = &[")
 for i in range(0, len(zeros), 8):
     print("    " + " ".join(f"0x{z:x}," for z in zeros[i:i + 8]))

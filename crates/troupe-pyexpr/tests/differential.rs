@@ -2,7 +2,8 @@
 //! payloads, evaluated here and by python3 (tests/oracle.py, one process for the batch); the
 //! value (type-exact: 1 and 1.0 differ, so do 0.0 and -0.0) or the exception's type and
 //! message must agree. `PYEXPR_DIFF_CASES` sets the cases per kind (default 2000); the seed
-//! is fixed, `PYEXPR_DIFF_SEED` changes it.
+//! is fixed, `PYEXPR_DIFF_SEED` (0-255) changes it; `PYEXPR_DIFF_DUMP=dir` writes CPython's
+//! side of every case there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -51,8 +52,14 @@ fn oracle(cases: &[Value]) -> Vec<Value> {
         input.push('\n');
     }
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
-    let out: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
-        .lines()
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let version: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let version = version["python"].as_str().unwrap_or_default().to_string();
+    assert!(
+        version.starts_with("3.11."),
+        "python3 is {version}: the native subset's contract is CPython 3.11 (later versions changed messages)"
+    );
+    let out: Vec<Value> = lines
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
         .collect();
     writer.join().unwrap();
@@ -93,13 +100,26 @@ fn compare(kind: &str, cases: &[Value], ours: Vec<String>) {
             ));
         }
     }
+    if let Ok(dir) = std::env::var("PYEXPR_DIFF_DUMP") {
+        // For tuning the strategies: every case's Python source and CPython's result.
+        let lines: Vec<String> = theirs.iter().map(Value::to_string).collect();
+        std::fs::write(format!("{dir}/{kind}.jsonl"), lines.join("\n")).unwrap();
+    }
     let n = failures.len();
     for f in failures.iter().take(15) {
         eprintln!("{f}\n");
     }
-    let errors = theirs.iter().filter(|t| t.get("err").is_some()).count();
+    let mut raised = std::collections::BTreeMap::<String, usize>::new();
+    for t in &theirs {
+        if let Some(e) = t.get("err") {
+            *raised
+                .entry(e[0].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+    }
+    let errors: usize = raised.values().sum();
     eprintln!(
-        "{kind}: {} cases, {errors} raising in CPython, {n} differing",
+        "{kind}: {} cases, {errors} raising in CPython {raised:?}, {n} differing",
         cases.len()
     );
     assert_eq!(

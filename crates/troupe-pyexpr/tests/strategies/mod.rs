@@ -188,32 +188,33 @@ fn string() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// The state `p`: a dict over the usual keys, so that `p["k"]` often finds something, with
-/// `n` mostly a number, `s` a str, `l` a list and `d` a dict, so that typed expressions
-/// over them often run to the end.
+/// The state `p`: a dict where each of the usual keys is mostly present, so that `p["k"]`
+/// often finds something, with `n` mostly a number, `s` a str, `l` a list and `d` a dict, so
+/// that typed expressions over them often run to the end.
 pub fn payload() -> impl Strategy<Value = Value> {
-    let typed = (
-        prop::option::weighted(0.9, number()),
-        prop::option::weighted(0.9, string()),
-        prop::option::weighted(
-            0.8,
-            prop::collection::vec(scalar(), 0..5).prop_map(Value::Array),
-        ),
-        prop::option::weighted(0.8, json_value()),
-    );
+    let present = |s: BoxedStrategy<Value>| prop::option::weighted(0.85, s);
     (
-        typed,
-        prop::collection::vec((prop::sample::select(KEYS), json_value()), 0..5),
+        (
+            present(number().boxed()),
+            present(string().boxed()),
+            present(
+                prop::collection::vec(scalar(), 0..5)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+            present(json_value().boxed()),
+        ),
+        prop::collection::vec(present(json_value().boxed()), 4),
     )
         .prop_map(|((n, s, l, d), rest)| {
-            let mut map: serde_json::Map<String, Value> =
-                rest.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            for (k, v) in [("n", n), ("s", s), ("l", l), ("d", d)] {
-                if let Some(v) = v {
-                    map.insert(k.to_string(), v);
-                }
-            }
-            Value::Object(map)
+            let others = ["a", "b", "f", "x"].into_iter().zip(rest);
+            let typed = [("n", n), ("s", s), ("l", l), ("d", d)].into_iter();
+            Value::Object(
+                typed
+                    .chain(others)
+                    .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                    .collect(),
+            )
         })
 }
 
@@ -426,8 +427,32 @@ pub fn stmt() -> impl Strategy<Value = Value> {
         2 => prop::collection::vec(index, 0..4).boxed(),
     ];
     prop_oneof![
-        (target.clone(), value_expr()).prop_map(|(t, v)| node("assign", json!([t, v]))),
-        (prop::sample::select(BINOPS), target, value_expr())
+        2 => (target.clone(), value_expr()).prop_map(|(t, v)| node("assign", json!([t, v]))),
+        2 => (prop::sample::select(BINOPS), target, value_expr())
             .prop_map(|(op, t, v)| node("augassign", json!([op, t, v]))),
+        3 => typed_stmt(),
+    ]
+}
+
+/// Statements a router writes: counters, string building, list appends, keyed stores.
+fn typed_stmt() -> impl Strategy<Value = Value> {
+    let key = |k: &str| json!({ "const": k });
+    prop_oneof![
+        (prop::sample::select(BINOPS), num_expr())
+            .prop_map(move |(op, v)| node("augassign", json!([op, [key("n")], v]))),
+        (prop::sample::select(&["+", "*", "%"][..]), str_expr())
+            .prop_map(move |(op, v)| node("augassign", json!([op, [key("s")], v]))),
+        prop_oneof![
+            prop::collection::vec(scalar().prop_map(|v| node("const", v)), 0..3)
+                .prop_map(|v| node("list", json!(v))),
+            str_expr(),
+        ]
+        .prop_map(move |v| node("augassign", json!(["+", [key("l")], v]))),
+        ((-3i64..3), value_expr())
+            .prop_map(move |(i, v)| node("assign", json!([[key("l"), {"const": i}], v]))),
+        (prop::sample::select(KEYS), value_expr())
+            .prop_map(move |(k, v)| node("assign", json!([[key("d"), {"const": k}], v]))),
+        (prop::sample::select(KEYS), cond_expr())
+            .prop_map(move |(k, v)| node("assign", json!([[{"const": k}], v]))),
     ]
 }
