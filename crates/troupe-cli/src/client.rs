@@ -237,7 +237,41 @@ pub async fn status(mesh: &MeshArg, as_json: bool) -> Result<u8> {
                 .unwrap_or_default()
         ));
     }
+    print_flows(v.get("flows"));
     Ok(0)
+}
+
+/// The FLOW table of `troupe status`: every router of every flow and where it runs
+/// (`native`: inside the sidecars; `python`: a Python router actor, with the reason).
+fn print_flows(flows: Option<&Value>) {
+    let Some(flows) = flows.and_then(Value::as_array).filter(|f| !f.is_empty()) else {
+        return;
+    };
+    crate::stdout_line("");
+    crate::stdout_line(&format!("{:<16} {:<40} {:<9} {:<7}  WHY PYTHON", "FLOW", "ROUTER", "KIND", "RUNS"));
+    for f in flows {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        let routers = f.get("routers").and_then(Value::as_array).cloned().unwrap_or_default();
+        if routers.is_empty() {
+            let entry: Vec<&str> = f
+                .get("entry")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            crate::stdout_line(&format!("{name:<16} {:<40} {:<9} {:<7}", entry.join(" → "), "route", "-"));
+        }
+        for r in routers {
+            let native = r.get("native").and_then(Value::as_bool).unwrap_or(false);
+            crate::stdout_line(&format!(
+                "{:<16} {:<40} {:<9} {:<7}  {}",
+                name,
+                r.get("name").and_then(Value::as_str).unwrap_or_default(),
+                r.get("kind").and_then(Value::as_str).unwrap_or_default(),
+                if native { "native" } else { "python" },
+                if native { "" } else { r.get("why").and_then(Value::as_str).unwrap_or("native routers are off") }
+            ));
+        }
+    }
 }
 
 /// `troupe resume`.

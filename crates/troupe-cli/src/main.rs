@@ -49,6 +49,10 @@ enum Command {
         /// Run without the gateway: no mesh API, MCP or A2A; sidecars do not report.
         #[arg(long)]
         no_gateway: bool,
+        /// Run every flow router as a Python router actor (Asya's model) instead of inside
+        /// the sidecars; also TROUPE_NATIVE_ROUTERS=off.
+        #[arg(long)]
+        no_native_routers: bool,
     },
     /// Run the gateway alone (mesh API, MCP, A2A), configured by the ASYA_* / TROUPE_*
     /// environment variables of gateway.md section 7.
@@ -224,7 +228,12 @@ async fn run(command: Command) -> u8 {
             path,
             grace,
             no_gateway,
-        } => return up::run(&path, &grace, no_gateway).await,
+            no_native_routers,
+        } => {
+            let no_native = no_native_routers
+                || std::env::var("TROUPE_NATIVE_ROUTERS").is_ok_and(|v| v == "off");
+            return up::run(&path, &grace, no_gateway, no_native).await;
+        }
         Command::Gateway => return gateway::run().await,
         Command::Sidecar => return sidecar::run().await,
         Command::Scaler {

@@ -5,7 +5,7 @@ use std::path::Path;
 use troupe_mesh::{Mesh, MeshConfig, MeshOptions};
 
 /// Runs the mesh until Ctrl-C / SIGTERM. Returns the process exit code.
-pub async fn run(path: &Path, grace: &str, no_gateway: bool) -> u8 {
+pub async fn run(path: &Path, grace: &str, no_gateway: bool, no_native_routers: bool) -> u8 {
     let grace = match troupe_protocol::duration::parse_go_duration(grace) {
         Ok(d) => d,
         Err(e) => {
@@ -28,6 +28,7 @@ pub async fn run(path: &Path, grace: &str, no_gateway: bool) -> u8 {
         MeshOptions {
             grace: Some(grace),
             no_gateway,
+            no_native_routers,
             ..MeshOptions::default()
         },
     )

@@ -3,6 +3,7 @@
 //! or a native (Rust) handler.
 
 pub mod consumer;
+pub mod flow_routers;
 pub mod handler;
 pub mod http_report;
 pub mod metrics;

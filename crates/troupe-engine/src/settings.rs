@@ -38,6 +38,8 @@ pub struct ActorSettings {
     /// Every actor that consumes a queue, when known (`troupe up` knows its mesh): a frame
     /// routed to any other actor goes to x-sump instead of a queue nobody reads.
     pub known_actors: Option<std::sync::Arc<std::collections::HashSet<String>>>,
+    /// Flow routers this engine runs itself instead of sending to their queues.
+    pub native_routers: Option<std::sync::Arc<troupe_flow::NativeRouters>>,
 }
 
 impl ActorSettings {
@@ -56,6 +58,7 @@ impl ActorSettings {
             gateway_allowed_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             known_actors: None,
+            native_routers: None,
         }
     }
 

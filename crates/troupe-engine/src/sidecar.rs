@@ -25,6 +25,8 @@ use crate::settings::ActorSettings;
 use crate::tuner::Tuner;
 use crate::unparsed;
 
+mod native;
+
 /// How one replica runs the handler.
 #[derive(Clone)]
 pub enum Handler {
@@ -828,8 +830,14 @@ impl Engine {
                 }
                 None => env.route.curr.clone(),
             };
-            let queue = self.transport.queue_name(&physical);
-            self.send(&queue, &env, m::sent::ON_EXHAUSTED).await?;
+            if physical == env.route.curr && self.native_router(&physical) {
+                // An except router of a compiled flow: run it here, not through its queue.
+                let gw = self.gateway(stamped).await;
+                self.through_routers(env, gw.as_deref(), 0).await?;
+            } else {
+                let queue = self.transport.queue_name(&physical);
+                self.send(&queue, &env, m::sent::ON_EXHAUSTED).await?;
+            }
             self.processed(m::processed::POLICY_ROUTED);
             self.stats.record_error(what);
             return Ok(());
@@ -1107,47 +1115,10 @@ impl<'a> Dispatch<'a> {
         }
         debug!(actor = %s.actor, id = %out.id, index, target = ?target, "frame dispatched");
         match target {
-            lifecycle::Target::Paused => {
-                if let Some(gw) = self.gateway {
-                    let meta = out
-                        .headers
-                        .get(headers::PAUSE)
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    e.reporter
-                        .post_event(gw, &out.id, report::paused(&out.route, duration_ms, &meta))
-                        .await;
-                }
-                e.processed(m::processed::PAUSED);
-                Ok(())
+            lifecycle::Target::Actor(actor) if e.native_router(&actor) => {
+                e.through_routers(out, self.gateway, duration_ms).await
             }
-            lifecycle::Target::Sink => e.to_sink(&out).await,
-            lifecycle::Target::Actor(actor) => {
-                if let Some(known) = &s.known_actors {
-                    if !known.contains(&actor) {
-                        let text = format!(
-                            "Unknown actor '{actor}' in route: no actor of that name runs in this mesh (check the route or the handler's SET .route.next)"
-                        );
-                        let err = errors::error_envelope(
-                            &out,
-                            Reason::RuntimeError,
-                            &text,
-                            None,
-                            &s.actor,
-                            e.now(),
-                        );
-                        return e
-                            .to_sump(
-                                &err,
-                                m::failed::ROUTING_ERROR,
-                                format!("{}: {text}", out.id),
-                            )
-                            .await;
-                    }
-                }
-                let queue = e.transport.queue_name(&actor);
-                e.send(&queue, &out, m::sent::ROUTING).await
-            }
+            target => e.deliver(out, target, self.gateway, duration_ms).await,
         }
     }
 

@@ -19,6 +19,7 @@ use troupe_protocol::{Clock, SystemClock};
 use crate::config::GatewayConfig;
 use crate::event::{self, EventData, EventError, Posted, MAX_ROUTE_LEN};
 use crate::fanout::EventFanout;
+use crate::flows::FlowStarts;
 use crate::hub::{EventHub, EventKind, Subscription};
 use crate::ingress::Ingress;
 use crate::raw::RawJson;
@@ -32,6 +33,10 @@ const HEADER_RESUME_TIMEOUT: &str = "x-asya-resume-timeout";
 const HEADER_A2A_CONTEXT: &str = "x-asya-a2a-context-id";
 const HEADER_TRACEPARENT: &str = "traceparent";
 const RESUME_ACTOR: &str = "x-resume";
+/// Where a flow that ends (or fails) inside its start routers goes.
+const SINK_ACTOR: &str = "x-sink";
+/// Never a target here; `lifecycle::outgoing` needs the name.
+const SUMP_ACTOR: &str = "x-sump";
 const TIMED_OUT: &str = "task timed out";
 /// Compare-and-set attempts before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 16;
@@ -120,6 +125,7 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     closing: watch::Sender<bool>,
     pub(crate) fanout: std::sync::OnceLock<Arc<dyn EventFanout>>,
+    flows: std::sync::OnceLock<Arc<FlowStarts>>,
 }
 
 /// A task to create ([`Gateway::create_task`]): the typed form of a create request.
@@ -198,6 +204,7 @@ impl Gateway {
                 clock,
                 closing,
                 fanout: std::sync::OnceLock::new(),
+                flows: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -206,6 +213,16 @@ impl Gateway {
     /// bus attached counts (`false` when one was already attached).
     pub fn attach_fanout(&self, bus: Arc<dyn EventFanout>) -> bool {
         self.inner.fanout.set(bus).is_ok()
+    }
+
+    /// Makes the mesh's flows startable by name. Only the first set attached counts.
+    pub fn attach_flows(&self, flows: Arc<FlowStarts>) -> bool {
+        self.inner.flows.set(flows).is_ok()
+    }
+
+    /// The flows tasks can be sent to, when attached.
+    pub fn flows(&self) -> Option<&Arc<FlowStarts>> {
+        self.inner.flows.get()
     }
 
     /// The configuration.
@@ -355,7 +372,21 @@ impl Gateway {
             .namespace
             .as_deref()
             .is_some_and(|ns| !ns.is_empty() && ns != self.inner.config.namespace);
-        if foreign_ns || !self.inner.ingress.has_actor(actor) {
+        // A flow name stands for its route; the actors before `req.next` are the flow's.
+        let flows = self.inner.flows.get();
+        let flow_route = flows
+            .filter(|_| !self.inner.ingress.has_actor(actor))
+            .and_then(|f| f.route(actor))
+            .filter(|r| !r.is_empty());
+        let (actor, next): (&str, Vec<String>) = match flow_route {
+            Some(route) => (
+                route[0].as_str(),
+                route[1..].iter().chain(req.next.iter()).cloned().collect(),
+            ),
+            None => (actor, req.next.clone()),
+        };
+        let native = flows.and_then(|f| f.native_for(actor));
+        if foreign_ns || (native.is_none() && !self.inner.ingress.has_actor(actor)) {
             return Err(GatewayError::NotFound("actor not found".into()));
         }
 
@@ -370,7 +401,7 @@ impl Gateway {
         let body = envelope(
             &id,
             actor,
-            &req.next,
+            &next,
             &headers,
             &req.payload,
             deadline_at.as_deref(),
@@ -401,7 +432,11 @@ impl Gateway {
                 "task id {id} already exists; retry the request"
             )));
         }
-        if let Err(e) = self.inner.ingress.publish(actor, body).await {
+        let published = match native {
+            Some(routers) => self.publish_through_routers(routers, &body, now).await,
+            None => self.inner.ingress.publish(actor, body).await,
+        };
+        if let Err(e) = published {
             // The task never started: leave no record behind.
             if let Err(de) = self.inner.store.delete(&id).await {
                 tracing::warn!(task = %id, error = %de, "could not delete task after failed publish");
@@ -411,6 +446,48 @@ impl Gateway {
             )));
         }
         Ok(id)
+    }
+
+    /// Publishes a new task whose first actor is a native flow router: the routers run here
+    /// and their envelopes go straight to the actors they chose (fan-out slices registered
+    /// as children, a router failure to x-sink as the task's failure).
+    async fn publish_through_routers(
+        &self,
+        routers: &troupe_flow::NativeRouters,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
+        use troupe_engine::flow_routers::{run, RoutersOutcome};
+        use troupe_protocol::lifecycle::Target;
+        let entering: troupe_protocol::Envelope =
+            serde_json::from_slice(body).map_err(|e| format!("cannot read the new envelope: {e}"))?;
+        match run(routers, &entering, SINK_ACTOR, SUMP_ACTOR, now) {
+            RoutersOutcome::Failed(env) => {
+                self.inner
+                    .ingress
+                    .publish(SINK_ACTOR, bytes::Bytes::from(env.to_vec()))
+                    .await
+            }
+            RoutersOutcome::Send(outs) => {
+                for (k, (out, target)) in outs.into_iter().enumerate() {
+                    if k >= 1 {
+                        let child = troupe_protocol::report::child(&out.id, &entering.id, &out.route);
+                        if let Err(e) = self.register_child(&entering.id, &child).await {
+                            tracing::warn!(task = %entering.id, child = %out.id, error = %e, "could not register a fan-out slice of a flow's start");
+                        }
+                    }
+                    let to = match &target {
+                        Target::Actor(a) => a.as_str(),
+                        Target::Sink | Target::Paused => SINK_ACTOR,
+                    };
+                    self.inner
+                        .ingress
+                        .publish(to, bytes::Bytes::from(out.to_vec()))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Resumes a paused task from typed parts (§2.6; what A2A follow-up messages use).

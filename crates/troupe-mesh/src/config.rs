@@ -22,6 +22,9 @@
 //!     pipeline: 4             # Troupe extension (TROUPE_PIPELINE): most messages settling per worker
 //! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow,
 //!        persist_results: true}
+//! flows:                      # see config/flows.rs
+//!   - {name: research, source: flows.py:research}
+//!   - {name: text, route: [clean, analyse, summarize]}
 //! ```
 //!
 //! **Kubernetes manifests**: several documents, each `apiVersion: asya.sh/v1alpha1`,
@@ -57,6 +60,9 @@ use troupe_crew::MergeMode;
 use troupe_protocol::duration::parse_go_duration;
 use troupe_protocol::resiliency::Resiliency;
 use troupe_resource::{fields, AsyncActorSpec};
+
+mod flows;
+pub use flows::{FlowBody, FlowEntry};
 
 /// A Kubernetes memory quantity (`256Mi`, `1Gi`, `500M`, `1e9`, `1048576`) in bytes.
 pub fn parse_memory_quantity(text: &str) -> Option<u64> {
@@ -106,6 +112,7 @@ const MESH_FIELDS: &[&str] = &[
     "fsync",
     "gateway",
     "actors",
+    "flows",
     "crew",
     "kind",
     "apiVersion",
@@ -219,6 +226,8 @@ pub struct MeshConfig {
     pub gateway: GatewaySettings,
     /// User actors in file order.
     pub actors: Vec<ActorConfig>,
+    /// `flows:` in file order (compiled when the mesh starts).
+    pub flows: Vec<FlowEntry>,
     /// Crew settings.
     pub crew: CrewSettings,
 }
@@ -1236,6 +1245,7 @@ impl Checker<'_> {
             gateway_listen: DEFAULT_GATEWAY_LISTEN,
             gateway: GatewaySettings::default(),
             actors: Vec::new(),
+            flows: Vec::new(),
             crew: CrewSettings::default(),
         };
         let mut refs = Vec::new();
@@ -1507,6 +1517,9 @@ impl Checker<'_> {
         }
         if let Some(v) = f.get("crew") {
             self.crew(v, &p.key("crew"), &mut mesh.crew, refs);
+        }
+        if let Some(v) = f.get("flows") {
+            self.flows(v, &p.key("flows"), mesh);
         }
         if let Some(v) = f.get("kind") {
             self.string(v, &p.key("kind"));

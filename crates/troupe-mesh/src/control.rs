@@ -30,6 +30,8 @@ pub struct ControlState {
     pub gateway: Gateway,
     /// The queues, for raw publishes.
     pub transport: Arc<dyn troupe_transport::Transport>,
+    /// The mesh's flows and how each router runs (`troupe status`).
+    pub flows: serde_json::Value,
 }
 
 /// One row of `troupe status`.
@@ -105,7 +107,7 @@ pub async fn collect(pools: &[Arc<ActorPool>], crew: &[Arc<Engine>]) -> Vec<Acto
 }
 
 async fn status(State(st): State<Arc<ControlState>>) -> Json<serde_json::Value> {
-    Json(json!({"actors": collect(&st.pools, &st.crew).await}))
+    Json(json!({"actors": collect(&st.pools, &st.crew).await, "flows": st.flows}))
 }
 
 async fn result(State(st): State<Arc<ControlState>>, Path(id): Path<String>) -> Response {

@@ -154,11 +154,16 @@ pub(crate) async fn adapters(
     config: &MeshConfig,
     gateway: &Gateway,
     main_url: &str,
+    flows: &[(String, Option<String>)],
 ) -> Result<Adapters, MeshError> {
     let gw = &config.gateway;
-    let mcp = McpAdapter::new(gateway.clone(), mcp_config(&gw.mcp))
+    let mut mcp_settings = mcp_config(&gw.mcp);
+    mcp_settings.inline_tools = with_flows(&mcp_settings.inline_tools, flows, false);
+    let mut a2a_settings = a2a_config(&gw.a2a);
+    a2a_settings.inline_agents = with_flows(&a2a_settings.inline_agents, flows, true);
+    let mcp = McpAdapter::new(gateway.clone(), mcp_settings)
         .map_err(|e| MeshError::Gateway(e.to_string()))?;
-    let a2a = A2aAdapter::new(gateway.clone(), a2a_config(&gw.a2a))
+    let a2a = A2aAdapter::new(gateway.clone(), a2a_settings)
         .map_err(|e| MeshError::Gateway(e.to_string()))?;
     let mut on_main = Router::new();
     let mut own = Vec::new();
@@ -193,4 +198,33 @@ pub(crate) async fn adapters(
         mcp,
         a2a,
     })
+}
+
+/// Every flow of the mesh is also an MCP tool and an A2A agent with one skill, under the
+/// flow's name, unless the mesh file already registers that name (its entry wins, so a
+/// flow can be given a schema, a timeout or progress notifications).
+fn with_flows(
+    inline: &[serde_json::Value],
+    flows: &[(String, Option<String>)],
+    agents: bool,
+) -> Vec<serde_json::Value> {
+    let mut out = inline.to_vec();
+    for (name, description) in flows {
+        let taken = inline
+            .iter()
+            .any(|e| e.get("name").and_then(serde_json::Value::as_str) == Some(name.as_str()));
+        if taken {
+            continue;
+        }
+        let description = description
+            .clone()
+            .unwrap_or_else(|| format!("Runs the {name} flow"));
+        out.push(if agents {
+            serde_json::json!({"name": name, "actor": name, "description": description,
+                               "skills": [{"id": name, "name": name, "description": description}]})
+        } else {
+            serde_json::json!({"name": name, "actor": name, "description": description})
+        });
+    }
+    out
 }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control;
 pub mod error;
+mod flows;
 mod front;
 pub mod handlers;
 pub mod mesh;

@@ -42,6 +42,9 @@ pub struct MeshOptions {
     /// `troupe up --no-gateway`: no mesh API, MCP or A2A routes; sidecars do not report
     /// (stealth mode). The control routes (`troupe status`, `troupe result`) stay.
     pub no_gateway: bool,
+    /// `troupe up --no-native-routers`: every flow router runs as a Python router actor
+    /// (Asya's model), for comparison and for debugging the compiled flow.
+    pub no_native_routers: bool,
 }
 
 /// A running mesh.
@@ -104,7 +107,7 @@ fn state_err(path: &Path, e: impl std::fmt::Display) -> MeshError {
 impl Mesh {
     /// Checks handlers, opens the queues, starts the crew, the mesh API and the
     /// autoscalers. Returns once the listener is up and `mesh.json` is written.
-    pub async fn start(config: MeshConfig, options: MeshOptions) -> Result<Mesh, MeshError> {
+    pub async fn start(mut config: MeshConfig, options: MeshOptions) -> Result<Mesh, MeshError> {
         let state = config.state_dir.clone();
         for sub in ["", "queues", "run", "runtime"] {
             std::fs::create_dir_all(state.join(sub)).map_err(|e| state_err(&state.join(sub), e))?;
@@ -120,6 +123,9 @@ impl Mesh {
                 ));
             }
         }
+        // Compiled first: a flow that does not compile stops the start (exit 2), and the
+        // actors it adds must exist before handlers are checked and pools created.
+        let flows = crate::flows::expand(&mut config, !options.no_native_routers)?;
         let runtime_file =
             write_runtime_file(&state.join("runtime")).map_err(|e| state_err(&state, e))?;
         if !options.skip_handler_check {
@@ -169,6 +175,7 @@ impl Mesh {
             .map_err(|e| MeshError::Gateway(e.to_string()))?;
         let limits = gateway_config.limits.clone();
         let gateway = Gateway::new(gateway_config, store.clone(), ingress);
+        gateway.attach_flows(Arc::new(flows.starts()));
         if !options.no_gateway {
             crate::front::attach_fanout(&config, &gateway).await?;
         }
@@ -209,6 +216,7 @@ impl Mesh {
             let mut s = ActorSettings::new(name);
             s.gateway_allowed_hosts = allowed_hosts.clone();
             s.known_actors = Some(known_actors.clone());
+            s.native_routers = flows.native.clone();
             s.actor_timeout = timeout;
             s.concurrency = concurrency;
             s.gateway_url = gateway_url.clone();
@@ -316,13 +324,19 @@ impl Mesh {
             state_dir: state.clone(),
             gateway: gateway.clone(),
             transport: dyn_transport.clone(),
+            flows: flows.status_json(),
         });
         let mut adapter_servers = Vec::new();
         let mut adapter_urls = (None, None);
         let router = if options.no_gateway {
             control
         } else {
-            let adapters = crate::front::adapters(&config, &gateway, &url).await?;
+            let flow_names: Vec<(String, Option<String>)> = flows
+                .flows
+                .iter()
+                .map(|(name, _, d)| (name.clone(), d.clone()))
+                .collect();
+            let adapters = crate::front::adapters(&config, &gateway, &url, &flow_names).await?;
             for own in adapters.own {
                 let mut stop = shutdown_rx.clone();
                 let what = own.what;
@@ -526,7 +540,8 @@ fn runtime_spec(config: &MeshConfig, actor: &ActorConfig, runtime_file: &Path) -
             .clone()
             .unwrap_or_else(|| runtime_file.to_path_buf()),
         env,
-        python_path: vec![config.root.clone()],
+        // `<state>/flows` holds the generated Python routers of the mesh's flows.
+        python_path: vec![config.root.clone(), config.state_dir.join("flows")],
         cwd: Some(config.root.clone()),
     }
 }
