@@ -95,7 +95,7 @@ def test_text_pipeline_flow_by_name_cli_mcp_and_a2a(mesh):
     assert by_flow["summary"]["label"] == "positive"
 
     # The mesh API: the flow name stands where an actor name would.
-    code, body = mesh.http("POST", "/mesh?actor=text", {"payload": {"text": "It is good."}})
+    code, body = mesh.http("POST", "/api/v1/mesh/?actor=text", {"payload": {"text": "It is good."}})
     assert code in (200, 201), body
     task_id = body["id"] if isinstance(body, dict) else None
     assert task_id

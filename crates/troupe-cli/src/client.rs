@@ -248,17 +248,29 @@ fn print_flows(flows: Option<&Value>) {
         return;
     };
     crate::stdout_line("");
-    crate::stdout_line(&format!("{:<16} {:<40} {:<9} {:<7}  WHY PYTHON", "FLOW", "ROUTER", "KIND", "RUNS"));
+    crate::stdout_line(&format!(
+        "{:<16} {:<40} {:<9} {:<7}  WHY PYTHON",
+        "FLOW", "ROUTER", "KIND", "RUNS"
+    ));
     for f in flows {
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-        let routers = f.get("routers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let routers = f
+            .get("routers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if routers.is_empty() {
             let entry: Vec<&str> = f
                 .get("entry")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            crate::stdout_line(&format!("{name:<16} {:<40} {:<9} {:<7}", entry.join(" → "), "route", "-"));
+            crate::stdout_line(&format!(
+                "{name:<16} {:<40} {:<9} {:<7}",
+                entry.join(" → "),
+                "route",
+                "-"
+            ));
         }
         for r in routers {
             let native = r.get("native").and_then(Value::as_bool).unwrap_or(false);
@@ -268,7 +280,13 @@ fn print_flows(flows: Option<&Value>) {
                 r.get("name").and_then(Value::as_str).unwrap_or_default(),
                 r.get("kind").and_then(Value::as_str).unwrap_or_default(),
                 if native { "native" } else { "python" },
-                if native { "" } else { r.get("why").and_then(Value::as_str).unwrap_or("native routers are off") }
+                if native {
+                    ""
+                } else {
+                    r.get("why")
+                        .and_then(Value::as_str)
+                        .unwrap_or("native routers are off")
+                }
             ));
         }
     }

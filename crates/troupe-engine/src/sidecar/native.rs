@@ -64,7 +64,15 @@ impl Engine {
                 let (router, error) = env
                     .status
                     .as_ref()
-                    .map(|s| (s.actor.clone(), s.error.as_ref().map(|e| format!("{}: {}", e.error_type, e.message)).unwrap_or_default()))
+                    .map(|s| {
+                        (
+                            s.actor.clone(),
+                            s.error
+                                .as_ref()
+                                .map(|e| format!("{}: {}", e.error_type, e.message))
+                                .unwrap_or_default(),
+                        )
+                    })
                     .unwrap_or_default();
                 warn!(actor = %self.settings.actor, router = %router, id = %entering.id, error = %error, "flow router failed");
                 metrics::counter!(m::MESSAGES_FAILED, "queue" => router, "reason" => m::failed::RUNTIME_ERROR).increment(1);

@@ -55,7 +55,10 @@ impl Checker<'_> {
                 if mesh.flows.iter().any(|f| f.name == entry.name) {
                     self.error(
                         &q.key("name"),
-                        format!("flow '{}' is defined twice: give each flow its own name", entry.name),
+                        format!(
+                            "flow '{}' is defined twice: give each flow its own name",
+                            entry.name
+                        ),
                     );
                 } else {
                     mesh.flows.push(entry);
@@ -71,7 +74,10 @@ impl Checker<'_> {
         let name = match f.get("name") {
             Some(v) => self.string(v, &nq)?,
             None => {
-                self.error(&nq, "missing required field 'name': add name: <flow name> (a DNS label)");
+                self.error(
+                    &nq,
+                    "missing required field 'name': add name: <flow name> (a DNS label)",
+                );
                 return None;
             }
         };
@@ -101,7 +107,10 @@ impl Checker<'_> {
                     self.error(&sq, format!("flow source {} does not exist (paths are relative to the mesh file's folder)", path.display()));
                     return None;
                 }
-                FlowBody::Source { file: path, function }
+                FlowBody::Source {
+                    file: path,
+                    function,
+                }
             }
             (None, Some(r)) => {
                 let rq = p.key("route");
@@ -111,7 +120,10 @@ impl Checker<'_> {
                     route.push(self.actor_name(a, &rq.index(i))?);
                 }
                 if route.is_empty() {
-                    self.error(&rq, "empty route: list the actors the flow runs, e.g. route: [clean, analyse]");
+                    self.error(
+                        &rq,
+                        "empty route: list the actors the flow runs, e.g. route: [clean, analyse]",
+                    );
                     return None;
                 }
                 FlowBody::Route(route)
