@@ -469,6 +469,18 @@ async fn serve(config: StandaloneConfig) -> Result<(), String> {
         tracing::warn!("no client auth configured (TROUPE_GATEWAY_API_KEY, ASYA_MCP_API_KEY, ASYA_A2A_API_KEY or ASYA_A2A_JWT_JWKS_URL): anyone who reaches the external listener can create, read and cancel tasks");
     }
     let gateway = Gateway::new(config.gateway.clone(), store, ingress);
+    // Flows started by name, with their native start routers (`troupe flow compile`).
+    let env_get = |k: &str| std::env::var(k).ok();
+    if let Some(flows) = troupe_flow::shipped::from_env(&env_get).map_err(|e| e.to_string())? {
+        let routers = troupe_flow::NativeRouters::new(&flows);
+        let routers = (!routers.is_empty()).then(|| Arc::new(routers));
+        gateway.attach_flows(Arc::new(troupe_gateway::FlowStarts::new(
+            flows
+                .iter()
+                .map(|f| (f.name.clone(), f.entry_route(), None)),
+            routers,
+        )));
+    }
     if let StoreChoice::Postgres(url) = &config.store {
         troupe_gateway::attach_postgres_fanout(&gateway, url)
             .await

@@ -20,7 +20,14 @@ struct Startup {
 
 /// Parses the sidecar's environment; `Err` carries the message and the exit code.
 fn configure(get: &dyn Fn(&str) -> Option<String>) -> Result<Startup, (String, u8)> {
-    let config = SidecarConfig::from_lookup(get).map_err(|e| (e.to_string(), e.exit_code()))?;
+    let mut config = SidecarConfig::from_lookup(get).map_err(|e| (e.to_string(), e.exit_code()))?;
+    // A compiled flow's native routers, shipped by `troupe flow compile`.
+    if let Some(flows) = troupe_flow::shipped::from_env(get).map_err(|e| (e.to_string(), 2))? {
+        let routers = troupe_flow::NativeRouters::new(&flows);
+        if !routers.is_empty() {
+            config.settings.native_routers = Some(std::sync::Arc::new(routers));
+        }
+    }
     let spec = TransportSpec::from_env(&config.transport, get).map_err(|e| (e.to_string(), 2))?;
     let mut options = ConnectOptions::new(config.namespace.clone());
     options.visibility_timeout =

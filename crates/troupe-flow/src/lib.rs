@@ -6,6 +6,7 @@
 //! - [`native`]: executes native routers inside the sidecar
 //! - [`python`]: generates `routers.py` for the routers that run as Python actors
 //! - [`errors`]: Python's built-in exception hierarchy (what a raising router reports)
+//! - [`shipped`]: compiled flows read back by standalone sidecars and gateways
 
 pub mod errors;
 pub mod frontend;
@@ -14,6 +15,7 @@ pub mod lower;
 pub mod native;
 pub mod program;
 pub mod python;
+pub mod shipped;
 
 use std::path::{Path, PathBuf};
 
