@@ -125,24 +125,24 @@ fn parse<'a>(
     }
     let mut width = None;
     if chars.get(*pos) == Some(&'*') {
-        let w = star(args)?;
+        let w = star(args, i128::from(i64::MAX), "ssize_t")?;
         if w < 0 {
             flags |= LJUST;
         }
-        width = Some(capped(w.unsigned_abs())?);
+        width = usize::try_from(w.unsigned_abs()).ok();
         *pos += 1;
     } else {
-        width = digits(chars, pos)?.or(width);
+        width = digits(chars, pos, i64::MAX as u128, "width")?.or(width);
     }
     let mut prec = None;
     if chars.get(*pos) == Some(&'.') {
         *pos += 1;
         if chars.get(*pos) == Some(&'*') {
-            let p = star(args)?;
-            prec = Some(capped(p.max(0).unsigned_abs())?);
+            let p = star(args, i128::from(i32::MAX), "int")?;
+            prec = usize::try_from(p.max(0)).ok();
             *pos += 1;
         } else {
-            prec = Some(digits(chars, pos)?.unwrap_or(0));
+            prec = Some(digits(chars, pos, i32::MAX as u128, "precision")?.unwrap_or(0));
         }
     }
     if matches!(chars.get(*pos), Some('h' | 'l' | 'L')) {
@@ -159,36 +159,48 @@ fn parse<'a>(
     })
 }
 
-/// The int a `*` takes from the arguments.
-fn star(args: &mut Args) -> Result<i128, PyError> {
-    match args.next()? {
-        v @ (Value::Bool(_) | Value::Number(_)) => match Num::of(&v) {
-            Some(Num::Int(i)) => Ok(i),
-            _ => Err(PyError::type_error("* wants int")),
-        },
-        _ => Err(PyError::type_error("* wants int")),
+/// The int a `*` takes from the arguments, within C's `ssize_t` or `int` as CPython needs.
+fn star(args: &mut Args, max: i128, c_type: &str) -> Result<i128, PyError> {
+    let i = match Num::of(&args.next()?) {
+        Some(Num::Int(i)) => i,
+        _ => return Err(PyError::type_error("* wants int")),
+    };
+    if i > max || i < -max - 1 {
+        return Err(PyError::new(
+            "OverflowError",
+            format!("Python int too large to convert to C {c_type}"),
+        ));
+    }
+    Ok(i)
+}
+
+/// Refuses a width or precision that would build more than [`MAX_ITEMS`] characters.
+fn capped(n: usize) -> Result<usize, PyError> {
+    if n > MAX_ITEMS {
+        Err(crate::arith::too_many_items())
+    } else {
+        Ok(n)
     }
 }
 
-fn capped(n: u128) -> Result<usize, PyError> {
-    usize::try_from(n)
-        .ok()
-        .filter(|n| *n <= MAX_ITEMS)
-        .ok_or_else(crate::arith::too_many_items)
-}
-
-/// A run of ASCII digits (a width or a precision), if any.
-fn digits(chars: &[char], pos: &mut usize) -> Result<Option<usize>, PyError> {
+/// A run of ASCII digits (a width or a precision), if any; past `limit` (CPython's
+/// `Py_ssize_t` for a width, C `int` for a precision) it raises `ValueError: {what} too big`.
+fn digits(
+    chars: &[char],
+    pos: &mut usize,
+    limit: u128,
+    what: &str,
+) -> Result<Option<usize>, PyError> {
     let mut n: Option<u128> = None;
     while let Some(d) = chars.get(*pos).and_then(|c| c.to_digit(10)) {
-        n = Some(
-            n.unwrap_or(0)
-                .saturating_mul(10)
-                .saturating_add(u128::from(d)),
-        );
+        let next = n.unwrap_or(0) * 10 + u128::from(d);
+        if next > limit {
+            return Err(PyError::new("ValueError", format!("{what} too big")));
+        }
+        n = Some(next);
         *pos += 1;
     }
-    n.map(capped).transpose()
+    Ok(n.and_then(|n| usize::try_from(n).ok()))
 }
 
 /// Formats one argument by `spec`; `pos` is just past the type character (for messages).
@@ -210,12 +222,8 @@ fn convert(mut spec: Spec, args: &mut Args, pos: usize) -> Result<String, PyErro
                     type_name(&v)
                 )));
             };
-            format_float(
-                n.to_f64(),
-                spec.ch,
-                spec.prec.unwrap_or(6),
-                spec.flags & ALT != 0,
-            )
+            let prec = capped(spec.prec.unwrap_or(6))?;
+            format_float(n.to_f64(), spec.ch, prec, spec.flags & ALT != 0)
         }
         'c' => match (&v, Num::of(&v)) {
             (Value::String(s), _) if s.chars().count() == 1 => s.clone(),
@@ -242,6 +250,7 @@ fn convert(mut spec: Spec, args: &mut Args, pos: usize) -> Result<String, PyErro
             ));
         }
     };
+    capped(spec.width.unwrap_or(0))?;
     Ok(pad(&spec, &text))
 }
 
@@ -285,6 +294,7 @@ fn format_int(spec: &Spec, v: &Value) -> Result<String, PyError> {
     };
     if let Some(p) = spec.prec {
         if p > digits.len() {
+            capped(p)?;
             digits = format!("{}{digits}", "0".repeat(p - digits.len()));
         }
     }

@@ -16,7 +16,8 @@
 //! - a dict key that is not a str (in a display or an assignment) raises `TypeError`;
 //! - `*` repeating a str past [`MAX_ITEMS`] characters, or a list past [`MAX_ITEMS`] values
 //!   (counting every value nested in its items, since JSON repeats copies where Python
-//!   repeats references), and a `%` format width or precision past it, raise `MemoryError`;
+//!   repeats references), and a `%` conversion whose width or precision would build more
+//!   characters than that, raise `MemoryError`;
 //! - dicts keep their keys sorted (serde_json's map), where Python keeps insertion order:
 //!   `str()` of a dict display with unsorted keys lists them sorted;
 //! - each statement copies the value it assigns: `p["a"] = p["b"]` does not make the two
@@ -43,7 +44,7 @@ pub const INT_OVERFLOW: &str =
     "int result does not fit in 64 bits, which a JSON payload needs (keep ints within -2**63 .. 2**64-1)";
 
 /// The most characters, or values (nested ones counted), that `*` may produce, and the
-/// largest width or precision of a `%` format; past it the evaluator raises `MemoryError`.
+/// largest width or padding precision a `%` conversion may use; past it: `MemoryError`.
 pub const MAX_ITEMS: usize = 1_000_000;
 
 /// A Python exception: its type name (`KeyError`) and its message (`'x'`), as CPython

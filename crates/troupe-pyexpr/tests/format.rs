@@ -56,6 +56,7 @@ fn conversions() {
         ("abc", json!({}), "abc"),
         ("abc", json!([]), "abc"),
         ("%(a)s", json!({"a": 1}), "1"),
+        ("%.9999999s|", json!("a"), "a|"),
         ("%((a))s", json!({"(a)": 5}), "5"),
         ("%s %(a)s", json!({"a": 1}), "{'a': 1} 1"),
     ];
@@ -134,6 +135,33 @@ fn errors() {
             json!(1),
             "MemoryError: result would exceed 1000000 items, the native evaluator's limit",
         ),
+        (
+            "%*d",
+            json!(u64::MAX),
+            "OverflowError: Python int too large to convert to C ssize_t",
+        ),
+        (
+            "%.*f",
+            json!(2_147_483_648_i64),
+            "OverflowError: Python int too large to convert to C int",
+        ),
+        (
+            "%*d",
+            json!(5_000_000),
+            "TypeError: not enough arguments for format string",
+        ),
+        (
+            "%5000000c",
+            json!("ab"),
+            "TypeError: %c requires int or char",
+        ),
+        // Past Py_ssize_t / C int CPython refuses the number itself.
+        (
+            "%99999999999999999999d",
+            json!(1),
+            "ValueError: width too big",
+        ),
+        ("%.2147483648f", json!(1), "ValueError: precision too big"),
     ];
     for (f, arg, want) in cases {
         check(&fmt(f, arg), Err(want));
