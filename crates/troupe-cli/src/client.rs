@@ -250,7 +250,7 @@ fn print_flows(flows: Option<&Value>) {
     crate::stdout_line("");
     crate::stdout_line(&format!(
         "{:<16} {:<40} {:<9} {:<7}  WHY PYTHON",
-        "FLOW", "ROUTER", "KIND", "RUNS"
+        "FLOW", "ROUTER", "KIND", "RUNS AS"
     ));
     for f in flows {
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
