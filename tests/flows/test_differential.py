@@ -96,7 +96,17 @@ def flow_mesh(request, tmp_path_factory):
             {"case": case_id(c), "input": c.payload, "reference": expected(c),
              "troupe": results.get(mesh_run.key(c), {"compile error": compile_errors.get(c.flow_name)})}
             for c in chosen], indent=1))
-    return compile_errors, results
+    return compile_errors, results, request.param
+
+
+# Cases where troupe does not give plain Python's result, on purpose or until fixed:
+# "corpus-FLOW-N" (both modes) or "MODE:corpus-FLOW-N" → why. Such a case is an expected
+# failure; one that starts to agree fails, so that it is taken off this list.
+KNOWN = {}
+
+
+def known(mode, case):
+    return KNOWN.get(f"{mode}:{case_id(case)}") or KNOWN.get(case_id(case))
 
 
 def case_id(case):
@@ -105,12 +115,21 @@ def case_id(case):
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[case_id(c) for c in ALL_CASES])
 def test_flow_gives_the_plain_python_result(flow_mesh, case):
-    compile_errors, results = flow_mesh
+    compile_errors, results, mode = flow_mesh
     want = expected(case)
+    why = known(mode, case)
     if case.flow_name in compile_errors:
+        if why:
+            pytest.xfail(why)
         pytest.fail(f"the flow does not compile or start in the mesh, but runs as plain Python:\n"
                     f"{compile_errors[case.flow_name]}\n\n"
                     + cases.describe(SOURCES, case, want, {"not run": "refused by troupe up"}), pytrace=False)
     got = results[mesh_run.key(case)]
-    if reference.canonical(got) != reference.canonical(want):
+    same = reference.canonical(got) == reference.canonical(want)
+    if why and not same:
+        pytest.xfail(why)
+    if why:
+        pytest.fail(f"listed in KNOWN ({why}) but troupe now gives plain Python's result: "
+                    "take it off the list", pytrace=False)
+    if not same:
         pytest.fail(cases.describe(SOURCES, case, want, got), pytrace=False)
