@@ -213,9 +213,10 @@ fn parse_int(original: &str) -> Result<Value, PyError> {
     let invalid = || {
         PyError::new(
             "ValueError",
+            // CPython formats this one with `%.200R`: the repr cut at 200 characters.
             format!(
                 "invalid literal for int() with base 10: {}",
-                str_repr(original)
+                str_repr(original).chars().take(200).collect::<String>()
             ),
         )
     };

@@ -123,24 +123,23 @@ fn parse<'a>(
         flags |= f;
         *pos += 1;
     }
-    let mut width = None;
-    if chars.get(*pos) == Some(&'*') {
+    let width = if chars.get(*pos) == Some(&'*') {
+        *pos += 1;
         let w = star(args, i128::from(i64::MAX), "ssize_t")?;
         if w < 0 {
             flags |= LJUST;
         }
-        width = usize::try_from(w.unsigned_abs()).ok();
-        *pos += 1;
+        usize::try_from(w.unsigned_abs()).ok()
     } else {
-        width = digits(chars, pos, i64::MAX as u128, "width")?.or(width);
-    }
+        digits(chars, pos, i64::MAX as u128, "width")?
+    };
     let mut prec = None;
     if chars.get(*pos) == Some(&'.') {
         *pos += 1;
         if chars.get(*pos) == Some(&'*') {
+            *pos += 1;
             let p = star(args, i128::from(i32::MAX), "int")?;
             prec = usize::try_from(p.max(0)).ok();
-            *pos += 1;
         } else {
             prec = Some(digits(chars, pos, i32::MAX as u128, "precision")?.unwrap_or(0));
         }

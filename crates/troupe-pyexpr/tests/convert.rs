@@ -115,6 +115,14 @@ fn int_conversion() {
             )),
         );
     }
+    let long = "x".repeat(300);
+    check(
+        &call("int", c(json!(long))),
+        Err(&format!(
+            "ValueError: invalid literal for int() with base 10: '{}",
+            "x".repeat(199)
+        )),
+    );
     check(
         &call("int", c(json!(null))),
         Err("TypeError: int() argument must be a string, a bytes-like object or a real number, not 'NoneType'"),

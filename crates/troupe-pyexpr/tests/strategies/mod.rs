@@ -251,6 +251,51 @@ fn cond_leaf() -> impl Strategy<Value = Value> {
         .prop_map(|(op, a, b)| node("cmp", json!([{"const": a}, [[op, {"const": b}]]])))
 }
 
+/// A printf-style format: literal text and conversions with random keys, flags, widths,
+/// precisions, length modifiers and types (some invalid).
+pub fn format_string() -> impl Strategy<Value = Value> {
+    let conversion = (
+        prop::option::weighted(0.2, prop::sample::select(&["a", "n", "(a)", "", "x"][..])),
+        prop::collection::vec(prop::sample::select(&["-", "+", " ", "#", "0"][..]), 0..3),
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                Just("*".to_string()),
+                (0u32..25).prop_map(|w| w.to_string())
+            ],
+        ),
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                Just("*".to_string()),
+                (0u32..25).prop_map(|p| p.to_string())
+            ],
+        ),
+        prop::option::weighted(0.05, prop::sample::select(&["h", "l", "L", "ll"][..])),
+        prop::sample::select(
+            &[
+                "s", "r", "a", "d", "i", "u", "o", "x", "X", "e", "E", "f", "F", "g", "G", "c",
+                "%", "z", "é", "",
+            ][..],
+        ),
+    )
+        .prop_map(|(key, flags, width, prec, len, ty)| {
+            let key = key.map(|k| format!("({k})")).unwrap_or_default();
+            let prec = prec.map(|p| format!(".{p}")).unwrap_or_default();
+            format!(
+                "%{key}{}{}{prec}{}{ty}",
+                flags.concat(),
+                width.unwrap_or_default(),
+                len.unwrap_or_default()
+            )
+        });
+    let piece = prop_oneof![
+        3 => conversion,
+        1 => prop::sample::select(&["x", " ", "%%", "é", "-"][..]).prop_map(str::to_string),
+    ];
+    prop::collection::vec(piece, 1..4).prop_map(|p| json!(p.concat()))
+}
+
 /// Strings: concatenation, repetition, `%` formatting, `str()` and indexing.
 pub fn str_expr() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -263,7 +308,14 @@ pub fn str_expr() -> impl Strategy<Value = Value> {
             3 => (inner.clone(), inner.clone()).prop_map(|(a, b)| node("bin", json!(["+", a, b]))),
             1 => (inner.clone(), -2i64..4)
                 .prop_map(|(a, n)| node("bin", json!(["*", a, {"const": n}]))),
-            3 => (inner.clone(), prop_oneof![
+            2 => (format_string(), prop_oneof![
+                    4 => scalar().prop_map(|v| node("const", v)).boxed(),
+                    1 => Just(p_at("d")).boxed(),
+                    1 => Just(p_at("l")).boxed(),
+                    1 => json_value().prop_map(|v| node("const", v)).boxed(),
+                ])
+                .prop_map(|(f, a)| node("bin", json!(["%", {"const": f}, a]))),
+            2 => (inner.clone(), prop_oneof![
                     number().prop_map(|v| node("const", v)).boxed(),
                     inner.clone().boxed(),
                     Just(p_at("d")).boxed(),
