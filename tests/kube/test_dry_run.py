@@ -114,3 +114,23 @@ def test_troupe_render_output_and_asyncactors_are_accepted(kube, keda, namespace
     assert len(errors) == 1, errors
     assert "container names starting with asya- are reserved" in errors[0], errors
     assert "formula requires scaling.advanced.target" in errors[0], errors
+
+
+def test_troupe_flow_compile_manifests_are_accepted(kube, keda, namespace, tmp_path):
+    """A compiled flow's base/ (AsyncActors of handler actors, Python routers and fan-ins;
+    the routers and program ConfigMaps) as `troupe flow compile` writes it."""
+    install_crd(kube)
+    source = REPO / "crates" / "troupe-flow" / "tests" / "outputs" / "research.py"
+    handlers = []
+    for actor in ["plan", "search", "review", "write", "apologize", "summarize", "notify"]:
+        handlers += ["--handler", f"{actor}=handlers.{actor}"]
+    subprocess.run([troupe_bin(), "flow", "compile", str(source), "--image", "ghcr.io/acme/flows:1",
+                    "-o", str(tmp_path), *handlers], check=True, capture_output=True)
+    base = tmp_path / "research" / "base"
+    listed = yaml.safe_load((base / "kustomization.yaml").read_text())["resources"]
+    docs = [yaml.safe_load((base / name).read_text()) for name in listed]
+    errors, kinds = dry_run(kube, namespace, docs)
+    assert not errors, "\n".join(errors)
+    assert {"AsyncActor", "ConfigMap"} <= kinds, kinds
+    roles = {d["metadata"]["labels"]["asya.sh/role"] for d in docs if d["kind"] == "AsyncActor"}
+    assert roles == {"actor", "router"}, roles

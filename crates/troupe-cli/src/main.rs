@@ -1,6 +1,7 @@
 //! `troupe`: run a mesh (`troupe up`) and talk to a running one.
 
 mod client;
+mod flow;
 mod gateway;
 mod logging;
 mod operator;
@@ -174,6 +175,12 @@ enum Command {
         #[arg(long, env = "TROUPE_PUSH_SCALER", value_name = "ADDR|off")]
         push_scaler: Option<String>,
     },
+    /// Compile Python flows for Kubernetes: routers, graphs (Mermaid, DOT, JSON) and
+    /// AsyncActor manifests; validate them; print their graphs.
+    Flow {
+        #[command(subcommand)]
+        command: flow::FlowCommand,
+    },
     /// Print a finished task's stored envelope.
     Result {
         /// Task id.
@@ -247,6 +254,7 @@ async fn run(command: Command) -> u8 {
             .await
         }
         Command::Runtime { python, dir } => return sidecar::exec_runtime(&python, dir),
+        Command::Flow { command } => return flow::run(command),
         Command::Render {
             mesh,
             namespace,

@@ -13,6 +13,7 @@ pub mod frontend;
 pub mod ir;
 pub mod lower;
 pub mod native;
+pub mod outputs;
 pub mod program;
 pub mod python;
 pub mod shipped;
