@@ -211,7 +211,9 @@ pub fn run(command: FlowCommand) -> u8 {
 /// `FILE.py:line:col: message` (a compile diagnostic).
 fn is_located(line: &str) -> bool {
     let mut parts = line.splitn(4, ':');
-    let (Some(_), Some(l), Some(c), Some(_)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(_), Some(l), Some(c), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
     l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok()
@@ -350,7 +352,12 @@ fn compile(
         plans.push((f, compiled_dir, base_dir, files));
     }
     for (f, compiled_dir, base_dir, files) in plans {
-        write_all(&compiled_dir, outputs::compiled_files(f).into_iter().map(|(n, t)| (n.to_owned(), t)))?;
+        write_all(
+            &compiled_dir,
+            outputs::compiled_files(f)
+                .into_iter()
+                .map(|(n, t)| (n.to_owned(), t)),
+        )?;
         clear_previous(&base_dir)?;
         let n = files.len();
         write_all(&base_dir, files.into_iter())?;
@@ -427,7 +434,9 @@ mod tests {
 
     #[test]
     fn diagnostics_are_recognised() {
-        assert!(is_located("flows.py:7:5: for loops cannot be compiled: use ..."));
+        assert!(is_located(
+            "flows.py:7:5: for loops cannot be compiled: use ..."
+        ));
         assert!(!is_located("could not run the flow front end: x"));
     }
 

@@ -61,7 +61,13 @@ fn text(b: &[u8]) -> String {
 }
 
 fn compile_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["flow", "compile", "research.py", "--image", "ghcr.io/acme/flows:1"];
+    let mut v = vec![
+        "flow",
+        "compile",
+        "research.py",
+        "--image",
+        "ghcr.io/acme/flows:1",
+    ];
     for h in &HANDLERS {
         v.extend(["--handler", h]);
     }
@@ -75,11 +81,17 @@ fn validate_exits_2_with_located_errors_and_0_with_a_summary() {
     let out = troupe(&["flow", "validate", "bad.py"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.starts_with("bad.py:4:5: for loops cannot be compiled"), "{err}");
+    assert!(
+        err.starts_with("bad.py:4:5: for loops cannot be compiled"),
+        "{err}"
+    );
     let out = troupe(&["flow", "validate", "research.py"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("ok research: entry start-research"), "{stdout}");
+    assert!(
+        stdout.starts_with("ok research: entry start-research"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("router-research-if-line-9 (line 9) runs as a Python router: calls p['topic'].startswith()"),
         "{stdout}"
@@ -94,7 +106,10 @@ fn validate_exits_2_with_located_errors_and_0_with_a_summary() {
 #[test]
 fn graph_prints_each_format_of_one_flow() {
     let dir = project();
-    let out = troupe(&["flow", "graph", "research.py", "--format", "json"], dir.path());
+    let out = troupe(
+        &["flow", "graph", "research.py", "--format", "json"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(g["flow"], "research");
@@ -108,13 +123,19 @@ fn graph_prints_each_format_of_one_flow() {
     assert_eq!(python, ["router-research-if-line-9"]);
     let out = troupe(&["flow", "graph", "research.py"], dir.path());
     assert!(text(&out.stdout).contains("flowchart TD"));
-    let out = troupe(&["flow", "graph", "research.py:research", "--format", "dot"], dir.path());
+    let out = troupe(
+        &["flow", "graph", "research.py:research", "--format", "dot"],
+        dir.path(),
+    );
     assert!(text(&out.stdout).starts_with("// Flow research"));
     // Two flows: graph wants one named.
     let out = troupe(&["flow", "graph", "two.py"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("holds flows first, second: name one, e.g. two.py:first"));
-    let out = troupe(&["flow", "graph", "two.py:second", "--format", "json"], dir.path());
+    let out = troupe(
+        &["flow", "graph", "two.py:second", "--format", "json"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = troupe(&["flow", "graph", "bad.py"], dir.path());
     assert_eq!(out.status.code(), Some(2));
@@ -126,7 +147,13 @@ fn compile_writes_outputs_and_manifests_to_the_default_folders() {
     let out = troupe(&compile_args(&[]), dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let compiled = dir.path().join(".asya/compiled/research");
-    for f in ["routers.py", "graph.json", "flow.mmd", "flow.dot", "program.json"] {
+    for f in [
+        "routers.py",
+        "graph.json",
+        "flow.mmd",
+        "flow.dot",
+        "program.json",
+    ] {
         assert!(compiled.join(f).is_file(), "{f} missing");
     }
     let base = dir.path().join(".asya/manifests/research/base");
@@ -157,40 +184,67 @@ fn compile_writes_outputs_and_manifests_to_the_default_folders() {
         serde_yaml::from_str(&std::fs::read_to_string(base.join("asyncactor-write.yaml")).unwrap())
             .unwrap();
     assert_eq!(write["metadata"]["labels"]["asya.sh/flow"], "research");
-    assert_eq!(write["spec"]["resiliency"]["rules"][0]["errors"][1], "KeyError");
+    assert_eq!(
+        write["spec"]["resiliency"]["rules"][0]["errors"][1],
+        "KeyError"
+    );
 }
 
 #[test]
 fn compile_with_o_and_no_native_routers_writes_every_router_and_clears_stale_ones() {
     let dir = project();
-    let out = troupe(&compile_args(&["-o", "k8s", "--no-native-routers"]), dir.path());
+    let out = troupe(
+        &compile_args(&["-o", "k8s", "--no-native-routers"]),
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let base = dir.path().join("k8s/research/base");
     assert!(dir.path().join("k8s/research/graph.json").is_file());
-    assert!(base.join("asyncactor-router-research-while-line-11.yaml").is_file());
+    assert!(base
+        .join("asyncactor-router-research-while-line-11.yaml")
+        .is_file());
     assert!(!base.join("configmap-research-program.yaml").exists());
     // Compiled again with native routers: the while router's manifest goes.
     let out = troupe(&compile_args(&["-o", "k8s"]), dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!base.join("asyncactor-router-research-while-line-11.yaml").exists());
+    assert!(!base
+        .join("asyncactor-router-research-while-line-11.yaml")
+        .exists());
     assert!(base.join("configmap-research-program.yaml").is_file());
 }
 
 #[test]
 fn compile_refuses_what_the_manifests_cannot_guess() {
     let dir = project();
-    let out = troupe(&["flow", "compile", "research.py", "--image", "x:1"], dir.path());
+    let out = troupe(
+        &["flow", "compile", "research.py", "--image", "x:1"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--handler"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--handler"),
+        "{}",
+        text(&out.stderr)
+    );
     let mut args = compile_args(&[]);
     args.retain(|a| *a != "--image" && *a != "ghcr.io/acme/flows:1");
     let out = troupe(&args, dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("pass --image IMAGE"), "{}", text(&out.stderr));
-    assert!(!dir.path().join(".asya").exists(), "nothing is written on error");
+    assert!(
+        text(&out.stderr).contains("pass --image IMAGE"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join(".asya").exists(),
+        "nothing is written on error"
+    );
     let out = troupe(&["flow", "compile", "bad.py", "--image", "x:1"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).starts_with("bad.py:4:5: "));
-    let out = troupe(&["flow", "compile", "research.py", "--handler", "nodot"], dir.path());
+    let out = troupe(
+        &["flow", "compile", "research.py", "--handler", "nodot"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
 }

@@ -60,12 +60,18 @@ fn the_graph_follows_the_source() {
     );
     // while: body, back edge, exit; break leaves the loop.
     assert_eq!(
-        e("router-research-while-line-11", "router-research-seq-line-12"),
+        e(
+            "router-research-while-line-11",
+            "router-research-seq-line-12"
+        ),
         "p['rounds'] < 3"
     );
     assert_eq!(e("router-research-while-line-11", "write"), "exit");
     assert_eq!(
-        e("router-research-if-line-14", "router-research-while-line-11"),
+        e(
+            "router-research-if-line-14",
+            "router-research-while-line-11"
+        ),
         "else"
     );
     assert_eq!(e("router-research-break-line-15", "write"), "");
@@ -115,10 +121,16 @@ fn drawings_name_every_node() {
     let m = outputs::mermaid(&g);
     let d = outputs::dot(&g);
     for n in &g.nodes {
-        assert!(d.contains(&format!("\"{}\" [label=", n.id)), "{} not in DOT", n.id);
+        assert!(
+            d.contains(&format!("\"{}\" [label=", n.id)),
+            "{} not in DOT",
+            n.id
+        );
     }
     assert_eq!(
-        m.lines().filter(|l| l.starts_with("    n") && !l.contains("-->") && !l.contains("-.->")).count(),
+        m.lines()
+            .filter(|l| l.starts_with("    n") && !l.contains("-->") && !l.contains("-.->"))
+            .count(),
         g.nodes.len()
     );
 }

@@ -144,9 +144,20 @@ mod tests {
         let d = dot(&graph(&pipeline("p", &["a".to_owned()])));
         assert!(d.contains("digraph \"p\" {\n"), "{d}");
         assert!(d.contains("    \"start-p\" [label=\"p\", shape=ellipse, style=\"filled\", fillcolor=palegreen"), "{d}");
-        assert!(d.contains("    \"a\" [label=\"a\", shape=box, style=\"filled,rounded\", fillcolor=lightblue"), "{d}");
-        assert!(d.contains("    \"end-p\" [label=\"end\", shape=ellipse"), "{d}");
-        assert!(d.contains("    \"start-p\" -> \"a\";\n    \"a\" -> \"end-p\";\n"), "{d}");
+        assert!(
+            d.contains(
+                "    \"a\" [label=\"a\", shape=box, style=\"filled,rounded\", fillcolor=lightblue"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains("    \"end-p\" [label=\"end\", shape=ellipse"),
+            "{d}"
+        );
+        assert!(
+            d.contains("    \"start-p\" -> \"a\";\n    \"a\" -> \"end-p\";\n"),
+            "{d}"
+        );
         assert!(d.trim_end().ends_with('}'));
         assert_eq!(d.matches('{').count(), d.matches('}').count(), "{d}");
     }
@@ -159,7 +170,10 @@ mod tests {
         assert!(d.contains("    \"router-demo-if-line-4\" -> \"a\" [label=<<table border=\"0\" cellborder=\"0\" cellpadding=\"2\" bgcolor=\"yellow\"><tr><td>p['x']</td></tr></table>>];"), "{d}");
         assert!(d.contains("    \"router-demo-while-line-6\" -> \"c\" [label=<<table border=\"0\" cellborder=\"0\" cellpadding=\"2\" bgcolor=\"yellow\"><tr><td>p['n'] &lt; 3</td></tr></table>>];"), "{d}");
         assert!(d.contains("    \"w\" -> \"router-demo-except-line-9\" [label=\"except ValueError, KeyError\", style=dashed, color=firebrick, fontcolor=firebrick];"), "{d}");
-        assert!(d.contains("    \"fanout-demo-line-11\" -> \"s2\" [label=\"p['y']\"];"), "{d}");
+        assert!(
+            d.contains("    \"fanout-demo-line-11\" -> \"s2\" [label=\"p['y']\"];"),
+            "{d}"
+        );
         assert!(d.contains("subgraph cluster_legend"), "{d}");
     }
 

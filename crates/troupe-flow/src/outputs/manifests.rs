@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | ConfigMap `<flow>-routers` | always | `routers.py` (Asya's Python routers) |
 //! | ConfigMap `<flow>-program` | the flow has a native router | `program.json`: `[Flow]` as JSON ([`super::program_json`]) |
-//! | AsyncActor per handler actor | always | `image`, `handler`, scaling 0..`max_replicas`, the actor's `resiliency` (try/except policies) |
+//! | AsyncActor per handler actor | always | `image`, `handler`, scaling 0..`max_replicas`, the actor's `resiliency` (try/except policies); a tool-style actor runs `routers.adapter_<actor>` with `ASYA_HANDLER_<ACTOR>` = its function |
 //! | AsyncActor per Python router | the router is not native | `router_image` (the handlers' `image` when its code needs the flow's module), handler `routers.<router_code_name>`, `routers.py` mounted at [`ROUTERS_DIR`] (`PYTHONPATH`), `maxReplicaCount: 2` |
 //! | AsyncActor per fan-in | the flow fans out | `crew: fan-in` (runs inside the Troupe sidecar, no runtime) |
 //!
@@ -38,8 +38,9 @@ pub const DEFAULT_MAX_REPLICAS: u32 = 10;
 pub const ROUTER_MAX_REPLICAS: u32 = 2;
 /// Where `routers.py` is mounted in a Python router's runtime container (on `PYTHONPATH`).
 pub const ROUTERS_DIR: &str = "/opt/troupe/flow";
-/// Sidecar variable holding the flow's `program.json` (`[Flow]` as JSON).
-pub const FLOWS_JSON_VAR: &str = "TROUPE_FLOWS_JSON";
+/// Sidecar variable holding the flow's `program.json` (`[Flow]` as JSON), read by
+/// [`crate::shipped::from_env`].
+pub const FLOWS_JSON_VAR: &str = crate::shipped::FLOWS_JSON_ENV;
 /// Key of `program.json` in ConfigMap `<flow>-program`.
 pub const PROGRAM_KEY: &str = "program.json";
 /// Key of `routers.py` in ConfigMap `<flow>-routers`.
@@ -172,18 +173,19 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
         }],
         ..SidecarSpec::default()
     });
-    let resiliency = |actor: &str, v: &serde_json::Value| -> Result<Option<Resiliency>, ManifestError> {
-        if v.is_null() {
-            return Ok(None);
-        }
-        serde_json::from_value::<Resiliency>(v.clone())
-            .map(|r| (r != Resiliency::default()).then_some(r))
-            .map_err(|source| ManifestError::Resiliency {
-                flow: name.clone(),
-                actor: actor.to_owned(),
-                source,
-            })
-    };
+    let resiliency =
+        |actor: &str, v: &serde_json::Value| -> Result<Option<Resiliency>, ManifestError> {
+            if v.is_null() {
+                return Ok(None);
+            }
+            serde_json::from_value::<Resiliency>(v.clone())
+                .map(|r| (r != Resiliency::default()).then_some(r))
+                .map_err(|source| ManifestError::Resiliency {
+                    flow: name.clone(),
+                    actor: actor.to_owned(),
+                    source,
+                })
+        };
     let handlers: BTreeMap<&str, &str> = flow
         .actors()
         .filter_map(|a| a.handler.as_deref().map(|h| (a.name.as_str(), h)))
@@ -203,7 +205,7 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
             flow: name.clone(),
             actor: a.name.clone(),
         })?;
-        let spec = AsyncActorSpec {
+        let mut spec = AsyncActorSpec {
             actor: a.name.clone(),
             image: Some(image),
             handler: (*handler).to_owned(),
@@ -216,6 +218,23 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
             sidecar: sidecar.clone(),
             ..AsyncActorSpec::default()
         };
+        if a.adapter.is_some() {
+            // A tool-style actor runs routers.py's adapter, which maps the state to the
+            // function's arguments and finds the function through ASYA_HANDLER_<ACTOR>.
+            spec.handler = format!("routers.adapter_{}", crate::program::code_name(&a.name));
+            spec.env = vec![
+                var("PYTHONPATH", ROUTERS_DIR),
+                var(
+                    &format!(
+                        "ASYA_HANDLER_{}",
+                        a.name.replace('-', "_").to_ascii_uppercase()
+                    ),
+                    handler,
+                ),
+            ];
+            spec.volumes = vec![routers_volume(&routers_map)];
+            spec.volume_mounts = vec![routers_mount()];
+        }
         objects.push(async_actor(spec, name, "actor")?);
     }
     for r in flow.python_routers() {
@@ -237,20 +256,8 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
             image: Some(image),
             handler: format!("routers.{}", r.code_name()),
             env: vec![var("PYTHONPATH", ROUTERS_DIR)],
-            volumes: vec![Volume {
-                name: "flow-routers".to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: routers_map.clone(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }],
-            volume_mounts: vec![VolumeMount {
-                name: "flow-routers".to_owned(),
-                mount_path: ROUTERS_DIR.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            }],
+            volumes: vec![routers_volume(&routers_map)],
+            volume_mounts: vec![routers_mount()],
             scaling: Some(Scaling {
                 min_replica_count: Some(0),
                 max_replica_count: Some(ROUTER_MAX_REPLICAS),
@@ -315,6 +322,28 @@ fn config_map(name: &str, flow: &str, key: &str, text: String) -> Result<Object,
         ..ConfigMap::default()
     };
     Object::new("ConfigMap", name, &cm)
+}
+
+/// Volume of ConfigMap `<flow>-routers` (routers.py).
+fn routers_volume(config_map: &str) -> Volume {
+    Volume {
+        name: "flow-routers".to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// routers.py at [`ROUTERS_DIR`] in the runtime container.
+fn routers_mount() -> VolumeMount {
+    VolumeMount {
+        name: "flow-routers".to_owned(),
+        mount_path: ROUTERS_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
 }
 
 fn var(name: &str, value: &str) -> EnvVar {
@@ -390,7 +419,11 @@ mod tests {
                 ..troupe_render::ActorInput::default()
             };
             let children = troupe_render::render_actor(&mesh, &input).unwrap();
-            assert!(children.iter().any(|c| c.kind == "Deployment"), "{}", o.name);
+            assert!(
+                children.iter().any(|c| c.kind == "Deployment"),
+                "{}",
+                o.name
+            );
         }
     }
 
@@ -439,7 +472,9 @@ mod tests {
         let routers: Vec<&str> = r
             .objects
             .iter()
-            .filter(|o| o.kind == "AsyncActor" && o.value["metadata"]["labels"]["asya.sh/role"] != "actor")
+            .filter(|o| {
+                o.kind == "AsyncActor" && o.value["metadata"]["labels"]["asya.sh/role"] != "actor"
+            })
             .map(|o| o.name.as_str())
             .collect();
         assert_eq!(routers, ["router-demo-if-line-4"]);
@@ -449,7 +484,10 @@ mod tests {
         assert_eq!(router["spec"]["handler"], "routers.router_demo_if_line_4");
         assert_eq!(router["spec"]["scaling"]["maxReplicaCount"], 2);
         assert_eq!(router["metadata"]["labels"]["asya.sh/role"], "router");
-        assert_eq!(router["spec"]["volumes"][0]["configMap"]["name"], "demo-routers");
+        assert_eq!(
+            router["spec"]["volumes"][0]["configMap"]["name"],
+            "demo-routers"
+        );
         assert_eq!(router["spec"]["volumeMounts"][0]["mountPath"], ROUTERS_DIR);
         assert_eq!(
             router["spec"]["env"],
@@ -474,14 +512,20 @@ mod tests {
             w["spec"]["resiliency"]["policies"]["try_except_line_9_0"]["onExhausted"],
             json!(["router-demo-except-line-9"])
         );
-        assert_eq!(w["spec"]["resiliency"]["rules"][0]["errors"], json!(["ValueError", "KeyError"]));
+        assert_eq!(
+            w["spec"]["resiliency"]["rules"][0]["errors"],
+            json!(["ValueError", "KeyError"])
+        );
         check(&r);
     }
 
     #[test]
     fn what_the_source_does_not_say_must_be_given() {
         let e = manifests(&text_pipe(), &ManifestOptions::default()).unwrap_err();
-        assert!(e.to_string().contains("--handler clean=module.function"), "{e}");
+        assert!(
+            e.to_string().contains("--handler clean=module.function"),
+            "{e}"
+        );
         let o = ManifestOptions {
             image: None,
             ..opts()

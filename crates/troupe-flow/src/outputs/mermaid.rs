@@ -30,7 +30,12 @@ pub fn mermaid(g: &Graph) -> String {
         let _ = writeln!(out, "    {}", shape(&ids[n.id.as_str()], n));
     }
     for grp in &g.groups {
-        let _ = writeln!(out, "    subgraph {} [\"{}\"]", safe_id(&grp.id), text(&grp.label));
+        let _ = writeln!(
+            out,
+            "    subgraph {} [\"{}\"]",
+            safe_id(&grp.id),
+            text(&grp.label)
+        );
         for id in &grp.nodes {
             if let Some(m) = ids.get(id.as_str()) {
                 let _ = writeln!(out, "        {m}");
@@ -146,7 +151,10 @@ mod tests {
         assert!(m.contains("    n1[\"a\"]\n"), "{m}");
         // An actor named `end` (a Mermaid keyword) is only ever a label.
         assert!(m.contains("    n2[\"end\"]\n"), "{m}");
-        assert!(m.contains("    n0 --> n1\n    n1 --> n2\n    n2 --> n3\n"), "{m}");
+        assert!(
+            m.contains("    n0 --> n1\n    n1 --> n2\n    n2 --> n3\n"),
+            "{m}"
+        );
         assert!(m.contains("    class n0 terminal\n"), "{m}");
         assert!(m.contains("    class n3 terminal\n"), "{m}");
         assert!(m.contains("    class n1 actor\n"), "{m}");
@@ -159,18 +167,38 @@ mod tests {
         let id = |name: &str| format!("n{}", g.nodes.iter().position(|n| n.id == name).unwrap());
         let cond = id("router-demo-if-line-4");
         assert!(m.contains(&format!("    {cond}{{\"if p['x']\"}}\n")), "{m}");
-        assert!(m.contains(&format!("    {cond} -->|\"p['x']\"| {}\n", id("a"))), "{m}");
-        assert!(m.contains(&format!("    class {cond} condition\n    class {cond} python\n")), "{m}");
+        assert!(
+            m.contains(&format!("    {cond} -->|\"p['x']\"| {}\n", id("a"))),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "    class {cond} condition\n    class {cond} python\n"
+            )),
+            "{m}"
+        );
         let lp = id("router-demo-while-line-6");
         assert!(m.contains(&format!("    class {lp} native\n")), "{m}");
-        assert!(m.contains(&format!(
-            "    {} -.->|\"except ValueError, KeyError\"| {}\n",
-            id("w"),
-            id("router-demo-except-line-9")
-        )), "{m}");
-        assert!(m.contains(&format!("    {}{{{{\"fan-out /r\"}}}}\n", id("fanout-demo-line-11"))), "{m}");
+        assert!(
+            m.contains(&format!(
+                "    {} -.->|\"except ValueError, KeyError\"| {}\n",
+                id("w"),
+                id("router-demo-except-line-9")
+            )),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "    {}{{{{\"fan-out /r\"}}}}\n",
+                id("fanout-demo-line-11")
+            )),
+            "{m}"
+        );
         assert!(m.contains("subgraph legend [\"Legend\"]"), "{m}");
-        assert!(m.contains("classDef python stroke-width:2px,stroke-dasharray:6 4"), "{m}");
+        assert!(
+            m.contains("classDef python stroke-width:2px,stroke-dasharray:6 4"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -36,11 +36,17 @@ pub mod files {
 pub fn compiled_files(flow: &Flow) -> Vec<(&'static str, String)> {
     let g = graph(flow);
     vec![
-        (files::ROUTERS_PY, crate::routers_py(std::slice::from_ref(flow))),
+        (
+            files::ROUTERS_PY,
+            crate::routers_py(std::slice::from_ref(flow)),
+        ),
         (files::GRAPH_JSON, g.to_json()),
         (files::MERMAID, mermaid(&g)),
         (files::DOT, dot(&g)),
-        (files::PROGRAM_JSON, program_json(std::slice::from_ref(flow))),
+        (
+            files::PROGRAM_JSON,
+            program_json(std::slice::from_ref(flow)),
+        ),
     ]
 }
 
