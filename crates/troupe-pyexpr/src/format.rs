@@ -324,7 +324,7 @@ pub(crate) fn format_float(x: f64, ch: char, prec: usize, alt: bool) -> String {
     let upper = ch.is_ascii_uppercase();
     let s = match ch.to_ascii_lowercase() {
         'f' => {
-            let mut s = format!("{x:.prec$}");
+            let mut s = fixed(x, prec);
             if alt && prec == 0 {
                 s.push('.');
             }
@@ -335,7 +335,7 @@ pub(crate) fn format_float(x: f64, ch: char, prec: usize, alt: bool) -> String {
             let p = prec.max(1);
             let exp = if x == 0.0 { 0 } else { exponent_of(x, p) };
             let mut s = if (-4..p as i32).contains(&exp) {
-                format!("{x:.*}", (p as i32 - 1 - exp) as usize)
+                fixed(x, (p as i32 - 1 - exp) as usize)
             } else {
                 exp_form(x, p - 1, alt)
             };
@@ -359,17 +359,32 @@ pub(crate) fn format_float(x: f64, ch: char, prec: usize, alt: bool) -> String {
     }
 }
 
+/// Past this many digits after the point a double's exact decimal expansion (at most 1074
+/// fractional digits, 767 significant ones) has only zeros left; Rust's formatter also
+/// refuses precisions above `u16::MAX`, so longer ones are zeros appended to this.
+const EXACT_DIGITS: usize = 1100;
+
+/// `x` with `prec` digits after the point, exactly rounded.
+fn fixed(x: f64, prec: usize) -> String {
+    let shown = prec.min(EXACT_DIGITS);
+    let mut s = format!("{x:.shown$}");
+    s.extend(std::iter::repeat_n('0', prec - shown));
+    s
+}
+
 /// The decimal exponent of `x` once rounded to `digits` significant digits.
 fn exponent_of(x: f64, digits: usize) -> i32 {
-    let s = format!("{:.*e}", digits - 1, x);
+    let s = format!("{:.*e}", digits.min(EXACT_DIGITS) - 1, x);
     s.rsplit_once('e')
         .and_then(|(_, e)| e.parse().ok())
         .unwrap_or(0)
 }
 
 fn exp_form(x: f64, prec: usize, alt: bool) -> String {
-    let s = format!("{x:.prec$e}");
+    let shown = prec.min(EXACT_DIGITS);
+    let s = format!("{x:.shown$e}");
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let mantissa = format!("{mantissa}{}", "0".repeat(prec - shown));
     let exp: i32 = exp.parse().unwrap_or(0);
     let dot = if alt && prec == 0 { "." } else { "" };
     let sign = if exp < 0 { '-' } else { '+' };

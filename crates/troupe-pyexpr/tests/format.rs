@@ -66,6 +66,31 @@ fn conversions() {
 }
 
 #[test]
+fn precisions_past_what_a_double_holds() {
+    // Rust's formatter stops at u16::MAX digits; CPython goes on with zeros.
+    for (f, arg) in [
+        ("%.70000f", json!(0.1)),
+        ("%.70000e", json!(-2.5)),
+        ("%#.70000g", json!(1e-300)),
+    ] {
+        let got = ev0(&fmt(f, arg.clone())).unwrap();
+        let got = got.as_str().unwrap();
+        let mantissa = got.split(['e', 'E']).next().unwrap();
+        let digits = mantissa.split('.').nth(1).unwrap();
+        assert!(
+            digits.len() >= 69_000,
+            "{f} % {arg}: {} digits",
+            digits.len()
+        );
+        assert!(digits.ends_with("0000000000"), "{f} % {arg}");
+    }
+    check(&fmt("%.70000g", json!(0.5)), Ok(json!("0.5")));
+    let exact = "1000000000000000055511151231257827021181583404541015625";
+    let want = format!("0.{exact}{}", "0".repeat(70_000 - exact.len()));
+    check(&fmt("%.70000f", json!(0.1)), Ok(json!(want)));
+}
+
+#[test]
 fn errors() {
     let cases = [
         (
