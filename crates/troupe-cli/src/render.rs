@@ -126,7 +126,8 @@ fn read_mesh(args: &Args) -> Result<Mesh, String> {
     let missing: Vec<String> = config
         .actors
         .iter()
-        .filter(|a| a.spec.image.as_deref().is_none_or(str::is_empty))
+        // A crew actor (crew: fan-in) runs in the Troupe image: it has no runtime image.
+        .filter(|a| a.spec.crew.is_none() && a.spec.image.as_deref().is_none_or(str::is_empty))
         .map(|a| format!("'{}' ({}:{})", a.name, config.file.display(), a.line))
         .collect();
     if !missing.is_empty() {

@@ -1,6 +1,9 @@
 //! Crew configuration from the environment (protocol.md §15).
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use troupe_protocol::duration::{parse_go_duration, DurationError};
 use troupe_protocol::sidecar_env as env;
 
 use serde_json::{json, Value};
@@ -22,7 +25,21 @@ pub enum CrewError {
     /// `ASYA_RESUME_MERGE_MODE` is neither `shallow` nor `deep`.
     #[error("ASYA_RESUME_MERGE_MODE must be \"shallow\" or \"deep\", got {0:?}")]
     MergeMode(String),
+    /// `TROUPE_FANIN_TIMEOUT` is not a positive Go duration.
+    #[error(
+        "TROUPE_FANIN_TIMEOUT must be a positive Go duration such as 30s or 10m, got {value:?}"
+    )]
+    FanInTimeout {
+        /// The value as set.
+        value: String,
+        /// Why it did not parse (`None`: it was zero).
+        #[source]
+        cause: Option<DurationError>,
+    },
 }
+
+/// Default `TROUPE_FANIN_TIMEOUT`: how long fan-in waits for missing slices.
+pub const DEFAULT_FANIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How x-resume merges user input into the saved payload when the pause metadata
 /// declares no fields (`ASYA_RESUME_MERGE_MODE`).
@@ -52,6 +69,8 @@ pub struct CrewConfig {
     pub pause_metadata: Value,
     /// Root merge mode of x-resume (`ASYA_RESUME_MERGE_MODE`).
     pub resume_merge_mode: MergeMode,
+    /// How long fan-in waits for an origin's missing slices (`TROUPE_FANIN_TIMEOUT`).
+    pub fanin_timeout: Duration,
 }
 
 impl Default for CrewConfig {
@@ -64,6 +83,7 @@ impl Default for CrewConfig {
             sink_fanout_hooks: false,
             pause_metadata: default_pause_metadata(),
             resume_merge_mode: MergeMode::Shallow,
+            fanin_timeout: DEFAULT_FANIN_TIMEOUT,
         }
     }
 }
@@ -107,6 +127,25 @@ impl CrewConfig {
             },
         };
 
+        let fanin_timeout = match var(env::FANIN_TIMEOUT) {
+            None => DEFAULT_FANIN_TIMEOUT,
+            Some(text) => match parse_go_duration(text.trim()) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    return Err(CrewError::FanInTimeout {
+                        value: text,
+                        cause: None,
+                    })
+                }
+                Err(e) => {
+                    return Err(CrewError::FanInTimeout {
+                        value: text,
+                        cause: Some(e),
+                    })
+                }
+            },
+        };
+
         Ok(Self {
             mount: var(env::PERSISTENCE_MOUNT).map(PathBuf::from),
             sink_name: var(env::ACTOR_SINK).unwrap_or_else(|| DEFAULT_SINK.to_owned()),
@@ -124,6 +163,7 @@ impl CrewConfig {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             pause_metadata,
             resume_merge_mode,
+            fanin_timeout,
         })
     }
 }
@@ -210,6 +250,22 @@ mod tests {
 
         let err = from(&[("ASYA_PAUSE_METADATA", "[1]")]).unwrap_err();
         assert!(err.to_string().contains("got a JSON list"), "{err}");
+    }
+
+    #[test]
+    fn fanin_timeout_is_a_positive_go_duration() {
+        assert_eq!(from(&[]).unwrap().fanin_timeout, Duration::from_secs(600));
+        assert_eq!(
+            from(&[("TROUPE_FANIN_TIMEOUT", "1m30s")])
+                .unwrap()
+                .fanin_timeout,
+            Duration::from_secs(90)
+        );
+        for bad in ["0s", "soon", "-5s"] {
+            let err = from(&[("TROUPE_FANIN_TIMEOUT", bad)]).unwrap_err();
+            assert!(matches!(err, CrewError::FanInTimeout { .. }), "{bad}");
+            assert!(err.to_string().contains("TROUPE_FANIN_TIMEOUT"), "{err}");
+        }
     }
 
     #[test]

@@ -1,22 +1,28 @@
 //! Native crew actors (protocol.md §14): x-sink and x-sump as engine end handlers,
-//! x-pause and x-resume as native regular actors.
+//! x-pause, x-resume and the fan-in aggregator as native regular actors.
 //!
 //! - [`Sink`] / [`Sump`] implement [`troupe_engine::handler::EndHandler`] (§14.1).
 //! - [`Pause`] / [`Resume`] implement [`troupe_engine::handler::NativeHandler`]
 //!   (§14.2, §14.3) and return frames whose routes are already advanced (§5.1).
+//! - [`FanIn`] implements the fan-in aggregator (§14.4) with a timeout sweep for
+//!   missing slices.
 //! - [`CrewConfig`] holds the crew environment variables (§15).
 //!
 //! Storage is the local filesystem under `ASYA_PERSISTENCE_MOUNT`; every file is
 //! written atomically (temp file + rename).
 
 mod config;
+mod fanin;
 mod pause;
 mod resume;
 mod sink;
 mod store;
 mod sump;
 
-pub use config::{CrewConfig, CrewError, MergeMode, DEFAULT_SINK, DEFAULT_SUMP};
+pub use config::{
+    CrewConfig, CrewError, MergeMode, DEFAULT_FANIN_TIMEOUT, DEFAULT_SINK, DEFAULT_SUMP,
+};
+pub use fanin::{FanIn, FANIN_FOLDER, FAN_IN_CREW, TIMEOUT_ERROR_TYPE};
 pub use pause::Pause;
 pub use resume::Resume;
 pub use sink::Sink;

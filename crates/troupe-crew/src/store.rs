@@ -32,7 +32,9 @@ pub(crate) async fn write_result(path: &Path, bytes: &[u8]) -> io::Result<()> {
     writer::submit(path, bytes, false).await
 }
 
-fn write_blocking(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
+/// The blocking form of [`write_atomic`] (`atomic`) or [`write_result`], for callers that
+/// already run on a blocking thread.
+pub(crate) fn write_blocking(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
@@ -57,6 +59,35 @@ fn write_blocking(path: &Path, bytes: &[u8], atomic: bool) -> io::Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+    result
+}
+
+/// Creates `path` with `bytes` only if it does not exist yet; `Ok(false)` when it did.
+/// Atomic and exclusive at once: the content goes to a temp file that is then hard-linked
+/// to `path` (a link never replaces a file), so no reader sees a half-written claim and
+/// of two racing creators exactly one wins. Blocking.
+pub(crate) fn create_exclusive_blocking(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = match std::fs::write(&tmp, bytes) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&tmp, bytes)
+        }
+        other => other,
+    };
+    let result = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    });
+    let _ = std::fs::remove_file(&tmp);
     result
 }
 
@@ -177,6 +208,16 @@ mod tests {
         assert!(write_atomic(&path, b"new").await.is_err());
         assert_eq!(entries(tmp.path()), vec!["t.json"]);
         assert_eq!(std::fs::read(path.join("keep")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn exclusive_create_wins_once_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("o/complete");
+        assert!(create_exclusive_blocking(&path, b"first").unwrap());
+        assert!(!create_exclusive_blocking(&path, b"second").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(entries(&tmp.path().join("o")), vec!["complete"]);
     }
 
     #[tokio::test]

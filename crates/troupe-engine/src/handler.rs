@@ -32,7 +32,37 @@ impl HandlerFailure {
 #[error("{0}")]
 pub struct Requeue(pub String);
 
-/// A regular actor implemented in Rust (x-pause, x-resume; later fan-in and flow routers).
+/// The task a native handler's frames belong to, when it is not the input's: frame 0
+/// takes this `id` and `parent_id` instead of the input's (§8.2 step 1), and further
+/// frames become its children. The fan-in aggregator emits the merged envelope as the
+/// origin task, whichever slice completed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskIdentity {
+    /// Id of frame 0.
+    pub id: String,
+    /// `parent_id` of frame 0.
+    pub parent_id: Option<String>,
+}
+
+/// The full answer of a native handler (see [`NativeHandler::reply`]).
+#[derive(Debug, Default)]
+pub struct NativeReply {
+    /// Frames, routes already advanced.
+    pub frames: Vec<Frame>,
+    /// Emit as this task instead of the input's; `None` = the input's identity.
+    pub task: Option<TaskIdentity>,
+}
+
+/// Why a native handler produced no reply.
+#[derive(Debug)]
+pub enum NativeError {
+    /// A handler error: goes through the resiliency policy (§9).
+    Failed(HandlerFailure),
+    /// A storage or other infrastructure failure: the input is requeued (§14).
+    Requeue(Requeue),
+}
+
+/// A regular actor implemented in Rust (x-pause, x-resume, fan-in; later flow routers).
 /// Gets the status-stamped input, returns frames whose routes are already advanced
 /// (as the Python runtime would, §5.1), or a handler failure that goes through the
 /// resiliency policy like any handler error.
@@ -40,6 +70,15 @@ pub struct Requeue(pub String);
 pub trait NativeHandler: Send + Sync + 'static {
     /// Processes one envelope.
     async fn handle(&self, input: &Envelope) -> Result<Vec<Frame>, HandlerFailure>;
+
+    /// What the engine calls: [`NativeHandler::handle`] unless the handler needs more,
+    /// i.e. to emit as another task or to requeue its input on a storage failure.
+    async fn reply(&self, input: &Envelope) -> Result<NativeReply, NativeError> {
+        match self.handle(input).await {
+            Ok(frames) => Ok(NativeReply { frames, task: None }),
+            Err(f) => Err(NativeError::Failed(f)),
+        }
+    }
 
     /// Called once every frame of `input` was sent and before the ack (x-resume deletes
     /// its saved state here, so a requeue never loses it). An error requeues the input.

@@ -17,7 +17,7 @@ use troupe_protocol::{errors, headers, lifecycle, report, route};
 use troupe_runtime::client::{RuntimeCallError, RuntimeClient, RuntimeEvent};
 use troupe_transport::{Delivery, PendingSend, Transport};
 
-use crate::handler::{EndHandler, NativeHandler};
+use crate::handler::{EndHandler, NativeError, NativeHandler, NativeReply};
 use crate::metrics::{self as m, ActorStats};
 use crate::outage::SendOutage;
 use crate::report::Reporter;
@@ -32,7 +32,7 @@ mod native;
 pub enum Handler {
     /// A Python runtime behind its Unix socket.
     Runtime(Arc<RuntimeClient>),
-    /// A native regular actor (x-pause, x-resume).
+    /// A native regular actor (x-pause, x-resume, fan-in).
     Native(Arc<dyn NativeHandler>),
     /// A native end actor (x-sink, x-sump).
     End(Arc<dyn EndHandler>),
@@ -597,9 +597,22 @@ impl Engine {
         gateway: Option<String>,
     ) -> Result<Disposition, SendFailed> {
         let started = Instant::now();
-        match native.handle(&env).await {
-            Ok(frames) => {
-                let mut dispatch = Dispatch::new(self, &env, gateway.as_deref(), started);
+        match native.reply(&env).await {
+            Ok(NativeReply { frames, task }) => {
+                // Frames emitted as another task (fan-in: the origin) take its identity;
+                // the zero-frames case still sends the input itself to x-sink.
+                let rebound = task.filter(|_| !frames.is_empty()).map(|t| {
+                    let mut as_task = env.clone();
+                    as_task.id = t.id;
+                    as_task.parent_id = t.parent_id;
+                    as_task
+                });
+                let mut dispatch = Dispatch::new(
+                    self,
+                    rebound.as_ref().unwrap_or(&env),
+                    gateway.as_deref(),
+                    started,
+                );
                 for frame in frames {
                     dispatch.frame(frame).await?;
                 }
@@ -610,7 +623,11 @@ impl Engine {
                 }
                 Ok(Disposition::Acked)
             }
-            Err(failure) => {
+            Err(NativeError::Requeue(e)) => {
+                self.outage.failed(&self.own_queue, &e);
+                Err(SendFailed)
+            }
+            Err(NativeError::Failed(failure)) => {
                 // A native failure plays the runtime's error reply, whose `details`
                 // object also goes to the failure payload (§11.1).
                 let details = serde_json::to_value(&failure.details).ok();

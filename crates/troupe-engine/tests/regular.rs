@@ -950,6 +950,56 @@ impl troupe_engine::handler::NativeHandler for FailingAfter {
     }
 }
 
+/// Emits two frames as task `origin` (the fan-in aggregator's merged envelope), or asks
+/// for a requeue when the payload says so.
+struct AsOrigin;
+
+#[async_trait::async_trait]
+impl troupe_engine::handler::NativeHandler for AsOrigin {
+    async fn handle(
+        &self,
+        _input: &troupe_protocol::Envelope,
+    ) -> Result<Vec<troupe_protocol::Frame>, HandlerFailure> {
+        Ok(vec![])
+    }
+    async fn reply(
+        &self,
+        input: &troupe_protocol::Envelope,
+    ) -> Result<troupe_engine::handler::NativeReply, troupe_engine::handler::NativeError> {
+        use troupe_engine::handler::{NativeError, NativeReply, Requeue, TaskIdentity};
+        if input.payload.get().contains("requeue") {
+            return Err(NativeError::Requeue(Requeue("disk full".into())));
+        }
+        Ok(NativeReply {
+            frames: vec![pass_through(input, json!(1)), pass_through(input, json!(2))],
+            task: Some(TaskIdentity {
+                id: "origin".into(),
+                parent_id: None,
+            }),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_native_reply_emits_as_the_task_it_names_or_requeues() {
+    let b = Bench::new(settings());
+    let h = troupe_engine::Handler::Native(std::sync::Arc::new(AsOrigin));
+    assert_eq!(b.run_json(&h, &input()).await, Disposition::Acked);
+    let sends = b.sends();
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[0].1["id"], json!("origin"));
+    assert!(sends[0].1.get("parent_id").is_none(), "{}", sends[0].1);
+    assert_eq!(sends[1].1["parent_id"], json!("origin"));
+    assert_ne!(sends[1].1["id"], json!("t1"));
+
+    let b = Bench::new(settings());
+    let mut v = input();
+    v["payload"] = json!("requeue");
+    assert_eq!(b.run_json(&h, &v).await, Disposition::Requeued);
+    assert!(b.sends().is_empty());
+    b.assert_requeued();
+}
+
 // ------------------------------------------------------------------ §9 resiliency
 
 #[tokio::test]

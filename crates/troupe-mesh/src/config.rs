@@ -20,6 +20,9 @@
 //!     handler: pipeline.preprocess
 //!     concurrency: 1          # Troupe extension (TROUPE_CONCURRENCY)
 //!     pipeline: 4             # Troupe extension (TROUPE_PIPELINE): most messages settling per worker
+//!   - actor: merge            # a crew actor run inside troupe: no handler, no runtime
+//!     crew: fan-in            # the fan-in aggregator (protocol.md §14.4)
+//!     fanIn: {timeout: 10m}   # fail an origin whose slices are still missing after this
 //! crew: {sink_hooks: [], sink_fanout_hooks: false, pause_metadata: {...}, resume_merge_mode: shallow,
 //!        persist_results: true}
 //! flows:                      # see config/flows.rs
@@ -264,6 +267,60 @@ pub struct ActorConfig {
     /// The actor as written, read through the AsyncActor types (what `troupe render` and
     /// the operator use); the fields above are its local interpretation.
     pub spec: AsyncActorSpec,
+    /// `crew: fan-in`: a crew handler run inside the mesh, with no runtime (`handler` is
+    /// then empty).
+    pub crew: Option<CrewActor>,
+}
+
+/// A crew actor declared among the actors of the mesh file (`crew:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrewActor {
+    /// The fan-in aggregator (protocol.md §14.4) and how long an origin waits for its
+    /// missing slices (`fanIn.timeout`, default 10m).
+    FanIn {
+        /// `fanIn.timeout`.
+        timeout: Duration,
+    },
+}
+
+impl ActorConfig {
+    /// A `crew: fan-in` actor named `name`, as the mesh file declares it with
+    /// `- {actor: NAME, crew: fan-in, fanIn: {timeout: …}}` (`None`: the default timeout).
+    /// For compilers that add fan-in actors to a mesh (flows).
+    pub fn fan_in(name: impl Into<String>, timeout: Option<Duration>) -> ActorConfig {
+        let name = name.into();
+        let spec = AsyncActorSpec {
+            actor: name.clone(),
+            crew: Some(troupe_resource::CrewRole::FanIn),
+            fan_in: timeout.map(|t| troupe_resource::FanInSpec {
+                timeout: Some(troupe_protocol::duration::format_go_duration(t)),
+            }),
+            ..AsyncActorSpec::default()
+        };
+        ActorConfig {
+            name,
+            handler: String::new(),
+            python: String::new(),
+            runtime: None,
+            env: Vec::new(),
+            // Like the crew: one replica, always on (the mesh runs it in-process).
+            scaling: Scaling {
+                enabled: false,
+                ..Scaling::default()
+            },
+            actor_timeout: DEFAULT_ACTOR_TIMEOUT,
+            resiliency: None,
+            policies_json: None,
+            rules_json: None,
+            concurrency: 1,
+            pipeline: troupe_engine::settings::DEFAULT_PIPELINE,
+            line: 0,
+            spec,
+            crew: Some(CrewActor::FanIn {
+                timeout: timeout.unwrap_or(troupe_crew::DEFAULT_FANIN_TIMEOUT),
+            }),
+        }
+    }
 }
 
 /// Replica settings of an actor (platform.md §2 `scaling`).
@@ -1695,6 +1752,7 @@ impl Checker<'_> {
             }
         };
 
+        let crew = self.crew_actor(&f, p);
         let handler = match f.get("handler") {
             Some(v) => {
                 let q = p.key("handler");
@@ -1706,6 +1764,8 @@ impl Checker<'_> {
                 }
                 h
             }
+            // A (possibly misspelt) crew actor has no handler; its crew error says enough.
+            None if crew.is_some() || f.get("crew").is_some() => Some(String::new()),
             None => {
                 self.error(
                     &p.key("handler"),
@@ -1848,7 +1908,60 @@ impl Checker<'_> {
             concurrency,
             pipeline,
             line,
+            crew,
         })
+    }
+
+    /// `crew:` and `fanIn:` of an actor: a crew handler run in place of a runtime.
+    fn crew_actor(&mut self, f: &Fields<'_>, p: &FieldPath) -> Option<CrewActor> {
+        let fan_in = f.get("fanIn");
+        let Some(v) = f.get("crew") else {
+            if fan_in.is_some() {
+                self.error(
+                    &p.key("fanIn"),
+                    "fanIn applies only to a fan-in actor: add crew: fan-in or remove fanIn",
+                );
+            }
+            return None;
+        };
+        let q = p.key("crew");
+        match self.string(v, &q).as_deref() {
+            Some("fan-in") => {}
+            Some(other) => {
+                self.error(
+                    &q,
+                    format!("unknown crew '{other}': the only crew an actor can run is fan-in (x-sink, x-sump, x-pause and x-resume always run)"),
+                );
+                return None;
+            }
+            None => return None,
+        }
+        for field in ["handler", "image", "runtime", "pythonExecutable"] {
+            if f.get(field).is_some() {
+                self.warn(
+                    &p.key(field),
+                    format!("ignored: a crew: fan-in actor runs inside troupe, with no runtime; remove {field}"),
+                );
+            }
+        }
+        let mut timeout = troupe_crew::DEFAULT_FANIN_TIMEOUT;
+        if let Some(v) = fan_in {
+            let q = p.key("fanIn");
+            if let Some(m) = self.mapping(v, &q, "fan-in settings") {
+                let ff = self.fields(m, &q, &["timeout"]);
+                if let Some(t) = ff.get("timeout") {
+                    match self.duration(t, &q.key("timeout")) {
+                        Some(d) if d.is_zero() => self.error(
+                            &q.key("timeout"),
+                            "fanIn.timeout must be positive, e.g. 30s or 10m",
+                        ),
+                        Some(d) => timeout = d,
+                        None => {}
+                    }
+                }
+            }
+        }
+        Some(CrewActor::FanIn { timeout })
     }
 
     /// Reads a checked actor through [`AsyncActorSpec`]. The checks above report every

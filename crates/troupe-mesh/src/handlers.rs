@@ -42,6 +42,7 @@ pub async fn check_handlers(config: &MeshConfig, runtime_file: &Path) -> Result<
     let checks = config
         .actors
         .iter()
+        .filter(|a| a.crew.is_none())
         .map(|a| check_one(config, a, runtime_dir));
     let results = futures::future::join_all(checks).await;
     let errors: Vec<String> = results.into_iter().flatten().collect();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use troupe_crew::{CrewConfig, Pause, Resume, Sink, Sump};
+use troupe_crew::{CrewConfig, FanIn, Pause, Resume, Sink, Sump};
 use troupe_engine::consumer::run_replica;
 use troupe_engine::handler::{EndHandler, EndOutcome, Requeue};
 use troupe_engine::metrics::ActorStats;
@@ -22,7 +22,7 @@ use troupe_runtime::launcher::{write_runtime_file, RuntimeSpec};
 use troupe_transport::Transport;
 use troupe_transport_embedded::{EmbeddedOptions, EmbeddedTransport};
 
-use crate::config::{ActorConfig, MeshConfig};
+use crate::config::{ActorConfig, CrewActor, MeshConfig};
 use crate::control::{self, ActorView};
 use crate::pool::{ActorPool, ReplicaTemplate};
 use crate::{scaler, statefile, MeshError};
@@ -287,6 +287,43 @@ impl Mesh {
         let mut pools = Vec::new();
         let mut scalers = Vec::new();
         for actor in &config.actors {
+            if let Some(CrewActor::FanIn { timeout }) = &actor.crew {
+                // Runs like the crew: in-process, one replica, no runtime.
+                let fan_in = Arc::new(FanIn::new(
+                    &actor.name,
+                    &CrewConfig {
+                        fanin_timeout: *timeout,
+                        ..crew_config.clone()
+                    },
+                ));
+                let engine = Engine::new(
+                    settings_for(&actor.name, actor.actor_timeout, 2),
+                    dyn_transport.clone(),
+                    reporter.clone(),
+                    Arc::new(SystemClock),
+                    Arc::new(ActorStats::default()),
+                );
+                let engine = Arc::new(match &local_sink {
+                    Some(sink) => engine.with_local_sink(sink.clone(), sink_handler.clone()),
+                    None => engine,
+                });
+                let (stop, stop_rx) = watch::channel(false);
+                let sweeper = fan_in.clone().spawn_sweeper(
+                    dyn_transport.clone(),
+                    engine.settings().sink.clone(),
+                    stop_rx.clone(),
+                );
+                let handler = Handler::Native(fan_in);
+                let task = tokio::spawn({
+                    let engine = engine.clone();
+                    async move {
+                        run_replica(engine, handler, stop_rx).await;
+                        let _ = sweeper.await;
+                    }
+                });
+                crew.push((engine, stop, task));
+                continue;
+            }
             let mut settings =
                 settings_for(&actor.name, actor.actor_timeout, actor.concurrency.max(1));
             settings.pipeline = actor.pipeline;

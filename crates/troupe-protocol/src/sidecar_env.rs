@@ -43,7 +43,7 @@ vars! {
     RABBITMQ_PREFETCH = "ASYA_RABBITMQ_PREFETCH", "Lowest broker prefetch (default 1).";
     OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP trace endpoint (accepted, not exported yet).";
     OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL", "OTLP protocol (accepted, not exported yet).";
-    CREW = "TROUPE_CREW", "Run this crew actor natively: x-sink, x-sump, x-pause or x-resume.";
+    CREW = "TROUPE_CREW", "Run this crew actor natively: x-sink, x-sump, x-pause, x-resume or fan-in.";
     CONCURRENCY = "TROUPE_CONCURRENCY", "In-flight messages per sidecar (default 1).";
     PIPELINE = "TROUPE_PIPELINE", "Messages per worker settling behind the one in the handler.";
     SHUTDOWN_GRACE = "TROUPE_SHUTDOWN_GRACE", "Grace period for in-flight messages on SIGTERM (default 30s).";
@@ -54,6 +54,7 @@ vars! {
     SINK_FANOUT_HOOKS = "ASYA_SINK_FANOUT_HOOKS", "Crew: also run the hooks for fan-out children (default false).";
     PAUSE_METADATA = "ASYA_PAUSE_METADATA", "Crew: x-pause's prompt and fields, JSON.";
     RESUME_MERGE_MODE = "ASYA_RESUME_MERGE_MODE", "Crew: how x-resume merges the input, shallow or deep.";
+    FANIN_TIMEOUT = "TROUPE_FANIN_TIMEOUT", "Crew: how long fan-in waits for an origin's missing slices before failing it, Go duration (default 10m).";
 }
 
 /// Variables of the runtime container that the renderer sets (platform.md §3).

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use troupe_protocol::sidecar_env as env;
-use troupe_resource::{AsyncActorSpec, PullPolicy};
+use troupe_resource::{AsyncActorSpec, CrewRole, PullPolicy};
 
 use crate::labels::{child_labels, meta, selector, Component};
 use crate::model::{
@@ -104,6 +104,14 @@ pub(crate) fn render_actor(mesh: &Mesh, a: &ActorInput) -> Result<Vec<Object>, R
             out.push(ta);
         }
         out.push(scaled::scaled_object(mesh, name, &scaling, &labels, owner)?);
+    }
+    if let Some(role) = spec.crew {
+        out.push(Object::new(
+            "Deployment",
+            name,
+            &crew_actor_deployment(mesh, spec, role, &labels, owner),
+        )?);
+        return Ok(out);
     }
     let runtime_map = match &a.runtime_py {
         Some(py) => {
@@ -510,6 +518,66 @@ fn actor_deployment(
     )
 }
 
+/// Deployment `{actor}` of a crew actor (`spec.crew`, e.g. a compiled fan-in): the Troupe
+/// sidecar with `TROUPE_CREW` and no runtime container (platform.md §3). With no runtime,
+/// the user's `env`, `volumeMounts` and state proxies go to the sidecar: that is how its
+/// state (`ASYA_PERSISTENCE_MOUNT`) reaches a volume every replica shares.
+fn crew_actor_deployment(
+    mesh: &Mesh,
+    spec: &AsyncActorSpec,
+    role: CrewRole,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Deployment {
+    let name = spec.actor.as_str();
+    let scaling = spec.scaling();
+    let mut env = actor_sidecar_env(mesh, spec);
+    let mut crew = vec![var(env::CREW, role.as_str())];
+    if let Some(t) = spec.fan_in.as_ref().and_then(|f| f.timeout.as_ref()) {
+        crew.push(var(env::FANIN_TIMEOUT, t));
+    }
+    merge_env(&mut env, &crew);
+    merge_env(&mut env, &spec.env);
+    // The sidecar overrides stay last, as for any actor.
+    if let Some(sc) = &spec.sidecar {
+        merge_env(&mut env, &sc.env);
+    }
+    let mut sidecar = sidecar_container(mesh, env, Some(spec));
+    let mut mounts = vec![mount("socket-dir", SOCKET_DIR)];
+    if !spec.state_proxy.is_empty() {
+        mounts.push(mount("state-sockets", "/var/run/asya/state"));
+    }
+    mounts.extend(spec.volume_mounts.iter().cloned());
+    sidecar.volume_mounts = Some(mounts);
+    let mut containers = vec![sidecar];
+    containers.extend(state_proxy_containers(spec));
+    containers.extend(spec.sidecars.iter().cloned());
+    let mut volumes = vec![empty_dir("socket-dir")];
+    if !spec.state_proxy.is_empty() {
+        volumes.push(empty_dir("state-sockets"));
+    }
+    volumes.extend(spec.volumes.iter().cloned());
+    let pod = PodSpec {
+        service_account_name: Some(name.to_owned()),
+        termination_grace_period_seconds: Some(30),
+        init_containers: (!spec.init_containers.is_empty()).then(|| spec.init_containers.clone()),
+        containers,
+        volumes: Some(volumes),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        security_context: Some(troupe_pod_security()),
+        ..PodSpec::default()
+    };
+    deployment(
+        mesh,
+        name,
+        labels,
+        owner,
+        pod,
+        (!scaling.enabled()).then(|| spec.replicas()),
+    )
+}
+
 /// A Deployment around `pod`; `replicas` only when KEDA does not own the count.
 pub(crate) fn deployment(
     mesh: &Mesh,
@@ -546,6 +614,39 @@ mod tests {
     use super::*;
     use crate::test_support::{mesh, spec};
     use troupe_resource::SidecarSpec;
+
+    #[test]
+    fn a_fan_in_crew_actor_runs_the_sidecar_alone_with_troupe_crew() {
+        let m = mesh(Transport::Nats {
+            monitoring_endpoint: "n:8222".into(),
+        });
+        let s = spec(
+            "{actor: fanin-x, crew: fan-in, fanIn: {timeout: 30s}, \
+             env: [{name: ASYA_PERSISTENCE_MOUNT, value: /state}]}",
+        );
+        let objs = render_actor(&m, &ActorInput::from(s)).unwrap();
+        let d = objs.iter().find(|o| o.kind == "Deployment").unwrap();
+        let pod = &d.value["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        assert_eq!(containers[0]["name"], "asya-sidecar");
+        let env: BTreeMap<String, String> = containers[0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        assert_eq!(env["TROUPE_CREW"], "fan-in");
+        assert_eq!(env["TROUPE_FANIN_TIMEOUT"], "30s");
+        assert_eq!(env["ASYA_PERSISTENCE_MOUNT"], "/state");
+        assert!(!env.contains_key("ASYA_HANDLER"));
+        assert!(!serde_json::to_string(pod).unwrap().contains("asya-runtime"));
+    }
 
     #[test]
     fn a_disabled_scaling_gives_fixed_replicas_and_no_scaled_object() {

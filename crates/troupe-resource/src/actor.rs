@@ -72,7 +72,9 @@ pub const RESERVED_CONTAINER_PREFIX: &str = "asya-";
 )]
 // `image` is optional for `troupe up` (it runs the handler from the local tree) but required
 // on a cluster: the rule keeps one type for both uses.
-#[x_kube(validation = Rule::new("has(self.image) && self.image != ''").message("spec.image is required on Kubernetes: the runtime image holding Python and the handler code"))]
+#[x_kube(validation = Rule::new("has(self.crew) || (has(self.image) && self.image != '')").message("spec.image is required on Kubernetes: the runtime image holding Python and the handler code"))]
+// A crew actor runs inside the Troupe sidecar: it has no handler and no runtime image.
+#[x_kube(validation = Rule::new("has(self.crew) || (has(self.handler) && self.handler != '')").message("spec.handler is required: module.function or module.Class.method (only a crew actor, spec.crew, has none)"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AsyncActorSpec {
     /// Actor name: a DNS label, also the queue name part (`asya-{ns}-{actor}`).
@@ -85,7 +87,9 @@ pub struct AsyncActorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub image: Option<String>,
-    /// Handler (`module.function` or `module.Class.method`) → `ASYA_HANDLER`.
+    /// Handler (`module.function` or `module.Class.method`) → `ASYA_HANDLER`; empty (and
+    /// not written) only for a crew actor.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"))]
     pub handler: String,
     /// Pull policy of the runtime image (default `IfNotPresent`).
@@ -162,6 +166,13 @@ pub struct AsyncActorSpec {
     /// relative to the mesh file). The renderer will ship it like the built-in file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// Troupe extension: run this actor as a crew handler built into the Troupe sidecar
+    /// (`TROUPE_CREW`), with no runtime container, handler or image (protocol.md §14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crew: Option<CrewRole>,
+    /// Troupe extension: settings of a `crew: fan-in` actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_in: Option<FanInSpec>,
     /// Crossplane claim field (Asya's objects, as `kubectl get -o yaml` shows them): the
     /// composition revision in use. Kept so those objects apply unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +222,36 @@ impl AsyncActorSpec {
             .and_then(|r| r.actor_timeout.as_deref())
             .unwrap_or(DEFAULT_ACTOR_TIMEOUT)
     }
+}
+
+/// A crew handler an AsyncActor can run (`spec.crew`). Only fan-in: the other crew
+/// actors are the mesh's own (one each), rendered by the crew chart.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum CrewRole {
+    /// The fan-in aggregator (protocol.md §14.4) → `TROUPE_CREW=fan-in`.
+    #[serde(rename = "fan-in")]
+    FanIn,
+}
+
+impl CrewRole {
+    /// The `TROUPE_CREW` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrewRole::FanIn => "fan-in",
+        }
+    }
+}
+
+/// `fanIn`: settings of a fan-in crew actor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FanInSpec {
+    /// How long an origin waits for its missing slices before it fails, Go duration →
+    /// `TROUPE_FANIN_TIMEOUT` (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("fanIn.timeout must be a positive Go duration such as 30s or 10m"))]
+    #[schemars(length(max = 32))]
+    pub timeout: Option<String>,
 }
 
 /// Image pull policy (`imagePullPolicy`, `sidecar.image.pullPolicy`).

@@ -81,7 +81,7 @@ mod tests {
             ]
         );
         assert_eq!(of::<Policy>()[0], "maxAttempts");
-        assert_eq!(of::<AsyncActorSpec>().len(), 31);
+        assert_eq!(of::<AsyncActorSpec>().len(), 33);
         assert!(of::<AsyncActor>().contains(&"spec"));
         assert!(of::<String>().is_empty());
     }

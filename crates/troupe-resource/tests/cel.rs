@@ -51,6 +51,22 @@ fn image_is_required_on_kubernetes() {
 }
 
 #[test]
+fn handler_is_required_except_for_a_crew_actor() {
+    let e = refused("actor: a\nimage: i\n");
+    assert!(
+        e.iter().any(|m| m.contains("spec.handler is required")),
+        "{e:?}"
+    );
+    // A fan-in crew actor needs neither handler nor image.
+    assert_eq!(
+        refused("actor: f\ncrew: fan-in\nfanIn: {timeout: 30s}\n"),
+        Vec::<String>::new()
+    );
+    let e = refused("actor: f\ncrew: fan-in\nfanIn: {timeout: 0s}\n");
+    assert!(e.iter().any(|m| m.contains("fanIn.timeout")), "{e:?}");
+}
+
+#[test]
 fn formula_requires_target() {
     let e = refused(&format!(
         "{BASE}scaling: {{advanced: {{formula: queue * 2}}}}\n"

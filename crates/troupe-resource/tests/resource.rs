@@ -246,7 +246,13 @@ fn crd_schema_has_every_field_of_the_table() {
     ] {
         assert!(props.contains(&f), "{f} missing from {props:?}");
     }
-    assert_eq!(s["required"], serde_json::json!(["actor", "handler"]));
+    // `handler` is required by a CEL rule instead: a crew actor (spec.crew) has none.
+    assert_eq!(s["required"], serde_json::json!(["actor"]));
+    assert_eq!(
+        s["properties"]["crew"]["enum"],
+        serde_json::json!(["fan-in"])
+    );
+    assert!(s["properties"]["fanIn"]["properties"]["timeout"].is_object());
     assert_eq!(s["properties"]["flavors"]["maxItems"], 8);
     assert_eq!(s["properties"]["actor"]["maxLength"], 63);
     assert_eq!(

@@ -17,7 +17,7 @@ pub const DEFAULT_METRICS_ADDR: &str = ":8080";
 /// Runtime socket file name inside `ASYA_SOCKET_DIR`.
 const SOCKET_NAME: &str = "asya-runtime.sock";
 /// Crew actors a sidecar can run natively (`TROUPE_CREW`).
-const CREW: [&str; 4] = ["x-sink", "x-sump", "x-pause", "x-resume"];
+const CREW: [&str; 5] = ["x-sink", "x-sump", "x-pause", "x-resume", "fan-in"];
 
 /// Everything `troupe sidecar` reads from the environment, except the transport's own
 /// variables (the transport facade reads those).
@@ -601,6 +601,21 @@ mod tests {
         let c = cfg(&v).unwrap();
         assert_eq!(c.crew.as_deref(), Some("x-sink"));
         assert_eq!(c.crew_config.mount, Some(PathBuf::from("/state")));
+    }
+
+    #[test]
+    fn fan_in_crew_actor_with_its_timeout() {
+        let mut v = BASE.to_vec();
+        v.extend([("TROUPE_CREW", "fan-in"), ("TROUPE_FANIN_TIMEOUT", "30s")]);
+        let c = cfg(&v).unwrap();
+        assert_eq!(c.crew.as_deref(), Some("fan-in"));
+        assert_eq!(
+            c.crew_config.fanin_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        v.push(("TROUPE_FANIN_TIMEOUT", "later"));
+        let e = cfg(&v).unwrap_err().to_string();
+        assert!(e.contains("TROUPE_FANIN_TIMEOUT"), "{e}");
     }
 
     #[test]

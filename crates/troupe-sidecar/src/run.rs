@@ -7,7 +7,7 @@ use troupe_protocol::sidecar_env as env;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-use troupe_crew::{Pause, Resume, Sink, Sump};
+use troupe_crew::{FanIn, Pause, Resume, Sink, Sump, FAN_IN_CREW};
 use troupe_engine::consumer::{run_replica, ReplicaExit};
 use troupe_engine::http_report::HttpReporter;
 use troupe_engine::metrics::ActorStats;
@@ -78,10 +78,21 @@ where
 
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let client = Arc::new(RuntimeClient::new(&config.socket));
+    // Stops background work of the crew (the fan-in timeout sweep) when consuming ends.
+    let (_crew_stop, crew_stop_rx) = watch::channel(false);
     let handler = match config.crew.as_deref() {
         Some("x-sink") => Handler::End(Arc::new(Sink::new(config.crew_config.clone()))),
         Some("x-sump") => Handler::End(Arc::new(Sump::new(config.crew_config.clone()))),
         Some("x-pause") => Handler::Native(Arc::new(Pause::new(config.crew_config.clone()))),
+        Some(FAN_IN_CREW) => {
+            let fan_in = Arc::new(FanIn::new(&actor, &config.crew_config));
+            fan_in.clone().spawn_sweeper(
+                transport.clone(),
+                config.settings.sink.clone(),
+                crew_stop_rx,
+            );
+            Handler::Native(fan_in)
+        }
         Some(_) => Handler::Native(Arc::new(Resume::new(config.crew_config.clone()))),
         None if config.is_end_actor => Handler::End(Arc::new(RuntimeEndHandler::new(
             client.clone(),
