@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! {origin}/slice-{i}.json   payload of slice i; written once (a redelivery never counts twice)
+//!                           ({origin}.{round}/ instead for round ≥ 1 of a Troupe flow, whose
+//!                           fan-out may run several times in one task)
 //! {origin}/parent.json      {"parent_id"}: slice 0's parent_id, only when it has one
 //! {origin}/complete         the claim, created exclusively: {"slice_index", "by"} or {"timeout": true}
 //! {origin}/emitted          written after the merged (or failed) envelope was sent
-//! .pending/{origin}.json    the first slice to arrive, without payload, and when it arrived:
+//! .pending/{state}.json     the first slice to arrive, without payload, and when it arrived:
 //!                           what the timeout sweep reads; deleted once the origin is emitted
 //! ```
 //!
@@ -69,6 +71,27 @@ struct SliceHeader {
     slice_count: usize,
     #[serde(default)]
     aggregation_key: String,
+    /// Troupe flows: which fan-out of the task this is (1, 2, …); absent (Asya) = 0.
+    #[serde(default)]
+    round: u64,
+}
+
+impl SliceHeader {
+    /// The folder name of this aggregation (see [`state_key`]).
+    fn state_key(&self) -> String {
+        state_key(&self.origin_id, self.round)
+    }
+}
+
+/// `basename(origin_id)`, plus `.{round}` for a round other than 0 (docs/decisions.md
+/// "Flow routing", fan-in ids).
+fn state_key(origin_id: &str, round: u64) -> String {
+    let base = store::key(origin_id).unwrap_or_default();
+    if round == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}.{round}")
+    }
 }
 
 /// Who claimed `complete`.
@@ -85,6 +108,8 @@ enum Claim {
 #[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     origin_id: String,
+    #[serde(default)]
+    round: u64,
     slice_count: usize,
     /// Unix milliseconds of the first arrival.
     arrived_at_ms: i64,
@@ -103,6 +128,15 @@ enum Step {
         payload: Value,
         parent_id: Option<String>,
     },
+}
+
+/// An origin the timeout sweep claimed: its failed envelope, for x-sink.
+#[derive(Debug)]
+pub struct TimedOut {
+    /// The failed envelope of the origin task.
+    pub envelope: Envelope,
+    /// The aggregation's folder name (origin and round).
+    key: String,
 }
 
 /// The fan-in native handler and its timeout sweep.
@@ -326,13 +360,13 @@ impl FanIn {
     }
 
     fn origin_dir(&self, h: &SliceHeader) -> (String, PathBuf) {
-        let key = store::key(&h.origin_id).unwrap_or_default().to_owned();
+        let key = h.state_key();
         let dir = self.root.join(&key);
         (key, dir)
     }
 
     fn delivery_key(h: &SliceHeader, input: &Envelope) -> String {
-        format!("{}/{}/{}", h.origin_id, h.slice_index, input.id)
+        format!("{}/{}/{}/{}", h.origin_id, h.round, h.slice_index, input.id)
     }
 
     fn now_ms(&self) -> i64 {
@@ -342,7 +376,7 @@ impl FanIn {
 
 /// Steps 1–5 for one slice (blocking file I/O).
 fn arrive(root: &Path, h: &SliceHeader, input: &Envelope, now_ms: i64) -> io::Result<Step> {
-    let key = store::key(&h.origin_id).unwrap_or_default().to_owned();
+    let key = h.state_key();
     let dir = root.join(&key);
     // (1) Late duplicates: the origin was emitted, or someone else claimed it.
     if dir.join(EMITTED).exists() {
@@ -367,6 +401,7 @@ fn arrive(root: &Path, h: &SliceHeader, input: &Envelope, now_ms: i64) -> io::Re
         first.payload = to_raw(&Value::Null);
         let record = Pending {
             origin_id: h.origin_id.clone(),
+            round: h.round,
             slice_count: h.slice_count,
             arrived_at_ms: now_ms,
             envelope: first,
@@ -412,14 +447,14 @@ impl FanIn {
     /// completed, claims them, and returns a failed envelope for each (also for origins
     /// claimed by an earlier sweep whose failure was not sent yet). Send each to x-sink,
     /// then call [`FanIn::timed_out_sent`].
-    pub async fn sweep(self: &Arc<Self>) -> io::Result<Vec<Envelope>> {
+    pub async fn sweep(self: &Arc<Self>) -> io::Result<Vec<TimedOut>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.sweep_blocking())
             .await
             .map_err(io::Error::other)?
     }
 
-    fn sweep_blocking(&self) -> io::Result<Vec<Envelope>> {
+    fn sweep_blocking(&self) -> io::Result<Vec<TimedOut>> {
         let pending_dir = self.root.join(PENDING_FOLDER);
         let entries = match std::fs::read_dir(&pending_dir) {
             Ok(e) => e,
@@ -448,9 +483,10 @@ impl FanIn {
                     continue;
                 }
             };
-            let Some(key) = store::key(&record.origin_id).map(str::to_owned) else {
+            if store::key(&record.origin_id).is_none() {
                 continue;
-            };
+            }
+            let key = state_key(&record.origin_id, record.round);
             let dir = self.root.join(&key);
             if dir.join(EMITTED).exists() {
                 clean_emitted(&self.root, &dir, &key, record.slice_count)?;
@@ -471,7 +507,10 @@ impl FanIn {
                     }
                 }
             }
-            due.push(self.failure(&record, &dir)?);
+            due.push(TimedOut {
+                envelope: self.failure(&record, &dir)?,
+                key,
+            });
         }
         Ok(due)
     }
@@ -554,12 +593,10 @@ impl FanIn {
         })
     }
 
-    /// Records that the failed envelope of `origin_id` was sent: nothing more is emitted
+    /// Records that the failed envelope of `timed_out` was sent: nothing more is emitted
     /// for it, and its slice files and pending entry go.
-    pub async fn timed_out_sent(self: &Arc<Self>, origin_id: &str) -> io::Result<()> {
-        let Some(key) = store::key(origin_id).map(str::to_owned) else {
-            return Ok(());
-        };
+    pub async fn timed_out_sent(self: &Arc<Self>, timed_out: &TimedOut) -> io::Result<()> {
+        let key = timed_out.key.clone();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let dir = this.root.join(&key);
@@ -603,7 +640,8 @@ impl FanIn {
                         continue;
                     }
                 };
-                for env in due {
+                for timed_out in due {
+                    let env = &timed_out.envelope;
                     let message = env
                         .status
                         .as_ref()
@@ -613,7 +651,7 @@ impl FanIn {
                     match transport.send(&queue, Bytes::from(env.to_vec())).await {
                         Ok(()) => {
                             info!(actor = %self.actor, origin = %env.id, error = %message, "fan-in timed out; origin failed");
-                            if let Err(e) = self.timed_out_sent(&env.id).await {
+                            if let Err(e) = self.timed_out_sent(&timed_out).await {
                                 warn!(actor = %self.actor, origin = %env.id, error = %e, "cannot record a sent fan-in timeout; it will be sent again");
                             }
                         }

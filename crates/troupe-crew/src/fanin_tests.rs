@@ -281,6 +281,58 @@ async fn a_send_failure_keeps_the_state_for_the_redelivery() {
     assert!(origin_dir(tmp.path()).join("emitted").exists());
 }
 
+// ---- rounds (a flow's fan-out run again in one task) ----
+
+/// Slice `i` of `n` of round `round`.
+fn slice_of_round(i: usize, n: usize, round: u64, payload: Value) -> Envelope {
+    let mut e = slice(i, n, "/r", payload);
+    let h = e.headers.get_mut("x-asya-fan-in").unwrap();
+    h["round"] = json!(round);
+    e
+}
+
+#[tokio::test]
+async fn each_round_is_its_own_aggregation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fan_in(tmp.path(), crate::testutil::clock());
+    deliver(&f, &slice_of_round(0, 2, 1, json!({"round": 1}))).await;
+    let first = deliver(&f, &slice_of_round(1, 2, 1, json!("a"))).await;
+    assert_eq!(payload_of(&first), json!({"round": 1, "r": ["a"]}));
+    // The same origin fans out again: not a late duplicate of round 1.
+    deliver(&f, &slice_of_round(0, 2, 2, json!({"round": 2}))).await;
+    let second = deliver(&f, &slice_of_round(1, 2, 2, json!("b"))).await;
+    assert_eq!(payload_of(&second), json!({"round": 2, "r": ["b"]}));
+    assert_eq!(second.task.as_ref().map(|t| t.id.as_str()), Some(ORIGIN));
+    assert!(tmp
+        .path()
+        .join("fanin")
+        .join(format!("{ORIGIN}.2/emitted"))
+        .exists());
+    // Round 0 (Asya's routers send no round) keeps Asya's folder name.
+    assert!(!origin_dir(tmp.path()).exists());
+}
+
+#[tokio::test]
+async fn a_timed_out_round_fails_and_the_next_round_still_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_start();
+    let f = Arc::new(fan_in(tmp.path(), clock.clone()));
+    deliver(&f, &slice_of_round(0, 2, 1, json!({}))).await;
+    clock.advance(Duration::from_secs(61));
+    let due = f.sweep().await.unwrap();
+    assert_eq!(due.len(), 1);
+    f.timed_out_sent(&due[0]).await.unwrap();
+    assert!(f.sweep().await.unwrap().is_empty());
+    assert!(tmp
+        .path()
+        .join("fanin")
+        .join(format!("{ORIGIN}.1/emitted"))
+        .exists());
+    deliver(&f, &slice_of_round(0, 2, 2, json!({}))).await;
+    let merged = deliver(&f, &slice_of_round(1, 2, 2, json!(7))).await;
+    assert_eq!(payload_of(&merged), json!({"r": [7]}));
+}
+
 // ---- header checks ----
 
 #[tokio::test]
@@ -344,7 +396,7 @@ async fn the_sweep_fails_an_origin_whose_slices_do_not_all_arrive() {
     clock.advance(Duration::from_secs(2));
     let due = f.sweep().await.unwrap();
     assert_eq!(due.len(), 1);
-    let failed = crate::testutil::value(&due[0]);
+    let failed = crate::testutil::value(&due[0].envelope);
     let message = "fan-in fanin-x: 2 of 4 slices arrived within 1m0s (missing 2, 3)";
     assert_eq!(failed["id"], json!(ORIGIN));
     assert_eq!(failed["parent_id"], json!("grand-parent"));
@@ -370,8 +422,9 @@ async fn the_sweep_fails_an_origin_whose_slices_do_not_all_arrive() {
     assert_eq!(failed["payload"]["original_payload"], json!({"q": "x"}));
 
     // Not recorded as sent yet (a crash, a failed send): the next sweep sends it again.
-    assert_eq!(f.sweep().await.unwrap().len(), 1);
-    f.timed_out_sent(ORIGIN).await.unwrap();
+    let again = f.sweep().await.unwrap();
+    assert_eq!(again.len(), 1);
+    f.timed_out_sent(&again[0]).await.unwrap();
     assert!(f.sweep().await.unwrap().is_empty());
     assert_eq!(names(&origin_dir(tmp.path())), vec!["complete", "emitted"]);
     assert!(names(&tmp.path().join("fanin/.pending")).is_empty());

@@ -177,8 +177,7 @@ fn add_actors(config: &mut MeshConfig, name: &str, flow: &Flow) -> Result<(), Me
     }
     for fanin in flow.fanins() {
         if config.actor(fanin).is_none() {
-            // TODO(fanin helper): crew fan-in actor constructor
-            let _ = fanin;
+            config.actors.push(ActorConfig::fan_in(fanin, None));
         }
     }
     Ok(())

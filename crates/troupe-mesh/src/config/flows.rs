@@ -171,6 +171,7 @@ impl super::ActorConfig {
             pipeline: troupe_engine::settings::DEFAULT_PIPELINE,
             line: 0,
             spec,
+            crew: None,
         }
     }
 }
