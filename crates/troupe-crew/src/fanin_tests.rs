@@ -483,6 +483,47 @@ async fn a_completed_origin_is_never_timed_out() {
     assert!(f.sweep().await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_sends_the_failure_to_x_sink_and_stops_with_its_sender() {
+    use troupe_transport_embedded::{EmbeddedOptions, EmbeddedTransport};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = CrewConfig {
+        mount: Some(tmp.path().join("state")),
+        fanin_timeout: Duration::from_millis(300),
+        ..CrewConfig::default()
+    };
+    let f = Arc::new(FanIn::new("fanin-x", &config));
+    deliver(&f, &slice(0, 3, "/r", json!({}))).await;
+    let transport: Arc<dyn Transport> = Arc::new(
+        EmbeddedTransport::open(&tmp.path().join("queues"), EmbeddedOptions::default()).unwrap(),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let sweeper = f
+        .clone()
+        .spawn_sweeper(transport.clone(), "x-sink".into(), stop_rx);
+    let delivery = tokio::time::timeout(Duration::from_secs(10), transport.receive("x-sink"))
+        .await
+        .expect("the failure reaches x-sink")
+        .unwrap();
+    let failed: Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(failed["id"], json!(ORIGIN));
+    assert_eq!(failed["status"]["error"]["type"], json!("FanInTimeout"));
+    // Sent once: recorded as emitted, so the next sweeps send nothing more.
+    let emitted = origin_dir(&tmp.path().join("state")).join("emitted");
+    for _ in 0..100 {
+        if emitted.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(emitted.exists());
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(5), sweeper)
+        .await
+        .expect("the sweeper stops when its sender is dropped")
+        .unwrap();
+}
+
 #[test]
 fn sweep_interval_is_a_tenth_of_the_timeout_within_bounds() {
     let at = |secs: u64| {
