@@ -6,8 +6,8 @@
 //! |---|---|---|
 //! | ConfigMap `<flow>-routers` | always | `routers.py` (Asya's Python routers) |
 //! | ConfigMap `<flow>-program` | the flow has a native router | `program.json`: `[Flow]` as JSON ([`super::program_json`]) |
-//! | AsyncActor per handler actor | always | `image`, `handler`, scaling 0..`max_replicas`, the actor's `resiliency` (try/except policies); a tool-style actor runs `routers.adapter_<actor>` with `ASYA_HANDLER_<ACTOR>` = its function |
-//! | AsyncActor per Python router | the router is not native | `router_image` (the handlers' `image` when its code needs the flow's module), handler `routers.<router_code_name>`, `routers.py` mounted at [`ROUTERS_DIR`] (`PYTHONPATH`), `maxReplicaCount: 2` |
+//! | AsyncActor per handler actor | always | `image`, `handler`, scaling 0..`max_replicas`, the actor's `resiliency` (try/except policies); a tool-style actor runs `troupe_flow_routers.adapter_<actor>` with `ASYA_HANDLER_<ACTOR>` = its function |
+//! | AsyncActor per Python router | the router is not native | `router_image` (the handlers' `image` when its code needs the flow's module), handler `troupe_flow_routers.<router_code_name>`, `routers.py` mounted as [`ROUTERS_MODULE`]`.py` in [`ROUTERS_DIR`] (`PYTHONPATH`), replicas 1..2 (always on, as Asya's) |
 //! | AsyncActor per fan-in | the flow fans out | `crew: fan-in` (runs inside the Troupe sidecar, no runtime) |
 //!
 //! Every AsyncActor is labelled `asya.sh/flow=<flow>` and `asya.sh/role=start|end|router|actor`.
@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, EnvVar, EnvVarSource, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use troupe_render::{Object, RenderError, Rendered};
@@ -43,6 +43,9 @@ pub const ROUTERS_DIR: &str = "/opt/troupe/flow";
 pub const FLOWS_JSON_VAR: &str = crate::shipped::FLOWS_JSON_ENV;
 /// Key of `program.json` in ConfigMap `<flow>-program`.
 pub const PROGRAM_KEY: &str = "program.json";
+/// The module routers.py is imported as (as in `troupe up`: a user's own `routers.py` on
+/// the handlers' image is not shadowed).
+pub const ROUTERS_MODULE: &str = "troupe_flow_routers";
 /// Key of `routers.py` in ConfigMap `<flow>-routers`.
 pub const ROUTERS_KEY: &str = "routers.py";
 /// Largest `program.json`: a ConfigMap holds at most 1 MiB (data and metadata together).
@@ -221,7 +224,10 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
         if a.adapter.is_some() {
             // A tool-style actor runs routers.py's adapter, which maps the state to the
             // function's arguments and finds the function through ASYA_HANDLER_<ACTOR>.
-            spec.handler = format!("routers.adapter_{}", crate::program::code_name(&a.name));
+            spec.handler = format!(
+                "{ROUTERS_MODULE}.adapter_{}",
+                crate::program::code_name(&a.name)
+            );
             spec.env = vec![
                 var("PYTHONPATH", ROUTERS_DIR),
                 var(
@@ -254,12 +260,12 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
         let spec = AsyncActorSpec {
             actor: r.name.clone(),
             image: Some(image),
-            handler: format!("routers.{}", r.code_name()),
+            handler: format!("{ROUTERS_MODULE}.{}", r.code_name()),
             env: vec![var("PYTHONPATH", ROUTERS_DIR)],
             volumes: vec![routers_volume(&routers_map)],
             volume_mounts: vec![routers_mount()],
             scaling: Some(Scaling {
-                min_replica_count: Some(0),
+                min_replica_count: Some(1),
                 max_replica_count: Some(ROUTER_MAX_REPLICAS),
                 ..Scaling::default()
             }),
@@ -330,6 +336,11 @@ fn routers_volume(config_map: &str) -> Volume {
         name: "flow-routers".to_owned(),
         config_map: Some(ConfigMapVolumeSource {
             name: config_map.to_owned(),
+            items: Some(vec![KeyToPath {
+                key: ROUTERS_KEY.to_owned(),
+                path: format!("{ROUTERS_MODULE}.py"),
+                mode: None,
+            }]),
             ..ConfigMapVolumeSource::default()
         }),
         ..Volume::default()
@@ -481,7 +492,15 @@ mod tests {
         let router = by_name(&r, "AsyncActor", "router-demo-if-line-4");
         // Its test is not native Python (no native form): it runs on the handlers' image.
         assert_eq!(router["spec"]["image"], "ghcr.io/acme/flows:1");
-        assert_eq!(router["spec"]["handler"], "routers.router_demo_if_line_4");
+        assert_eq!(
+            router["spec"]["handler"],
+            "troupe_flow_routers.router_demo_if_line_4"
+        );
+        assert_eq!(router["spec"]["scaling"]["minReplicaCount"], 1);
+        assert_eq!(
+            router["spec"]["volumes"][0]["configMap"]["items"],
+            json!([{"key": "routers.py", "path": "troupe_flow_routers.py"}])
+        );
         assert_eq!(router["spec"]["scaling"]["maxReplicaCount"], 2);
         assert_eq!(router["metadata"]["labels"]["asya.sh/role"], "router");
         assert_eq!(

@@ -72,21 +72,27 @@ pub fn mermaid(g: &Graph) -> String {
         "    classDef native stroke-width:3px\n",
         "    classDef python stroke-width:2px,stroke-dasharray:6 4\n",
     ));
+    // One `class` line per class, listing its nodes.
+    let mut classes: Vec<(&str, Vec<String>)> = Vec::new();
     for (i, n) in g.nodes.iter().enumerate() {
-        let _ = writeln!(out, "    class n{i} {}", class(n));
-        match n.native {
-            Some(true) => {
-                let _ = writeln!(out, "    class n{i} native");
+        let style = match n.native {
+            Some(true) => Some("native"),
+            Some(false) => Some("python"),
+            None => None,
+        };
+        for c in std::iter::once(class(n)).chain(style) {
+            match classes.iter_mut().find(|(name, _)| *name == c) {
+                Some((_, ids)) => ids.push(format!("n{i}")),
+                None => classes.push((c, vec![format!("n{i}")])),
             }
-            Some(false) => {
-                let _ = writeln!(out, "    class n{i} python");
-            }
-            None => {}
         }
     }
+    for (c, ids) in &classes {
+        let _ = writeln!(out, "    class {} {c}", ids.join(","));
+    }
     out.push_str("    class legend_actor actor\n");
-    out.push_str("    class legend_native router\n    class legend_native native\n");
-    out.push_str("    class legend_python router\n    class legend_python python\n");
+    out.push_str("    class legend_native,legend_python router\n");
+    out.push_str("    class legend_native native\n    class legend_python python\n");
     out
 }
 
@@ -120,6 +126,8 @@ fn text(s: &str) -> String {
             '"' => out.push_str("#quot;"),
             '<' => out.push_str("#lt;"),
             '>' => out.push_str("#gt;"),
+            // Mermaid ends a statement at `;`, even inside some quoted labels.
+            ';' => out.push_str("#59;"),
             '\n' | '\r' => out.push(' '),
             c => out.push(c),
         }
@@ -155,9 +163,8 @@ mod tests {
             m.contains("    n0 --> n1\n    n1 --> n2\n    n2 --> n3\n"),
             "{m}"
         );
-        assert!(m.contains("    class n0 terminal\n"), "{m}");
-        assert!(m.contains("    class n3 terminal\n"), "{m}");
-        assert!(m.contains("    class n1 actor\n"), "{m}");
+        assert!(m.contains("    class n0,n3 terminal\n"), "{m}");
+        assert!(m.contains("    class n1,n2 actor\n"), "{m}");
     }
 
     #[test]
@@ -171,14 +178,17 @@ mod tests {
             m.contains(&format!("    {cond} -->|\"p['x']\"| {}\n", id("a"))),
             "{m}"
         );
+        let lp = id("router-demo-while-line-6");
         assert!(
-            m.contains(&format!(
-                "    class {cond} condition\n    class {cond} python\n"
-            )),
+            m.contains(&format!("    class {cond},{lp} condition\n")),
             "{m}"
         );
-        let lp = id("router-demo-while-line-6");
-        assert!(m.contains(&format!("    class {lp} native\n")), "{m}");
+        assert!(m.contains(&format!("    class {cond} python\n")), "{m}");
+        let native = m
+            .lines()
+            .find(|l| l.starts_with("    class n") && l.ends_with(" native"))
+            .unwrap();
+        assert!(native.split([' ', ',']).any(|x| x == lp), "{m}");
         assert!(
             m.contains(&format!(
                 "    {} -.->|\"except ValueError, KeyError\"| {}\n",
@@ -203,6 +213,6 @@ mod tests {
 
     #[test]
     fn quotes_and_angle_brackets_in_labels_are_entity_codes() {
-        assert_eq!(text("p[\"x\"] < 3 #"), "p[#quot;x#quot;] #lt; 3 #35;");
+        assert_eq!(text("p[\"x\"] < 3 #;"), "p[#quot;x#quot;] #lt; 3 #35;#59;");
     }
 }
