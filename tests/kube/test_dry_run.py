@@ -134,3 +134,4 @@ def test_troupe_flow_compile_manifests_are_accepted(kube, keda, namespace, tmp_p
     assert {"AsyncActor", "ConfigMap"} <= kinds, kinds
     roles = {d["metadata"]["labels"]["asya.sh/role"] for d in docs if d["kind"] == "AsyncActor"}
     assert roles == {"actor", "router"}, roles
+    assert any(d["spec"].get("crew") == "fan-in" for d in docs if d["kind"] == "AsyncActor"), listed

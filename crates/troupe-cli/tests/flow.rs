@@ -175,6 +175,8 @@ fn compile_writes_outputs_and_manifests_to_the_default_folders() {
         "asyncactor-plan.yaml",
         "asyncactor-write.yaml",
         "asyncactor-router-research-if-line-9.yaml",
+        "asyncactor-fanin-research-line-8.yaml",
+        "asyncactor-fanin-research-line-20.yaml",
     ] {
         assert!(files.contains(&f), "{f} not in {files:?}");
     }

@@ -8,7 +8,7 @@
 //! | ConfigMap `<flow>-program` | the flow has a native router | `program.json`: `[Flow]` as JSON ([`super::program_json`]) |
 //! | AsyncActor per handler actor | always | `image`, `handler`, scaling 0..`max_replicas`, the actor's `resiliency` (try/except policies); a tool-style actor runs `troupe_flow_routers.adapter_<actor>` with `ASYA_HANDLER_<ACTOR>` = its function |
 //! | AsyncActor per Python router | the router is not native | `router_image` (the handlers' `image` when its code needs the flow's module), handler `troupe_flow_routers.<router_code_name>`, `routers.py` mounted as [`ROUTERS_MODULE`]`.py` in [`ROUTERS_DIR`] (`PYTHONPATH`), replicas 1..2 (always on, as Asya's) |
-//! | AsyncActor per fan-in | the flow fans out | `crew: fan-in` (runs inside the Troupe sidecar, no runtime) |
+//! | AsyncActor per fan-in | the flow fans out | `crew: fan-in` (the Troupe sidecar alone), one replica, state in an emptyDir at [`FANIN_STATE_DIR`] |
 //!
 //! Every AsyncActor is labelled `asya.sh/flow=<flow>` and `asya.sh/role=start|end|router|actor`.
 //! Native routers have no AsyncActor: the sidecar that finished the previous step runs them.
@@ -21,17 +21,19 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use troupe_render::{Object, RenderError, Rendered};
-use troupe_resource::{AsyncActor, AsyncActorSpec, Resiliency, Scaling, SidecarSpec};
+use troupe_resource::{AsyncActor, AsyncActorSpec, CrewRole, Resiliency, Scaling, SidecarSpec};
 
 use crate::{Flow, Op, RouterInfo, RouterKind};
 
 /// Default image of the Python router actors (platform.md §4.3 `router_image`).
 pub const DEFAULT_ROUTER_IMAGE: &str = "python:3.13-slim";
+/// Where a fan-in actor keeps its state (`ASYA_PERSISTENCE_MOUNT`, an emptyDir).
+pub const FANIN_STATE_DIR: &str = "/var/lib/troupe/fanin";
 /// Default `scaling.maxReplicaCount` of handler actors (the AsyncActor default).
 pub const DEFAULT_MAX_REPLICAS: u32 = 10;
 /// `scaling.maxReplicaCount` of router actors.
@@ -275,6 +277,40 @@ pub fn manifests(flow: &Flow, opts: &ManifestOptions) -> Result<Rendered, Manife
         };
         objects.push(async_actor(spec, name, role(r))?);
     }
+    for fanin in flow.fanins() {
+        if !is_dns_label(fanin) {
+            return Err(err_name(fanin));
+        }
+        // The aggregator keeps its state in files; the Troupe container's root filesystem is
+        // read-only, so it gets a volume. An emptyDir survives a killed container, not a
+        // lost pod: an overlay can swap in a PersistentVolumeClaim. Its files are the one
+        // replica's own, hence a single replica.
+        let spec = AsyncActorSpec {
+            actor: fanin.to_owned(),
+            crew: Some(CrewRole::FanIn),
+            env: vec![var(
+                troupe_resource::env::PERSISTENCE_MOUNT,
+                FANIN_STATE_DIR,
+            )],
+            volumes: vec![Volume {
+                name: "fanin-state".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }],
+            volume_mounts: vec![VolumeMount {
+                name: "fanin-state".to_owned(),
+                mount_path: FANIN_STATE_DIR.to_owned(),
+                ..VolumeMount::default()
+            }],
+            scaling: Some(Scaling {
+                enabled: Some(false),
+                ..Scaling::default()
+            }),
+            sidecar: sidecar.clone(),
+            ..AsyncActorSpec::default()
+        };
+        objects.push(async_actor(spec, name, "router")?);
+    }
     Ok(Rendered::new(objects))
 }
 
@@ -479,12 +515,24 @@ mod tests {
             a.handler = Some(format!("flows.{}", a.name));
         }
         let r = manifests(&f, &opts()).unwrap();
+        // The fan-in is a crew actor: the Troupe sidecar alone, one replica, its state on a volume.
+        let fanin = by_name(&r, "AsyncActor", "fanin-demo-line-11");
+        assert_eq!(fanin["spec"]["crew"], "fan-in");
+        assert!(fanin["spec"].get("handler").is_none() && fanin["spec"].get("image").is_none());
+        assert_eq!(fanin["spec"]["scaling"], json!({"enabled": false}));
+        assert_eq!(
+            fanin["spec"]["env"],
+            json!([{"name": "ASYA_PERSISTENCE_MOUNT", "value": FANIN_STATE_DIR}])
+        );
+        assert_eq!(fanin["metadata"]["labels"]["asya.sh/role"], "router");
         // The only Python router is the if; native routers have no AsyncActor.
         let routers: Vec<&str> = r
             .objects
             .iter()
             .filter(|o| {
-                o.kind == "AsyncActor" && o.value["metadata"]["labels"]["asya.sh/role"] != "actor"
+                o.kind == "AsyncActor"
+                    && o.value["metadata"]["labels"]["asya.sh/role"] != "actor"
+                    && o.value["spec"].get("crew").is_none()
             })
             .map(|o| o.name.as_str())
             .collect();
