@@ -372,7 +372,7 @@ actors:
         "{}",
         render(&e)
     );
-    assert!(e[0].message.starts_with("unknown field 'actor'; did you mean 'actors'? allowed fields: namespace, state_dir, python, transport, fsync, gateway, actors, crew"), "{}", e[0]);
+    assert!(e[0].message.starts_with("unknown field 'actor'; did you mean 'actors'? allowed fields: namespace, state_dir, python, transport, fsync, gateway, actors, flows, crew"), "{}", e[0]);
     assert!(
         e[1].message.contains("did you mean 'minReplicaCount'?"),
         "{}",
@@ -1300,6 +1300,77 @@ fn older_asya_settings_in_actor_env_are_honoured_or_refused() {
             e.message.contains(name) && e.message.contains(needle),
             "{}",
             e.message
+        );
+    }
+}
+
+#[test]
+fn flows_are_read_and_checked_with_their_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flows.py"),
+        "def research(p):\n    return p\n",
+    )
+    .unwrap();
+    let file = dir.path().join("troupe.yaml");
+    let ok = "\
+flows:
+  - {name: research, source: flows.py:research}
+  - name: text
+    route: [a, b]
+    description: Two steps.
+actors:
+  - {actor: a, handler: m.f}
+  - {actor: b, handler: m.g}
+";
+    let (mesh, _) = troupe_mesh::MeshConfig::from_source(&file, ok).unwrap();
+    assert_eq!(mesh.flows.len(), 2);
+    assert_eq!(mesh.flows[0].name, "research");
+    assert_eq!(
+        mesh.flows[0].body,
+        troupe_mesh::config::FlowBody::Source {
+            file: dir.path().join("flows.py"),
+            function: Some("research".into())
+        }
+    );
+    assert_eq!(mesh.flows[0].line, 2);
+    assert_eq!(
+        mesh.flows[1].body,
+        troupe_mesh::config::FlowBody::Route(vec!["a".into(), "b".into()])
+    );
+    assert_eq!(mesh.flows[1].description.as_deref(), Some("Two steps."));
+
+    let bad = "\
+flows:
+  - {name: Research, source: flows.py}
+  - {name: two, source: flows.py, route: [a]}
+  - {name: none}
+  - {name: gone, source: missing.py:f}
+  - {name: text, route: [a]}
+  - {name: text, route: [b]}
+  - {name: notpy, source: flows.txt:f}
+actors:
+  - {actor: a, handler: m.f}
+";
+    let e = troupe_mesh::MeshConfig::from_source(&file, bad)
+        .unwrap_err()
+        .0;
+    let messages: Vec<String> = e
+        .iter()
+        .map(|e| format!("{}:{}: {}", e.line, e.field, e.message))
+        .collect();
+    let all = messages.join("\n");
+    for want in [
+        "2:flows[0].name: invalid flow name 'Research'",
+        "3:flows[1]: flow 'two' has both source and route",
+        "4:flows[2]: flow 'none' has neither source nor route",
+        "5:flows[3].source: flow source",
+        "7:flows[5].name: flow 'text' is defined twice",
+        "8:flows[6].source: invalid source 'flows.txt:f'",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.starts_with(want)),
+            "missing {want:?} in:\n{all}"
         );
     }
 }
