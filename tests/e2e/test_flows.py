@@ -177,5 +177,5 @@ def test_a_flow_that_does_not_compile_stops_the_start_with_its_location(mesh, tr
     res = subprocess.run([str(troupe_bin), "up", str(mesh.root)], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 2, res
-    assert "flows.py:3:5:" in res.stderr, res.stderr
+    assert "flows.py:4:5:" in res.stderr, res.stderr
     assert "for loops cannot be compiled" in res.stderr, res.stderr
