@@ -235,7 +235,13 @@ fn split_target(target: &str) -> (PathBuf, Option<String>) {
     (PathBuf::from(target), None)
 }
 
-fn load(source: &Source) -> Result<Vec<Flow>, Fail> {
+/// A compiled flow and its graph (with its `@flow` groups).
+struct Compiled {
+    flow: Flow,
+    graph: outputs::Graph,
+}
+
+fn load(source: &Source) -> Result<Vec<Compiled>, Fail> {
     let (file, func) = split_target(&source.target);
     if !file.is_file() {
         return Err(Fail::input(format!(
@@ -248,17 +254,35 @@ fn load(source: &Source) -> Result<Vec<Flow>, Fail> {
         max_iterations: source.max_iterations,
         native: !source.no_native_routers,
     };
-    let flows = troupe_flow::compile_file(&file, func.as_deref(), &opts)?;
+    // compile_file's steps, keeping the IR: the graph's groups come from it.
+    let module = troupe_flow::frontend::run(&file, func.as_deref(), &opts.python)?;
+    let flows = troupe_flow::compile_ir(&module, &opts)?;
+    if let Some(name) = &func {
+        if !flows.iter().any(|f| f.name == *name) {
+            return Err(FlowError::NoSuchFlow {
+                file: file.clone(),
+                name: name.clone(),
+            }
+            .into());
+        }
+    }
     if flows.is_empty() {
         return Err(Fail::input(format!(
             "{} holds no flow: decorate a function with @flow, or give it one parameter named p, payload or state",
             file.display()
         )));
     }
-    Ok(match func {
-        Some(f) => flows.into_iter().filter(|x| x.name == f).collect(),
-        None => flows,
-    })
+    Ok(flows
+        .into_iter()
+        .filter(|f| func.as_deref().is_none_or(|name| f.name == name))
+        .map(|flow| {
+            let mut graph = outputs::graph(&flow);
+            if let Some(def) = module.flows.iter().find(|d| d.name == flow.name) {
+                outputs::add_groups(&mut graph, &flow, def);
+            }
+            Compiled { flow, graph }
+        })
+        .collect())
 }
 
 fn parse_handlers(flags: &[String]) -> Result<BTreeMap<String, String>, Fail> {
@@ -294,7 +318,7 @@ fn summary(f: &Flow) -> String {
 }
 
 fn validate(source: &Source) -> Result<(), Fail> {
-    for f in load(source)? {
+    for Compiled { flow: f, .. } in load(source)? {
         crate::stdout_line(&format!("ok {}", summary(&f)));
         for r in f.python_routers() {
             crate::stdout_line(&format!(
@@ -310,8 +334,8 @@ fn validate(source: &Source) -> Result<(), Fail> {
 
 fn graph(source: &Source, format: GraphFormat) -> Result<(), Fail> {
     let flows = load(source)?;
-    let [flow] = flows.as_slice() else {
-        let names: Vec<&str> = flows.iter().map(|f| f.name.as_str()).collect();
+    let [one] = flows.as_slice() else {
+        let names: Vec<&str> = flows.iter().map(|c| c.flow.name.as_str()).collect();
         return Err(Fail::input(format!(
             "{} holds flows {}: name one, e.g. {}:{}",
             split_target(&source.target).0.display(),
@@ -320,10 +344,10 @@ fn graph(source: &Source, format: GraphFormat) -> Result<(), Fail> {
             names.first().copied().unwrap_or("FUNC")
         )));
     };
-    let g = outputs::graph(flow);
+    let g = &one.graph;
     let text = match format {
-        GraphFormat::Mermaid => outputs::mermaid(&g),
-        GraphFormat::Dot => outputs::dot(&g),
+        GraphFormat::Mermaid => outputs::mermaid(g),
+        GraphFormat::Dot => outputs::dot(g),
         GraphFormat::Json => g.to_json(),
     };
     crate::stdout_line(text.trim_end());
@@ -339,7 +363,7 @@ fn compile(
     // Everything is built before anything is written: a flow whose manifests fail leaves
     // no half-written folder behind.
     let mut plans = Vec::with_capacity(flows.len());
-    for f in &flows {
+    for Compiled { flow: f, graph } in &flows {
         let rendered = manifests::manifests(f, opts)?;
         let files = rendered.files().map_err(|e| Fail::io(e.to_string()))?;
         let (compiled_dir, base_dir) = match out {
@@ -349,12 +373,12 @@ fn compile(
                 Path::new(MANIFESTS_DIR).join(&f.name).join("base"),
             ),
         };
-        plans.push((f, compiled_dir, base_dir, files));
+        plans.push((f, graph, compiled_dir, base_dir, files));
     }
-    for (f, compiled_dir, base_dir, files) in plans {
+    for (f, graph, compiled_dir, base_dir, files) in plans {
         write_all(
             &compiled_dir,
-            outputs::compiled_files(f)
+            outputs::compiled_files(f, graph)
                 .into_iter()
                 .map(|(n, t)| (n.to_owned(), t)),
         )?;

@@ -134,3 +134,59 @@ fn drawings_name_every_node() {
         g.nodes.len()
     );
 }
+
+#[test]
+fn a_sub_flow_is_a_group_of_its_routers_and_own_actors() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/outputs/groups.py"
+    ));
+    let opts = CompileOptions::default();
+    let module = troupe_flow::frontend::run(path, Some("main"), &opts.python).unwrap();
+    let flows = troupe_flow::compile_ir(&module, &opts).unwrap();
+    let flow = flows.iter().find(|f| f.name == "main").unwrap();
+    let def = module.flows.iter().find(|d| d.name == "main").unwrap();
+    let mut g = outputs::graph(flow);
+    outputs::add_groups(&mut g, flow, def);
+    assert_eq!(g.groups.len(), 1, "{:#?}", g.groups);
+    let grp = &g.groups[0];
+    assert_eq!(grp.label, "enrich");
+    let group_of = |id: &str| g.node(id).unwrap().group.clone();
+    // Its own actor and its routers (the if, the mutation, the early return and its end
+    // marker) are inside; `score`, called inside and outside, and the main flow's actors
+    // are not.
+    assert_eq!(group_of("lookup").as_deref(), Some(grp.id.as_str()));
+    for r in flow
+        .routers()
+        .filter(|r| r.name.contains("-if-") || r.name.contains("-seq-"))
+    {
+        assert_eq!(
+            group_of(&r.name).as_deref(),
+            Some(grp.id.as_str()),
+            "{}",
+            r.name
+        );
+    }
+    for outside in ["intake", "score", "finish", "start-main"] {
+        assert_eq!(group_of(outside), None, "{outside}");
+    }
+    assert!(grp.nodes.contains(&"lookup".to_owned()));
+    // The early return inside the group leaves the sub-flow: on to what follows its call.
+    let ret = flow
+        .routers()
+        .find(|r| r.name.contains("-return-"))
+        .unwrap();
+    let e = g.edges.iter().find(|e| e.from == ret.name).unwrap();
+    assert_eq!(e.to, "score", "{e:?}");
+    assert_eq!(group_of(&ret.name).as_deref(), Some(grp.id.as_str()));
+    assert_eq!(g.nodes.last().unwrap().kind, NodeKind::End);
+    let marker = grp
+        .nodes
+        .iter()
+        .find(|n| n.starts_with("end-main-enrich-"))
+        .unwrap();
+    assert_eq!(g.node(marker).unwrap().label, "end of sub-flow");
+    // The drawings draw it.
+    assert!(outputs::mermaid(&g).contains("subgraph g_group_main_enrich_line_"));
+    assert!(outputs::dot(&g).contains("subgraph cluster_0 {\n        label=\"enrich\";"));
+}

@@ -18,7 +18,7 @@ pub fn dot(g: &Graph) -> String {
         g.flow
     );
     let _ = writeln!(out, "digraph {} {{", quote(&g.flow));
-    out.push_str("    rankdir=TB;\n");
+    out.push_str("    rankdir=TB; fontname=\"Helvetica\";\n");
     out.push_str("    node [fontname=\"Helvetica\", fontsize=11];\n");
     out.push_str("    edge [fontname=\"Helvetica\", fontsize=10];\n");
     for n in &g.nodes {

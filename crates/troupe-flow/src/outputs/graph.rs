@@ -185,17 +185,9 @@ impl<'a> Walk<'a> {
             .routers()
             .find(|r| r.kind == RouterKind::Start)
             .map_or_else(|| format!("start-{slug}"), |r| r.name.clone());
-        let ends: Vec<&RouterInfo> = flow
-            .routers()
-            .filter(|r| r.kind == RouterKind::End)
-            .collect();
-        let own_end = format!("end-{slug}");
-        // The flow's own end marker; others mark the end of an inlined body.
-        let end = match ends.iter().find(|r| r.name == own_end) {
-            Some(r) => r.name.clone(),
-            None if ends.len() == 1 => ends[0].name.clone(),
-            None => own_end,
-        };
+        // The flow's own end marker (`end-<flow>`); an inlined sub-flow's marker
+        // (`end-<flow>-<sub>-line-N`) is a router in the middle.
+        let end = format!("end-{slug}");
         Walk {
             flow,
             routers,
@@ -438,7 +430,7 @@ impl<'a> Walk<'a> {
             NodeKind::Start if !self.routers.contains_key(id) => {
                 node.label = self.flow.name.clone()
             }
-            NodeKind::End if !self.routers.contains_key(id) => node.label = "end".to_owned(),
+            NodeKind::End => node.label = "end".to_owned(),
             _ => {}
         }
         node
@@ -448,6 +440,8 @@ impl<'a> Walk<'a> {
 fn router_label(r: &RouterInfo, flow: &str) -> String {
     let text = match &r.op {
         Op::Prepend { .. } if r.kind == RouterKind::Start => flow.to_owned(),
+        // The flow's own end node is relabelled `end`; others close an inlined sub-flow.
+        Op::Pass if r.kind == RouterKind::End => "end of sub-flow".to_owned(),
         Op::If { test, .. } => format!("if {}", test.code),
         Op::While { test, .. } => format!(
             "while {}",

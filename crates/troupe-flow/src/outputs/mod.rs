@@ -8,12 +8,14 @@
 
 pub mod dot;
 pub mod graph;
+pub mod groups;
 #[cfg(feature = "manifests")]
 pub mod manifests;
 pub mod mermaid;
 
 pub use dot::dot;
 pub use graph::{graph, Edge, Graph, Group, Node, NodeKind};
+pub use groups::add_groups;
 pub use mermaid::mermaid;
 
 use crate::Flow;
@@ -32,17 +34,17 @@ pub mod files {
     pub const PROGRAM_JSON: &str = "program.json";
 }
 
-/// The compiled text outputs of one flow, by file name (manifests excluded).
-pub fn compiled_files(flow: &Flow) -> Vec<(&'static str, String)> {
-    let g = graph(flow);
+/// The compiled text outputs of one flow and its graph ([`graph()`], with
+/// [`add_groups`] when the IR is at hand), by file name (manifests excluded).
+pub fn compiled_files(flow: &Flow, g: &Graph) -> Vec<(&'static str, String)> {
     vec![
         (
             files::ROUTERS_PY,
             crate::routers_py(std::slice::from_ref(flow)),
         ),
         (files::GRAPH_JSON, g.to_json()),
-        (files::MERMAID, mermaid(&g)),
-        (files::DOT, dot(&g)),
+        (files::MERMAID, mermaid(g)),
+        (files::DOT, dot(g)),
         (
             files::PROGRAM_JSON,
             program_json(std::slice::from_ref(flow)),
