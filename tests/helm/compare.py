@@ -39,6 +39,10 @@ HELM_LABELS = {
 MESH_NAMES = {"x-sink", "x-sump", "x-pause", "x-resume", "troupe-gateway", "troupe-gateway-internal"}
 
 
+# Gateway variables only the chart sets (its `gateway.env` in the ci values).
+CHART_ONLY_GATEWAY_ENV = {"TROUPE_FLOWS_JSON"}
+
+
 def load(paths: list[pathlib.Path]) -> list[dict]:
     out = []
     for p in paths:
@@ -63,6 +67,11 @@ def normalize(doc: dict) -> dict:
     for m in metas:
         labels = {k: v for k, v in (m.get("labels") or {}).items() if k not in HELM_LABELS}
         m["labels"] = labels
+    # `gateway.env` is the chart's own extra (e.g. a compiled flow's TROUPE_FLOWS_JSON);
+    # `troupe render` has no counterpart, so those entries are left out of the comparison.
+    if d.get("kind") == "Deployment" and d["metadata"].get("name") == "troupe-gateway":
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c["env"] = [e for e in c.get("env", []) if e.get("name") not in CHART_ONLY_GATEWAY_ENV]
     return d
 
 
