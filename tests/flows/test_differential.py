@@ -8,7 +8,8 @@ uncaught error's type and message.
 The flows run in a few meshes per mode (40 flows each, 20 with Python routers: see
 mesh_size), not one mesh per flow.
 TROUPE_FLOW_SEEDS sets how many generated flows run
-(default 30: seeds 0..29). A failure prints the flow's source, the input and both results.
+(default 30: seeds 0..29); TROUPE_FLOW_TIMEOUT how long a mesh's tasks may take in all
+(default 180 s). A failure prints the flow's source, the input and both results.
 """
 
 import json
@@ -80,7 +81,8 @@ def flow_mesh(request, tmp_path_factory):
         run = mesh_run.FlowMesh(mesh, chunk, native=request.param == "native")
         try:
             run.start()
-            results.update(run.run([c for c in chosen if c.flow_name in in_chunk]))
+            results.update(run.run([c for c in chosen if c.flow_name in in_chunk],
+                                   timeout=int(os.environ.get("TROUPE_FLOW_TIMEOUT", "180"))))
         except AssertionError as e:
             # this mesh did not start: its flows fail with why; the other meshes still run
             for name in in_chunk:
