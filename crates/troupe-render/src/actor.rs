@@ -475,8 +475,6 @@ fn actor_deployment(
     owner: Option<&OwnerReference>,
     runtime_map: &str,
 ) -> Deployment {
-    let name = spec.actor.as_str();
-    let scaling = spec.scaling();
     let mut containers = vec![
         runtime_container(spec),
         sidecar_container(mesh, actor_sidecar_env(mesh, spec), Some(spec)),
@@ -497,24 +495,14 @@ fn actor_deployment(
         },
     ];
     volumes.extend(spec.volumes.iter().cloned());
-    let pod = PodSpec {
-        service_account_name: Some(name.to_owned()),
-        termination_grace_period_seconds: Some(30),
-        init_containers: (!spec.init_containers.is_empty()).then(|| spec.init_containers.clone()),
-        containers,
-        volumes: Some(volumes),
-        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
-        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
-        security_context: Some(actor_pod_security()),
-        ..PodSpec::default()
-    };
-    deployment(
+    pod_deployment(
         mesh,
-        name,
+        spec,
         labels,
         owner,
-        pod,
-        (!scaling.enabled()).then(|| spec.replicas()),
+        containers,
+        volumes,
+        actor_pod_security(),
     )
 }
 
@@ -529,8 +517,6 @@ fn crew_actor_deployment(
     labels: &BTreeMap<String, String>,
     owner: Option<&OwnerReference>,
 ) -> Deployment {
-    let name = spec.actor.as_str();
-    let scaling = spec.scaling();
     let mut env = actor_sidecar_env(mesh, spec);
     let mut crew = vec![var(env::CREW, role.as_str())];
     if let Some(t) = spec.fan_in.as_ref().and_then(|f| f.timeout.as_ref()) {
@@ -557,6 +543,28 @@ fn crew_actor_deployment(
         volumes.push(empty_dir("state-sockets"));
     }
     volumes.extend(spec.volumes.iter().cloned());
+    pod_deployment(
+        mesh,
+        spec,
+        labels,
+        owner,
+        containers,
+        volumes,
+        troupe_pod_security(),
+    )
+}
+
+/// An actor's Deployment: its pod with the spec's scheduling fields and init containers.
+fn pod_deployment(
+    mesh: &Mesh,
+    spec: &AsyncActorSpec,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+    containers: Vec<Container>,
+    volumes: Vec<Volume>,
+    security: PodSecurityContext,
+) -> Deployment {
+    let name = spec.actor.as_str();
     let pod = PodSpec {
         service_account_name: Some(name.to_owned()),
         termination_grace_period_seconds: Some(30),
@@ -565,17 +573,11 @@ fn crew_actor_deployment(
         volumes: Some(volumes),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
-        security_context: Some(troupe_pod_security()),
+        security_context: Some(security),
         ..PodSpec::default()
     };
-    deployment(
-        mesh,
-        name,
-        labels,
-        owner,
-        pod,
-        (!scaling.enabled()).then(|| spec.replicas()),
-    )
+    let replicas = (!spec.scaling().enabled()).then(|| spec.replicas());
+    deployment(mesh, name, labels, owner, pod, replicas)
 }
 
 /// A Deployment around `pod`; `replicas` only when KEDA does not own the count.
