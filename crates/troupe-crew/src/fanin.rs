@@ -30,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::resume::child;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -210,32 +211,9 @@ fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     };
     let mut cur = root;
     for token in parents {
-        cur = member(cur, token);
+        cur = child(cur, token);
     }
-    *member(cur, last) = value;
-}
-
-/// The member `token` of `cur` (an array index or an object key), created as `{}`.
-fn member<'a>(cur: &'a mut Value, token: &str) -> &'a mut Value {
-    let index = match &*cur {
-        Value::Array(items) => token.parse::<usize>().ok().filter(|i| *i < items.len()),
-        _ => None,
-    };
-    if let Some(i) = index {
-        if let Value::Array(items) = cur {
-            return &mut items[i];
-        }
-    }
-    if !cur.is_object() {
-        *cur = Value::Object(Map::new());
-    }
-    match cur {
-        Value::Object(obj) => obj
-            .entry(token.to_owned())
-            .or_insert_with(|| Value::Object(Map::new())),
-        // Just made an object above.
-        other => other,
-    }
+    *child(cur, last) = value;
 }
 
 /// Step 5: slice 0's payload with slices 1..N, by numeric index, at `key`.

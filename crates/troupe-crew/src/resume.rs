@@ -126,8 +126,9 @@ fn set_path(root: &mut Value, path: &str, value: Value) {
     }
 }
 
-/// The member `seg` of `cur`, created as `{}` when missing.
-fn child<'a>(cur: &'a mut Value, seg: &str) -> &'a mut Value {
+/// The member `seg` of `cur` (an array index or an object key), created as `{}` when
+/// missing (also used by the fan-in to write its aggregation pointer).
+pub(crate) fn child<'a>(cur: &'a mut Value, seg: &str) -> &'a mut Value {
     let index = match cur {
         Value::Array(items) => seg.parse::<usize>().ok().filter(|i| *i < items.len()),
         _ => None,
