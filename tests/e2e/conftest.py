@@ -123,6 +123,37 @@ class Mesh:
         self.proc.kill()
         self.proc.wait()
 
+    def runtime_pids(self, actor=None):
+        """Live runtime processes of this mesh (any generation, orphans of a killed mesh
+        included), optionally only those of `actor`."""
+        marker = str(self.state_dir).encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                if len(argv) < 2 or not argv[1].endswith(b"troupe_runtime.py") or marker not in argv[1]:
+                    continue
+                if actor is not None:
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        env = f.read().split(b"\0")
+                    if f"ASYA_ACTOR_NAME={actor}".encode() not in env:
+                        continue
+            except OSError:
+                continue
+            pids.append(int(entry))
+        return pids
+
+    def kill_runtimes(self):
+        """SIGKILL to every runtime process of this mesh (what a killed mesh leaves behind)."""
+        for pid in self.runtime_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def log(self):
         try:
             return self.log_path.read_text(errors="replace")

@@ -83,26 +83,9 @@ def mesh_file(timeout):
     """
 
 
-def runtime_pids(mesh):
-    """Live runtime processes of this mesh (orphans of a killed mesh included)."""
-    marker = str(mesh.state_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 1 and argv[1].endswith(b"troupe_runtime.py") and marker in argv[1]:
-            pids.append(int(entry))
-    return pids
-
-
 def kill_all(mesh):
     """kill -9 of `troupe up` and of every runtime it started."""
-    pids = runtime_pids(mesh)
+    pids = mesh.runtime_pids()
     mesh.kill9()
     for pid in pids:
         try:
@@ -115,11 +98,7 @@ def kill_all(mesh):
 def fmesh(mesh):
     yield mesh
     mesh.stop()
-    for pid in runtime_pids(mesh):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    mesh.kill_runtimes()
 
 
 def create_all(mesh, payloads):

@@ -43,29 +43,6 @@ def counts(mesh, actor, *fields):
     return tuple(row[f] for f in fields)
 
 
-def runtime_pids(mesh, actor=None):
-    """Live runtime processes of this mesh (any generation, orphans included)."""
-    marker = str(mesh.state_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            if len(argv) < 2 or not argv[1].endswith(b"troupe_runtime.py") or marker not in argv[1]:
-                continue
-            if actor is not None:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-                if f"ASYA_ACTOR_NAME={actor}".encode() not in env:
-                    continue
-        except OSError:
-            continue
-        pids.append(int(entry))
-    return pids
-
-
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -115,11 +92,7 @@ def fmesh(mesh):
     """The mesh fixture, plus removal of runtime processes a killed mesh left behind."""
     yield mesh
     mesh.stop()
-    for pid in runtime_pids(mesh):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    mesh.kill_runtimes()
 
 
 ECHO = """
@@ -418,7 +391,7 @@ def test_actor_timeout_sends_to_sump_and_replaces_the_runtime(fmesh):
     assert pids[2] != pids[1], "the timed-out runtime must be replaced"
     assert pids[3] == pids[2]
     fmesh.wait_for(lambda: not pid_alive(pids[1]), timeout=5, what="timed-out runtime to be gone")
-    assert runtime_pids(fmesh, "slow") == [pids[2]]
+    assert fmesh.runtime_pids("slow") == [pids[2]]
     assert counts(fmesh, "x-sump", "failed") == (1,)
     assert counts(fmesh, "x-sink", "succeeded", "failed") == (2, 0)
 
@@ -551,7 +524,7 @@ def test_kill9_of_troupe_up_loses_no_envelope(fmesh):
 
     fmesh.wait_for(lambda: done() >= total // 3, timeout=60, interval=0.01, what="a third at x-sink")
     at_kill = done()
-    before = set(runtime_pids(fmesh))
+    before = set(fmesh.runtime_pids())
     fmesh.kill9()
     time.sleep(1)
     orphans = [p for p in before if pid_alive(p)]
@@ -583,7 +556,7 @@ def test_runtimes_do_not_outlive_a_killed_troupe_up(fmesh):
     """)
     fmesh.write("h.py", ECHO)
     fmesh.start()
-    pids = fmesh.wait_for(lambda: runtime_pids(fmesh, "a"), what="the runtime to start")
+    pids = fmesh.wait_for(lambda: fmesh.runtime_pids("a"), what="the runtime to start")
     fmesh.kill9()
     deadline = time.time() + 5
     while time.time() < deadline and any(map(pid_alive, pids)):
@@ -611,7 +584,7 @@ def test_scale_from_zero_by_backlog_and_back_to_zero(fmesh):
     time.sleep(0.7)  # past the scaler's first tick
     row = fmesh.status()["lazy"]
     assert (row["replicas_running"], row["replicas_desired"]) == (0, 0)
-    assert runtime_pids(fmesh, "lazy") == []
+    assert fmesh.runtime_pids("lazy") == []
 
     t0 = time.time()
     first = create(fmesh, "lazy", {"n": 0})
@@ -619,7 +592,7 @@ def test_scale_from_zero_by_backlog_and_back_to_zero(fmesh):
     cold = time.time() - t0
     print(f"\nfirst message through a scaled-to-zero actor: {cold:.2f}s")
     assert cold < 3.0, "a scaled-to-zero actor must start on the first message"
-    assert len(runtime_pids(fmesh, "lazy")) == 1
+    assert len(fmesh.runtime_pids("lazy")) == 1
 
     n, q = 12, 4
     ids = [create(fmesh, "lazy", {"n": i}) for i in range(1, n + 1)]
@@ -636,7 +609,7 @@ def test_scale_from_zero_by_backlog_and_back_to_zero(fmesh):
 
     fmesh.wait_for(lambda: fmesh.status()["lazy"]["replicas_desired"] == 0, timeout=6, what="scale to zero")
     assert time.time() - drained >= 1.0, "scaled down before cooldownPeriod"
-    fmesh.wait_for(lambda: fmesh.status()["lazy"]["replicas_running"] == 0 and not runtime_pids(fmesh, "lazy"),
+    fmesh.wait_for(lambda: fmesh.status()["lazy"]["replicas_running"] == 0 and not fmesh.runtime_pids("lazy"),
                    timeout=5, what="runtimes gone")
 
 
@@ -661,7 +634,7 @@ def test_sigterm_finishes_the_in_flight_message(fmesh):
     assert env is not None, f"in-flight message lost on SIGTERM:\n{fmesh.log()[-3000:]}"
     assert env["payload"] == {"n": 1, "sleep": 1}
     assert env["status"]["phase"] == "succeeded"
-    assert runtime_pids(fmesh) == []
+    assert fmesh.runtime_pids() == []
     assert not (fmesh.state_dir / "mesh.json").exists()
 
     # What was still queued survives the stop and flows on the next start.
@@ -669,7 +642,7 @@ def test_sigterm_finishes_the_in_flight_message(fmesh):
     for i in queued:
         fmesh.wait_result(i, "succeeded", timeout=15)
     assert fmesh.stop() == 0
-    assert runtime_pids(fmesh) == []
+    assert fmesh.runtime_pids() == []
 
 
 # -- 10. handler import error ---------------------------------------------------------------------------
@@ -702,7 +675,7 @@ def test_handler_import_error_exits_2_naming_module_and_exception(fmesh):
     assert "RuntimeError: cannot load the model weights" in out
     assert "actors[1].handler" in out
     assert "fine.run" not in out
-    assert runtime_pids(fmesh) == []
+    assert fmesh.runtime_pids() == []
 
 
 # -- 11. idle runtime killed ------------------------------------------------------------------------
@@ -730,7 +703,7 @@ def test_killing_an_idle_runtime_never_fails_the_next_message(fmesh):
         assert env["payload"] == {"n": n}
         if n == kills:
             break
-        victim = fmesh.wait_for(lambda: runtime_pids(fmesh, "w"), what="a runtime")[0]
+        victim = fmesh.wait_for(lambda: fmesh.runtime_pids("w"), what="a runtime")[0]
         os.kill(victim, signal.SIGSTOP)
     assert counts(fmesh, "x-sump", "failed") == (0,)
     assert fmesh.results("failed") == {}

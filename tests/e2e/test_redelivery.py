@@ -15,7 +15,6 @@ in docs/benchmarks.md.
 import http.client
 import json
 import os
-import signal
 import time
 from urllib.parse import urlparse
 
@@ -43,22 +42,6 @@ PIPE = """
         p["b"] = True
         return p
 """
-
-
-def runtime_pids(root):
-    marker = str(root).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 1 and argv[1].endswith(b"troupe_runtime.py") and marker in argv[1]:
-            pids.append(int(entry))
-    return pids
 
 
 @pytest.fixture
@@ -92,11 +75,7 @@ def test_two_broker_restarts_and_a_kill9_lose_nothing_and_end_within_60s(broker,
     finally:
         if mesh.proc is not None and mesh.proc.poll() is None:
             mesh.stop()
-        for pid in runtime_pids(mesh.state_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        mesh.kill_runtimes()
 
 
 def run_faults(kind, svc, mesh):
@@ -138,11 +117,7 @@ def run_faults(kind, svc, mesh):
     at_kill = done()
     last_fault = time.monotonic()
     mesh.kill9()
-    for pid in runtime_pids(mesh.state_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    mesh.kill_runtimes()
     assert at_kill < N, "killed too late to prove anything"
     mesh.start(timeout=60)
     mark("troupe up again")
