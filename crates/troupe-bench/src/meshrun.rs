@@ -212,6 +212,7 @@ pub async fn start_tapped(
             sink_tap: Some(tap),
             skip_handler_check: false,
             no_gateway: false,
+            no_native_routers: false,
         },
     )
     .await?;
