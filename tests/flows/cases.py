@@ -96,7 +96,12 @@ def _contexts(node, ctx=(), out=None):
     if isinstance(node, ast.Try):
         for child in node.body:
             _contexts(child, ctx + (id(node),), out)
-        for child in node.handlers + node.orelse + node.finalbody:
+        # errors in the handlers of a try with finally reach outer clauses through the
+        # finally first: a context of their own for the compiler
+        inner = ctx + (("handlers", id(node)),) if node.finalbody else ctx
+        for child in node.handlers:
+            _contexts(child, inner, out)
+        for child in node.orelse + node.finalbody:
             _contexts(child, ctx, out)
         return out
     if isinstance(node, (ast.With, ast.AsyncWith)):

@@ -135,8 +135,11 @@ class FlowMesh:
             return {}
 
         def send(case):
-            code, body = self.mesh.http("POST", f"/api/v1/mesh/?actor={case.flow_name}",
-                                        {"payload": case.payload})
+            try:
+                code, body = self.mesh.http("POST", f"/api/v1/mesh/?actor={case.flow_name}",
+                                            {"payload": case.payload})
+            except OSError as e:  # a timeout: the mesh did not answer the start
+                return case, None, f"start not answered: {e!r}"
             if code not in (200, 201) or not isinstance(body, dict) or "id" not in body:
                 return case, None, f"start refused: HTTP {code}: {body}"
             return case, body["id"], None

@@ -83,7 +83,7 @@ def flow_mesh(request, tmp_path_factory):
             run.start()
             results.update(run.run([c for c in chosen if c.flow_name in in_chunk],
                                    timeout=int(os.environ.get("TROUPE_FLOW_TIMEOUT", "180"))))
-        except AssertionError as e:
+        except (AssertionError, OSError) as e:
             # this mesh did not start: its flows fail with why; the other meshes still run
             for name in in_chunk:
                 run.compile_errors.setdefault(name, f"the mesh of this flow failed:\n{e}")
@@ -104,7 +104,14 @@ def flow_mesh(request, tmp_path_factory):
 # Cases where troupe does not give plain Python's result, on purpose or until fixed:
 # "corpus-FLOW-N" (both modes) or "MODE:corpus-FLOW-N" → why. Such a case is an expected
 # failure; one that starts to agree fails, so that it is taken off this list.
-KNOWN = {}
+_PER_ACTOR = ("by design: resiliency is per actor, so an actor called in two try blocks is a "
+              "compile error (docs/flows.md \"Errors\")")
+KNOWN = {
+    "corpus-big_numbers-2": "by design: native ints are 64-bit (JSON payloads): OverflowError",
+    "corpus-big_numbers-3": "by design: native ints are 64-bit (JSON payloads): OverflowError",
+    "corpus-fan_const_args-0": "by design: a fan-out slice cannot be None (the yield ABI's no-op)",
+    **{f"corpus-same_actor_two_tries-{i}": _PER_ACTOR for i in range(4)},
+}
 
 
 def known(mode, case):
