@@ -277,16 +277,24 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
 }
 
 /// A broker this command started; stopped (by its script, which stops it by pid) on drop.
-struct Broker {
+pub(crate) struct Broker {
     kind: BrokerKind,
     script: PathBuf,
     dir: PathBuf,
-    url: String,
-    pid: u32,
+    /// The broker's URL (`transport:`).
+    pub(crate) url: String,
+    /// The broker's process, for its CPU time.
+    pub(crate) pid: u32,
 }
 
 impl Broker {
-    fn start(kind: BrokerKind, repo: &Path, dir: &Path, appendfsync: &str) -> Result<Broker> {
+    /// Starts a private node in `dir` with `scripts/services/{kind}.sh`.
+    pub(crate) fn start(
+        kind: BrokerKind,
+        repo: &Path,
+        dir: &Path,
+        appendfsync: &str,
+    ) -> Result<Broker> {
         let script = repo
             .join("scripts/services")
             .join(format!("{}.sh", kind.name()));
@@ -341,7 +349,12 @@ impl Drop for Broker {
 }
 
 fn repo_root(args: &BrokersArgs) -> PathBuf {
-    args.repo.clone().unwrap_or_else(|| {
+    default_repo(args.repo.as_ref())
+}
+
+/// `repo`, else this source tree.
+pub(crate) fn default_repo(repo: Option<&PathBuf>) -> PathBuf {
+    repo.cloned().unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .canonicalize()
@@ -485,7 +498,7 @@ fn version_of(python: &Path, code: &str) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-fn broker_version(kind: BrokerKind) -> String {
+pub(crate) fn broker_version(kind: BrokerKind) -> String {
     let (cmd, args): (&str, &[&str]) = match kind {
         BrokerKind::Rabbitmq => ("dpkg-query", &["-W", "-f", "${Version}", "rabbitmq-server"]),
         BrokerKind::Redis => ("redis-server", &["--version"]),

@@ -9,11 +9,17 @@
 //!
 //! `troupe-bench brokers [...]`: the same pipeline on RabbitMQ and Redis, side by side with
 //! Celery, Dramatiq and a raw-broker floor; see [`brokers`].
+//!
+//! `troupe-bench flows [...]`: a compiled flow (5 actor calls, 6 control points) with
+//! native routers against Python router actors, on the embedded queue and on RabbitMQ;
+//! see [`flowbench`].
 
 mod brokerrun;
 mod brokers;
 mod floor;
 mod floor_broker;
+mod flowbench;
+mod flowrun;
 mod gateway;
 mod gwclient;
 mod gwreport;
@@ -84,6 +90,8 @@ pub enum Command {
     Gateway(gateway::GatewayArgs),
     /// The pipeline on RabbitMQ and Redis: Troupe, Celery, Dramatiq and a raw-broker floor.
     Brokers(brokers::BrokersArgs),
+    /// A compiled flow with native routers against Python router actors (issue 11).
+    Flows(flowbench::FlowsArgs),
     /// The gateway benchmark's HTTP client process (started by `gateway`).
     #[command(hide = true)]
     GatewayClient(gwclient::ClientArgs),
@@ -116,6 +124,7 @@ fn main() -> Result<()> {
         Some(Command::Gateway(g)) => return gateway::main(g),
         Some(Command::GatewayClient(c)) => return gwclient::main(c),
         Some(Command::Brokers(b)) => return brokers::main(b),
+        Some(Command::Flows(f)) => return flowbench::main(f),
         None => {}
     }
     let machine = report::Machine::probe(&args.python);

@@ -133,7 +133,7 @@ pub(crate) fn runtimes() -> Result<Vec<RuntimeChild>> {
         .context("listing runtime processes in /proc")
 }
 
-async fn wait_all_ready(mesh: &Mesh) -> Result<()> {
+pub(crate) async fn wait_all_ready(mesh: &Mesh) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     while !mesh.pools().iter().all(|p| p.ready() >= 1) {
         if Instant::now() > deadline {
@@ -200,6 +200,15 @@ async fn sequential(
 pub async fn start_tapped(
     mesh_file: &std::path::Path,
 ) -> Result<(Mesh, UnboundedReceiver<Envelope>)> {
+    start_tapped_with(mesh_file, false).await
+}
+
+/// [`start_tapped`], with every flow router a Python router actor when `no_native_routers`
+/// (`troupe up --no-native-routers`).
+pub async fn start_tapped_with(
+    mesh_file: &std::path::Path,
+    no_native_routers: bool,
+) -> Result<(Mesh, UnboundedReceiver<Envelope>)> {
     let (config, warnings) = MeshConfig::load(mesh_file).map_err(|e| anyhow!("{e}"))?;
     for w in warnings {
         eprintln!("warning: {w}");
@@ -212,7 +221,7 @@ pub async fn start_tapped(
             sink_tap: Some(tap),
             skip_handler_check: false,
             no_gateway: false,
-            no_native_routers: false,
+            no_native_routers,
         },
     )
     .await?;
