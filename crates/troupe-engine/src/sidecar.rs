@@ -832,6 +832,12 @@ impl Engine {
         }
         if !policy.on_exhausted.is_empty() {
             warn!(actor, id = %stamped.id, attempt, error_type = %info.error_type, error = %info.message, to = ?policy.on_exhausted, "handler failed; attempts exhausted, handing the task to onExhausted");
+            // The receiver's sidecar clears status.error when it stamps the envelope
+            // (§8 step 9), so the error also travels in a header: a flow's Python except
+            // router re-raises it from there, as the native one does.
+            let error_header = serde_json::json!({
+                "type": info.error_type, "message": info.message, "mro": info.mro,
+            });
             let mut env = lifecycle::policy_routed_envelope(
                 stamped,
                 &policy.on_exhausted,
@@ -839,6 +845,8 @@ impl Engine {
                 policy.max_attempts,
                 now,
             );
+            env.headers
+                .insert(troupe_flow::ERROR_HEADER.to_owned(), error_header);
             let target = route::override_target(&env.headers, &env.route.curr).map(str::to_owned);
             let physical = match target {
                 Some(t) => {

@@ -15,8 +15,15 @@ use troupe_protocol::resiliency::Resiliency;
 use crate::config::{ActorConfig, FlowBody, MeshConfig};
 use crate::error::MeshError;
 
-/// The module name of the generated Python routers, in `<state>/flows/`.
+/// The module name prefix of the generated Python routers, in `<state>/flows/`: one module
+/// per flow (`troupe_flow_routers_<flow>`), because each imports its own flow's file for
+/// the code only Python can run, and two flow files need not import the same things.
 pub(crate) const ROUTERS_MODULE: &str = "troupe_flow_routers";
+
+/// The generated routers module of flow `name`.
+fn routers_module(name: &str) -> String {
+    format!("{ROUTERS_MODULE}_{}", name.replace('-', "_"))
+}
 
 /// A mesh's compiled flows.
 pub(crate) struct MeshFlows {
@@ -97,13 +104,21 @@ pub(crate) fn expand(config: &mut MeshConfig, native: bool) -> Result<MeshFlows,
     }
     let compiled: Vec<Flow> = flows.iter().map(|(_, f, _)| f.clone()).collect();
     let routers_dir = config.state_dir.join("flows");
-    let source = troupe_flow::routers_py(&compiled);
-    std::fs::create_dir_all(&routers_dir)
-        .and_then(|()| std::fs::write(routers_dir.join(format!("{ROUTERS_MODULE}.py")), source))
-        .map_err(|e| MeshError::StateDir {
+    let write = |name: &str, flow: &Flow| {
+        let source = troupe_flow::routers_py(std::slice::from_ref(flow));
+        std::fs::create_dir_all(&routers_dir).and_then(|()| {
+            std::fs::write(
+                routers_dir.join(format!("{}.py", routers_module(name))),
+                source,
+            )
+        })
+    };
+    for (name, flow, _) in &flows {
+        write(name, flow).map_err(|e| MeshError::StateDir {
             path: routers_dir.display().to_string(),
-            message: format!("cannot write the flow routers: {e}"),
+            message: format!("cannot write the routers of flow '{name}': {e}"),
         })?;
+    }
     let natives = NativeRouters::new(&compiled);
     let native = (native && !natives.is_empty()).then(|| Arc::new(natives));
     Ok(MeshFlows { flows, native })
@@ -160,7 +175,8 @@ fn add_actors(config: &mut MeshConfig, name: &str, flow: &Flow) -> Result<(), Me
             })?;
         }
     }
-    let handler_of = |r: &str| format!("{ROUTERS_MODULE}.{}", r.replace('-', "_"));
+    let module = routers_module(name);
+    let handler_of = |r: &str| format!("{module}.{}", r.replace('-', "_"));
     let python_routers: BTreeSet<String> = flow.python_routers().map(|r| r.name.clone()).collect();
     for r in flow.routers().filter(|r| python_routers.contains(&r.name)) {
         if config.actor(&r.name).is_some() {
