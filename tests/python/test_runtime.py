@@ -1031,11 +1031,18 @@ def test_stale_ready_file_is_removed_before_loading(spawn, tmp_path):
 
 
 def test_sigterm_during_slow_import_exits_0(spawn, handlers_dir):
+    importing = handlers_dir / "rt_slow_import.started"
     (handlers_dir / "rt_slow_import.py").write_text(
-        "import time\ntime.sleep(30)\n\ndef handle(p):\n    return p\n"
+        f"import time\nopen({str(importing)!r}, 'w').close()\ntime.sleep(30)\n\n"
+        "def handle(p):\n    return p\n"
     )
     proc = spawn("rt_slow_import.handle")
-    time.sleep(0.5)
+    # Signal only once the import is under way: a fixed sleep raced the interpreter's own
+    # start on a loaded machine (SIGTERM before the runtime installed its handler).
+    deadline = time.monotonic() + 30
+    while not importing.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert importing.exists(), "the runtime never started importing the handler"
     started = time.monotonic()
     rc, _out, err = proc.stop(signal.SIGTERM)
     assert rc == 0, err
