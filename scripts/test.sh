@@ -85,6 +85,11 @@ python3 -m pytest tests/python -q -p no:cacheprovider
 echo "== end-to-end tests (real binary, real Python)"
 python3 -m pytest tests/e2e -q -p no:cacheprovider
 
+# Every corpus and generated flow as plain Python and through `troupe up`, with native
+# routers on and off (tests/flows/README.md).
+echo "== differential flow tests"
+python3 -m pytest tests/flows -q -p no:cacheprovider
+
 # KEDA's real operator (built once from its Go module, scripts/services/keda.sh) against
 # the run's API server, scaling on a real RabbitMQ queue.
 echo "== kubernetes tests (real API server, real KEDA)"

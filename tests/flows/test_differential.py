@@ -107,8 +107,8 @@ def flow_mesh(request, tmp_path_factory):
 _PER_ACTOR = ("by design: resiliency is per actor, so an actor called in two try blocks is a "
               "compile error (docs/flows.md \"Errors\")")
 KNOWN = {
-    "corpus-big_numbers-2": "by design: native ints are 64-bit (JSON payloads): OverflowError",
-    "corpus-big_numbers-3": "by design: native ints are 64-bit (JSON payloads): OverflowError",
+    "native:corpus-big_numbers-2": "by design: native ints are 64-bit (JSON payloads): OverflowError",
+    "native:corpus-big_numbers-3": "by design: native ints are 64-bit (JSON payloads): OverflowError",
     "corpus-fan_const_args-0": "by design: a fan-out slice cannot be None (the yield ABI's no-op)",
     **{f"corpus-same_actor_two_tries-{i}": _PER_ACTOR for i in range(4)},
 }

@@ -1399,11 +1399,11 @@ impl Checker<'_> {
         }
         actor_nodes.sort_by_key(|(doc, _, _)| *doc);
 
-        if actor_nodes.is_empty() && self.errors.is_empty() {
+        if actor_nodes.is_empty() && mesh.flows.is_empty() && self.errors.is_empty() {
             self.doc = mesh_doc.map_or(0, |(i, _)| i);
             self.error(
                 &FieldPath::default(),
-                "no actors defined: add entries under actors (or AsyncActor documents)",
+                "no actors defined: add entries under actors (or AsyncActor documents), or flows",
             );
         }
 
