@@ -90,7 +90,7 @@ def test_status_counts_after_traffic(mesh):
 
     res = mesh.cli("status", "--json", check=True)
     body = json.loads(res.stdout)
-    assert list(body) == ["actors"]
+    assert list(body) == ["actors", "flows"] and body["flows"] == []  # no flows: in this mesh
     actors = {a["actor"]: a for a in body["actors"]}
     assert [a["actor"] for a in body["actors"]] == ["ok", "bad", "x-sink", "x-sump", "x-pause", "x-resume"]
     for a in body["actors"]:
