@@ -34,9 +34,9 @@ const HEADER_A2A_CONTEXT: &str = "x-asya-a2a-context-id";
 const HEADER_TRACEPARENT: &str = "traceparent";
 const RESUME_ACTOR: &str = "x-resume";
 /// Where a flow that ends (or fails) inside its start routers goes.
-const SINK_ACTOR: &str = "x-sink";
+pub(crate) const SINK_ACTOR: &str = "x-sink";
 /// Never a target here; `lifecycle::outgoing` needs the name.
-const SUMP_ACTOR: &str = "x-sump";
+pub(crate) const SUMP_ACTOR: &str = "x-sump";
 const TIMED_OUT: &str = "task timed out";
 /// Compare-and-set attempts before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 16;
@@ -120,7 +120,7 @@ pub struct Gateway {
 pub(crate) struct Inner {
     pub(crate) config: GatewayConfig,
     pub(crate) store: Arc<dyn TaskStore>,
-    ingress: Arc<dyn Ingress>,
+    pub(crate) ingress: Arc<dyn Ingress>,
     pub(crate) hub: Arc<EventHub>,
     clock: Arc<dyn Clock>,
     closing: watch::Sender<bool>,
@@ -446,49 +446,6 @@ impl Gateway {
             )));
         }
         Ok(id)
-    }
-
-    /// Publishes a new task whose first actor is a native flow router: the routers run here
-    /// and their envelopes go straight to the actors they chose (fan-out slices registered
-    /// as children, a router failure to x-sink as the task's failure).
-    async fn publish_through_routers(
-        &self,
-        routers: &troupe_flow::NativeRouters,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), String> {
-        use troupe_engine::flow_routers::{run, RoutersOutcome};
-        use troupe_protocol::lifecycle::Target;
-        let entering: troupe_protocol::Envelope = serde_json::from_slice(body)
-            .map_err(|e| format!("cannot read the new envelope: {e}"))?;
-        match run(routers, &entering, SINK_ACTOR, SUMP_ACTOR, now) {
-            RoutersOutcome::Failed(env) => {
-                self.inner
-                    .ingress
-                    .publish(SINK_ACTOR, bytes::Bytes::from(env.to_vec()))
-                    .await
-            }
-            RoutersOutcome::Send(outs) => {
-                for (k, (out, target)) in outs.into_iter().enumerate() {
-                    if k >= 1 {
-                        let child =
-                            troupe_protocol::report::child(&out.id, &entering.id, &out.route);
-                        if let Err(e) = self.register_child(&entering.id, &child).await {
-                            tracing::warn!(task = %entering.id, child = %out.id, error = %e, "could not register a fan-out slice of a flow's start");
-                        }
-                    }
-                    let to = match &target {
-                        Target::Actor(a) => a.as_str(),
-                        Target::Sink | Target::Paused => SINK_ACTOR,
-                    };
-                    self.inner
-                        .ingress
-                        .publish(to, bytes::Bytes::from(out.to_vec()))
-                        .await?;
-                }
-                Ok(())
-            }
-        }
     }
 
     /// Resumes a paused task from typed parts (§2.6; what A2A follow-up messages use).
