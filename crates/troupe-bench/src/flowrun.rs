@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc::UnboundedReceiver, oneshot};
 use troupe_mesh::Mesh;
-use troupe_protocol::{Envelope, Phase};
+use troupe_protocol::Envelope;
 
 use crate::brokers::tree_cpu_seconds;
 use crate::procstat;
@@ -303,16 +303,9 @@ async fn one_task(
 
 /// The task succeeded with the flow's result (same result natively and in Python).
 fn check(env: Envelope) -> Result<Envelope> {
-    let phase = env.status.as_ref().map(|s| s.phase);
-    if phase != Some(Phase::Succeeded) {
-        let error = env
-            .status
-            .as_ref()
-            .and_then(|s| s.error.as_ref())
-            .map(|e| format!("{e:?}"))
-            .unwrap_or_default();
+    if let Some(why) = crate::meshrun::not_succeeded(&env) {
         bail!(
-            "task {} of flow {FLOW} reached x-sink with phase {phase:?}: {error} (route.prev {:?})",
+            "task {} of flow {FLOW} reached x-sink {why} (route.prev {:?})",
             env.id,
             env.route.prev
         );

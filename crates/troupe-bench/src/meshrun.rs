@@ -156,18 +156,8 @@ async fn next_arrival(
             "no pipeline completed for {IDLE_TIMEOUT:?} ({done}/{total} done); rerun with RUST_LOG=debug and check x-sump under the project's .troupe folder (--keep)"
         ),
     };
-    let phase = env.status.as_ref().map(|s| s.phase);
-    if phase != Some(Phase::Succeeded) {
-        let error = env
-            .status
-            .as_ref()
-            .and_then(|s| s.error.as_ref())
-            .map(|e| format!("{e:?}"))
-            .unwrap_or_default();
-        bail!(
-            "pipeline {} reached x-sink with phase {phase:?}, not succeeded: {error}",
-            env.id
-        );
+    if let Some(why) = not_succeeded(&env) {
+        bail!("pipeline {} reached x-sink {why}", env.id);
     }
     Ok(env)
 }
@@ -344,4 +334,19 @@ async fn measure(
         unloaded,
         preload,
     })
+}
+
+/// `None` when `env` reached x-sink succeeded, else "with phase P, not succeeded: ERROR".
+pub(crate) fn not_succeeded(env: &Envelope) -> Option<String> {
+    let phase = env.status.as_ref().map(|s| s.phase);
+    if phase == Some(Phase::Succeeded) {
+        return None;
+    }
+    let error = env
+        .status
+        .as_ref()
+        .and_then(|s| s.error.as_ref())
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    Some(format!("with phase {phase:?}, not succeeded: {error}"))
 }
